@@ -1,0 +1,23 @@
+"""Kith's benchmarks: every workload measured next to its ceiling, in the same run.
+
+A workload is an async generator: given the running servers (:class:`bench.servers.Stack`)
+and the :class:`bench.measure.Plan`, it yields :class:`bench.measure.Result` rows — name,
+Kith's rate, the ceiling's rate, the unit, the target ratio. ``python -m bench`` runs every
+entry of :data:`WORKLOADS` and prints one markdown table; to add a workload, write a module
+next to ``sync_throughput.py`` and append its function here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from bench.measure import Plan, Result
+from bench.rules_sweep import rules_sweep
+from bench.servers import Stack
+from bench.sync_throughput import push_pull
+
+__all__ = ["WORKLOADS", "Workload"]
+
+Workload = Callable[[Stack, Plan], AsyncIterator[Result]]
+
+WORKLOADS: list[Workload] = [push_pull, rules_sweep]

@@ -1,0 +1,1 @@
+"""msgspec wire types only (no logic beyond field validation)."""

@@ -1,0 +1,192 @@
+"""Wire types of accounts, sessions and devices."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from msgspec import Meta, Struct
+
+from schemas.common import Platform, RecordId
+
+__all__ = [
+    "DeviceInfo",
+    "DeviceOut",
+    "DevicesResponse",
+    "LoginRequest",
+    "PushTokenRequest",
+    "RefreshRequest",
+    "RegisterRequest",
+    "TokenResponse",
+    "WebPushKeys",
+]
+
+
+def _whole(pattern: str) -> str:
+    """Anchor ``pattern`` to the whole string. Python's ``$`` also matches before a final
+    newline, so ``"ana@example.org\\n"`` would pass (and become a second account); the
+    lookahead closes that, and JSON Schema's ECMAScript regexes read it the same way."""
+    return f"^(?:{pattern})$(?!\\n)"
+
+
+#: Text stored in PostgreSQL ``text`` columns: no NUL (PostgreSQL refuses it) and no
+#: other control characters (they only ever arrive by mistake or from a fuzzer).
+_PRINTABLE = r"[^\x00-\x1f\x7f]"
+_ADDRESS = r"[^@\s\x00-\x1f\x7f]"  # a character of an email address
+
+Email = Annotated[
+    str,
+    Meta(
+        pattern=_whole(rf"{_ADDRESS}{{1,64}}@{_ADDRESS}+\.{_ADDRESS}+"),
+        max_length=254,
+        examples=["ana@example.org"],
+    ),
+]
+Password = Annotated[str, Meta(min_length=10, max_length=1024)]
+Name = Annotated[str, Meta(pattern=_whole(f"{_PRINTABLE}*"), max_length=100)]
+
+
+class DeviceInfo(Struct, forbid_unknown_fields=True):
+    id: RecordId
+    platform: Platform
+    name: Name = ""
+
+
+class RegisterRequest(Struct, forbid_unknown_fields=True):
+    email: Email
+    password: Password
+    display_name: Annotated[Name, Meta(min_length=1)]
+    time_zone: Annotated[
+        str,
+        Meta(pattern=_whole(r"[A-Za-z0-9_+/-]{1,64}"), max_length=64, examples=["Europe/Lisbon"]),
+    ]
+    device: DeviceInfo
+
+
+class LoginRequest(Struct, forbid_unknown_fields=True):
+    # Any printable text: a login must not tell which shapes of email could exist.
+    email: Annotated[str, Meta(pattern=_whole(f"{_PRINTABLE}*"), max_length=254)]
+    password: Annotated[str, Meta(max_length=1024)]
+    device: DeviceInfo
+
+
+class RefreshRequest(Struct, forbid_unknown_fields=True):
+    refresh_token: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class TokenResponse(Struct):
+    user_id: str
+    device_id: str
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: str = "Bearer"  # noqa: S105 - a scheme name, not a secret
+
+
+class WebPushKeys(Struct, forbid_unknown_fields=True):
+    """A browser's push subscription keys, base64 as ``PushSubscription.toJSON()`` gives."""
+
+    p256dh: Annotated[
+        str,
+        Meta(
+            pattern=_whole(r"[A-Za-z0-9_+/-]{87}=?"),
+            description="The 65-byte P-256 public key, base64 or base64url",
+        ),
+    ]
+    auth: Annotated[
+        str,
+        Meta(
+            pattern=_whole(r"[A-Za-z0-9_+/-]{22}(==)?"),
+            description="The 16-byte auth secret, base64 or base64url",
+        ),
+    ]
+
+
+_APNS_TOKEN = re.compile(r"(?:[0-9a-f]{2}){8,100}")
+_FCM_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+class PushTokenRequest(Struct, forbid_unknown_fields=True):
+    """An APNs device token (hex), an FCM registration token, or a Web Push endpoint URL.
+
+    The checks that depend on ``provider`` run in ``__post_init__`` and name their field
+    (``"token: ..."``), so the problem body points at it like any other field error."""
+
+    provider: Literal["apns", "fcm", "webpush"]
+    token: Annotated[str, Meta(min_length=1, max_length=4096)]
+    environment: Annotated[Literal["production", "sandbox"], Meta(description="APNs only")] = (
+        "production"
+    )
+    topic: (
+        Annotated[
+            str,
+            Meta(
+                pattern=_whole(r"[A-Za-z0-9.-]{1,255}"),
+                description="APNs only: the app's bundle id (apns-topic)",
+            ),
+        ]
+        | None
+    ) = None
+    keys: Annotated[WebPushKeys | None, Meta(description="Web Push only, and required there")] = (
+        None
+    )
+
+    def __post_init__(self) -> None:
+        if self.provider == "apns":
+            # One phone, one spelling: apps format the token with %02x or %02X.
+            self.token = self.token.lower()
+            if not _APNS_TOKEN.fullmatch(self.token):
+                raise ValueError("token: an APNs device token is 8 to 100 bytes in hexadecimal")
+        elif self.provider == "fcm":
+            if not _FCM_TOKEN.fullmatch(self.token):
+                raise ValueError("token: an FCM registration token is printable ASCII, no spaces")
+        else:
+            problem = _webpush_endpoint_problem(self.token)
+            if problem:
+                raise ValueError(f"token: {problem}")
+            if self.keys is None:
+                raise ValueError("keys: a Web Push subscription needs its keys (p256dh, auth)")
+
+
+def _webpush_endpoint_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a push service's endpoint, or None. The server will POST to
+    it, so it must be https on a public host name: never a bare IP, localhost or an
+    intranet name (the sender re-checks the resolved address before connecting)."""
+    if not _FCM_TOKEN.fullmatch(url):
+        return "a Web Push endpoint is a URL without spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        _ = parts.port  # raises on a malformed port
+    except ValueError:
+        return "a Web Push endpoint is a URL"
+    if parts.scheme != "https":
+        return "a Web Push endpoint is the subscription's https:// URL"
+    if parts.username is not None or parts.password is not None:
+        return "a Web Push endpoint carries no credentials"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return "a Web Push endpoint names its push service's host, not an IP address"
+    if "." not in host or host == "localhost" or host.endswith((".localhost", ".local")):
+        return "a Web Push endpoint must be on a public host"
+    return None
+
+
+class DeviceOut(Struct):
+    id: str
+    platform: str
+    name: str
+    created_at: dt.datetime
+    last_seen_at: dt.datetime | None
+    push_provider: str | None
+    current: bool
+
+
+class DevicesResponse(Struct):
+    devices: list[DeviceOut]

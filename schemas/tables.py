@@ -1,0 +1,255 @@
+"""Field types of the synced tables (schema v1) and what clients may write to each.
+
+Every field defaults to ``UNSET``: a change carries only the fields it writes, and an
+absent field is different from an explicit ``null``. Validation beyond single-field
+limits (a real calendar date, a known time zone) runs in ``__post_init__`` so it reports
+the same field path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from schemas.common import Circle, InteractionKind, RecordId, Relationship, TimeOfDay
+
+__all__ = [
+    "SETTINGS_ID",
+    "TABLES",
+    "CareSummaryFields",
+    "CheckInFields",
+    "ContactFields",
+    "InsightFields",
+    "InsightStatusFields",
+    "InteractionFields",
+    "ReflectionFields",
+    "SettingsFields",
+    "TableName",
+    "TableSpec",
+]
+
+SETTINGS_ID = "settings"
+
+TableName = Literal[
+    "contacts", "interactions", "reflections", "check_ins", "settings", "insights", "care_summaries"
+]
+
+#: The rules engine's rules (service/rules/catalog.py checks the catalog matches).
+RuleId = Literal["overdue", "rate_drop", "drought", "narrowing", "self_report"]
+Text10k = Annotated[str, Meta(max_length=10_000)]
+Score1to5 = Annotated[int, Meta(ge=1, le=5)]
+EventTime = Annotated[
+    dt.datetime, Meta(tz=True, description="RFC 3339 with offset: the event time")
+]
+Tag = Annotated[str, Meta(min_length=1, max_length=50)]
+Ucla3 = Annotated[list[Annotated[int, Meta(ge=1, le=3)]], Meta(min_length=3, max_length=3)]
+Lsns6 = Annotated[list[Annotated[int, Meta(ge=0, le=5)]], Meta(min_length=6, max_length=6)]
+Who5 = Annotated[list[Annotated[int, Meta(ge=0, le=5)]], Meta(min_length=5, max_length=5)]
+Birthday = Annotated[
+    str,
+    Meta(
+        pattern=r"^([0-9]{4}|-)-[0-9]{2}-[0-9]{2}$(?!\n)",
+        description="YYYY-MM-DD, or --MM-DD without a year",
+    ),
+]
+
+
+def _check_birthday(value: str | UnsetType | None) -> None:
+    if not isinstance(value, str):
+        return
+    year = 2000 if value.startswith("--") else int(value[:4])  # 2000 is a leap year
+    try:
+        dt.date(year, int(value[-5:-3]), int(value[-2:]))
+    except ValueError:
+        raise ValueError(f"birthday: {value!r} is not a calendar date") from None
+
+
+class ContactFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    display_name: Annotated[str, Meta(min_length=1, max_length=200)] | UnsetType = UNSET
+    relationship: Relationship | UnsetType = UNSET
+    circle: Circle | UnsetType = UNSET
+    cadence_days: Annotated[int, Meta(ge=1, le=730)] | UnsetType | None = UNSET
+    preferred_kind: InteractionKind | UnsetType | None = UNSET
+    notes: Text10k | UnsetType = UNSET
+    birthday: Birthday | UnsetType | None = UNSET
+    snoozed_until: dt.date | UnsetType | None = UNSET
+    archived: bool | UnsetType = UNSET
+    tags: Annotated[list[Tag], Meta(max_length=20)] | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        _check_birthday(self.birthday)
+
+
+class InteractionFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    contact_ids: Annotated[list[RecordId], Meta(min_length=1, max_length=20)] | UnsetType = UNSET
+    kind: InteractionKind | UnsetType = UNSET
+    occurred_at: EventTime | UnsetType = UNSET
+    duration_min: Annotated[int, Meta(ge=0, le=1440)] | UnsetType | None = UNSET
+    initiated_by: Literal["me", "them", "mutual"] | UnsetType | None = UNSET
+    quality: Score1to5 | UnsetType | None = UNSET
+    felt_closer: bool | UnsetType | None = UNSET
+    note: Text10k | UnsetType = UNSET
+
+
+class ReflectionFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    occurred_at: EventTime | UnsetType = UNSET
+    mood: Score1to5 | UnsetType | None = UNSET
+    body: Annotated[str, Meta(max_length=20_000)] | UnsetType = UNSET
+    gratitude: Annotated[str, Meta(max_length=5_000)] | UnsetType = UNSET
+    interaction_id: RecordId | UnsetType | None = UNSET
+    ucla3: Ucla3 | UnsetType | None = UNSET
+    lsns6: Lsns6 | UnsetType | None = UNSET
+    who5: Who5 | UnsetType | None = UNSET
+
+
+class CheckInFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    occurred_at: EventTime | UnsetType = UNSET
+    status: Literal["ok", "not_great", "need_help"] | UnsetType = UNSET
+    mood: Score1to5 | UnsetType | None = UNSET
+    note: Annotated[str, Meta(max_length=2_000)] | UnsetType = UNSET
+
+
+class SettingsFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    time_zone: (
+        Annotated[str, Meta(min_length=1, max_length=64, examples=["Europe/Lisbon"])] | UnsetType
+    ) = UNSET
+    quiet_hours_start: TimeOfDay | UnsetType = UNSET
+    quiet_hours_end: TimeOfDay | UnsetType = UNSET
+    preferred_nudge_time: TimeOfDay | UnsetType = UNSET
+    nudges_enabled: bool | UnsetType = UNSET
+    max_nudges_per_week: Annotated[int, Meta(ge=0, le=14)] | UnsetType = UNSET
+    check_in_deadline: TimeOfDay | UnsetType | None = UNSET
+    check_in_grace_min: Annotated[int, Meta(ge=5, le=720)] | UnsetType = UNSET
+    rules_disabled: Annotated[list[RuleId], Meta(max_length=10)] | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        if isinstance(self.time_zone, str):
+            try:
+                check_time_zone(self.time_zone)
+            except ValueError as exc:
+                raise ValueError(f"time_zone: {exc}") from None
+
+
+def check_time_zone(name: str) -> None:
+    """Raise ValueError unless ``name`` is an IANA time zone this machine knows."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {name!r}") from None
+
+
+class InsightStatusFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """The only part of an insight a client may write."""
+
+    status: Literal["seen", "dismissed", "acted"] | UnsetType = UNSET
+
+
+class InsightFields(Struct, omit_defaults=True):
+    """Server-written insight (rules engine). Documented for clients; read-only but ``status``."""
+
+    rule: str | UnsetType = UNSET
+    contact_id: RecordId | UnsetType | None = UNSET
+    level: str | UnsetType = UNSET
+    title: str | UnsetType = UNSET
+    body: str | UnsetType = UNSET
+    evidence: dict[str, Any] | UnsetType = UNSET
+    status: Literal["open", "seen", "dismissed", "acted", "resolved"] | UnsetType = UNSET
+    raised_at: dt.datetime | UnsetType = UNSET
+
+
+class CareSummaryFields(Struct, omit_defaults=True):
+    """Server-written caregiver summary (read-only for clients); filled by the caregiver feature."""
+
+    cared_for_user_id: str | UnsetType = UNSET
+    display_name: str | UnsetType = UNSET
+    scopes: list[str] | UnsetType = UNSET
+    summary: dict[str, Any] | UnsetType = UNSET
+    computed_at: dt.datetime | UnsetType = UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """How clients may write one synced table."""
+
+    name: str
+    client_type: type[Struct] | None  # None: clients may not write this table at all
+    required_on_create: frozenset[str]
+    defaults: dict[str, Any]
+    create_allowed: bool = True  # False: clients may only update rows the server created
+
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        TableSpec(
+            "contacts",
+            ContactFields,
+            frozenset({"display_name"}),
+            {
+                "relationship": "other",
+                "circle": "social",
+                "cadence_days": None,
+                "preferred_kind": None,
+                "notes": "",
+                "birthday": None,
+                "snoozed_until": None,
+                "archived": False,
+                "tags": [],
+            },
+        ),
+        TableSpec(
+            "interactions",
+            InteractionFields,
+            frozenset({"contact_ids", "kind", "occurred_at"}),
+            {
+                "duration_min": None,
+                "initiated_by": None,
+                "quality": None,
+                "felt_closer": None,
+                "note": "",
+            },
+        ),
+        TableSpec(
+            "reflections",
+            ReflectionFields,
+            frozenset({"occurred_at"}),
+            {
+                "mood": None,
+                "body": "",
+                "gratitude": "",
+                "interaction_id": None,
+                "ucla3": None,
+                "lsns6": None,
+                "who5": None,
+            },
+        ),
+        TableSpec(
+            "check_ins",
+            CheckInFields,
+            frozenset({"occurred_at", "status"}),
+            {"mood": None, "note": ""},
+        ),
+        TableSpec(
+            "settings",
+            SettingsFields,
+            frozenset(),
+            {
+                "time_zone": "UTC",
+                "quiet_hours_start": "21:00",
+                "quiet_hours_end": "08:00",
+                "preferred_nudge_time": "18:00",
+                "nudges_enabled": True,
+                "max_nudges_per_week": 3,
+                "check_in_deadline": None,
+                "check_in_grace_min": 30,
+                "rules_disabled": [],
+            },
+        ),
+        TableSpec("insights", InsightStatusFields, frozenset(), {}, create_allowed=False),
+        TableSpec("care_summaries", None, frozenset(), {}, create_allowed=False),
+    )
+}

@@ -1,0 +1,154 @@
+"""Accounts and sessions: register, log in, rotate refresh tokens, log out.
+
+A session is a token family bound to one device. Refresh tokens rotate on every use; a
+refresh token presented a second time means it was stolen or replayed, so the whole
+family is revoked and the device must log in again (OAuth 2.0 Security BCP §4.14).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import asyncpg
+
+from schemas.auth import DeviceInfo, LoginRequest, RegisterRequest, TokenResponse
+from schemas.problem import FieldError
+from schemas.tables import SETTINGS_ID, TABLES, check_time_zone
+from service.auth.passwords import Passwords
+from service.auth.tokens import AccessClaims, TokenIssuer, hash_refresh_token
+from service.db import Connection
+from service.errors import Conflict, Unauthorized, Unprocessable
+from service.store import accounts as store
+from service.store import sync as sync_store
+from sync.hlc import Clock
+from sync.merge import RecordState
+
+__all__ = ["AccountService"]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class AccountService:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        passwords: Passwords,
+        tokens: TokenIssuer,
+        clock: Clock,
+        *,
+        refresh_ttl_s: int,
+    ) -> None:
+        self._pool = pool
+        self._passwords = passwords
+        self._tokens = tokens
+        self._clock = clock
+        self._refresh_ttl_s = refresh_ttl_s
+
+    async def register(self, req: RegisterRequest) -> TokenResponse:
+        try:
+            check_time_zone(req.time_zone)
+        except ValueError as exc:
+            raise Unprocessable(str(exc), errors=[FieldError("time_zone", str(exc))]) from None
+        password_hash = await self._passwords.hash(req.password)
+        user_id, space_id = _new_id(), _new_id()
+        async with self._pool.acquire() as conn, conn.transaction():
+            created = await store.insert_user(
+                conn,
+                user_id=user_id,
+                space_id=space_id,
+                email=req.email,
+                password_hash=password_hash,
+                display_name=req.display_name,
+                time_zone=req.time_zone,
+            )
+            if not created:
+                raise Conflict(
+                    "an account with this email already exists; log in instead",
+                    code="email_taken",
+                    errors=[FieldError("email", "already registered")],
+                )
+            await self._create_settings(conn, space_id, req.time_zone)
+            return await self._open_session(conn, user_id, space_id, req.device)
+
+    async def _create_settings(self, conn: Connection, space_id: str, time_zone: str) -> None:
+        """The settings row is a synced record like any other (a server write, seq 1), so
+        the first pull of every device brings the person's defaults and time zone."""
+        position = await sync_store.lock_space(conn, space_id)
+        hlc = self._clock.now()
+        fields = dict(TABLES["settings"].defaults)
+        fields["time_zone"] = time_zone
+        state = RecordState(fields, {"time_zone": hlc})
+        seq = position.seq + 1
+        await sync_store.write_records(
+            conn, space_id, "settings", [sync_store.RecordWrite(SETTINGS_ID, state, seq)]
+        )
+        await sync_store.advance_seq(conn, space_id, seq)
+
+    async def login(self, req: LoginRequest) -> TokenResponse:
+        user = await store.user_by_email(self._pool, req.email)
+        ok = await self._passwords.verify(user.password_hash if user else None, req.password)
+        if user is None or not ok:
+            raise Unauthorized("email or password is wrong", code="invalid_credentials")
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await self._open_session(conn, user.id, user.space_id, req.device)
+
+    async def _open_session(
+        self, conn: Connection, user_id: str, space_id: str, device: DeviceInfo
+    ) -> TokenResponse:
+        await store.upsert_device(
+            conn, user_id=user_id, device_id=device.id, platform=device.platform, name=device.name
+        )
+        family_id = _new_id()
+        await store.start_family(
+            conn, family_id=family_id, user_id=user_id, device_id=device.id, space_id=space_id
+        )
+        return await self._issue(conn, AccessClaims(user_id, device.id, space_id, family_id))
+
+    async def _issue(self, conn: Connection, claims: AccessClaims) -> TokenResponse:
+        refresh = self._tokens.new_refresh_token()
+        await store.insert_refresh_token(
+            conn,
+            token_hash=hash_refresh_token(refresh),
+            family_id=claims.family_id,
+            ttl_s=self._refresh_ttl_s,
+        )
+        return TokenResponse(
+            user_id=claims.user_id,
+            device_id=claims.device_id,
+            access_token=self._tokens.mint_access(claims),
+            refresh_token=refresh,
+            expires_in=self._tokens.access_ttl_s,
+        )
+
+    async def refresh(self, refresh_token: str) -> TokenResponse:
+        token_hash = hash_refresh_token(refresh_token)
+        reused = False
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await store.refresh_token_for_update(conn, token_hash)
+            if row is None or row.family_revoked:
+                raise Unauthorized(
+                    "this refresh token is not valid; log in again", code="invalid_refresh_token"
+                )
+            if row.used:
+                # Replay: someone holds a copy. End the session for every holder.
+                await store.revoke_family(conn, row.family_id, "refresh_token_reused")
+                reused = True
+            elif row.expires_at <= dt.datetime.now(dt.UTC):
+                raise Unauthorized(
+                    "this refresh token has expired; log in again", code="invalid_refresh_token"
+                )
+            else:
+                await store.mark_refresh_used(conn, token_hash)
+                claims = AccessClaims(row.user_id, row.device_id, row.space_id, row.family_id)
+                return await self._issue(conn, claims)
+        assert reused
+        raise Unauthorized(
+            "this refresh token was already used; the session has been signed out for safety",
+            code="refresh_token_reused",
+        )
+
+    async def logout(self, family_id: str) -> None:
+        await store.revoke_family(self._pool, family_id, "logout")

@@ -1,0 +1,145 @@
+"""The Litestar application, wired in one screen.
+
+``create_app(settings)`` builds everything from one ``Settings``; the ASGI servers import
+``service.app:app_from_env`` (a factory), so each worker process reads the environment once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from service.accounts import AccountService
+from service.auth.passwords import Passwords
+from service.auth.tokens import TokenIssuer, load_or_create_keys
+from service.config import Settings
+from service.db import create_pool
+from service.errors import exception_handlers
+from service.realtime import ChangeNotifier
+from service.routes.auth import AuthController
+from service.routes.devices import DeviceController
+from service.routes.health import live, ready
+from service.routes.sync import SyncController
+from service.sync_service import SyncService
+from sync.hlc import Clock
+
+__all__ = ["app_from_env", "configure_logging", "create_app"]
+
+log = logging.getLogger("kith")
+
+
+def create_app(settings: Settings) -> Litestar:
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set (use `kith dev` for embedded servers)")
+    private, public = load_or_create_keys(
+        settings.jwt_private_key, settings.jwt_public_key, settings.data_dir / "keys"
+    )
+    tokens = TokenIssuer(private, public, access_ttl_s=settings.access_token_ttl_s)
+    # The server's own HLC node: distinct per process, so two API processes never mint
+    # the same stamp for their server writes.
+    clock = Clock(f"srv-{secrets.token_hex(4)}")
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        assert settings.database_url is not None
+        pool = await create_pool(
+            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+        redis_client = aioredis.Redis.from_url(
+            settings.redis_url or "redis://127.0.0.1:6379/0",
+            socket_timeout=2,
+            socket_connect_timeout=2,
+        )
+        notifier = ChangeNotifier(redis_client)
+        app.state.pool = pool
+        app.state.redis = redis_client
+        app.state.tokens = tokens
+        app.state.accounts = AccountService(
+            pool,
+            Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib),
+            tokens,
+            clock,
+            refresh_ttl_s=settings.refresh_token_ttl_s,
+        )
+        app.state.sync = SyncService(
+            pool,
+            clock,
+            max_skew_ms=settings.max_clock_skew_ms,
+            publish=notifier.publish,
+            evaluate_debounce_s=settings.evaluate_debounce_s,
+        )
+        try:
+            yield
+        finally:
+            await redis_client.aclose()
+            await pool.close()
+
+    def state(name: str) -> Provide:
+        return Provide(_StateGetter(name), sync_to_thread=False)
+
+    return Litestar(
+        route_handlers=[AuthController, DeviceController, SyncController, live, ready],
+        dependencies={
+            "pool": state("pool"),
+            "redis_client": state("redis"),
+            "accounts": state("accounts"),
+            "sync": state("sync"),
+        },
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Kith API",
+            version="1.0.0",
+            description="Offline-first sync for Kith. Protocol: docs/protocol.md.",
+            path="/docs",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+        ),
+        debug=False,
+    )
+
+
+class _StateGetter:
+    """A dependency that returns one attribute of ``app.state``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, state: State) -> Any:
+        return getattr(state, self.name)
+
+
+def configure_logging(level: str) -> None:
+    """Give Kith's loggers their own handler: the ASGI server configures the root logger
+    its own way, and our warnings must reach the process output either way. Messages
+    carry types, routes and ids — never request bodies, tokens or journal text."""
+    logger = logging.getLogger("kith")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def app_from_env() -> Litestar:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    logging.getLogger("kith").info("API process ready (environment %s)", settings.environment)
+    return create_app(settings)

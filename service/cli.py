@@ -1,0 +1,245 @@
+"""The ``kith`` command.
+
+kith dev        embedded PostgreSQL + Valkey (unless DATABASE_URL/REDIS_URL are set),
+                migrations, a background worker, then the API — what `make run` calls
+kith api        serve the API with Granian (production: DATABASE_URL must be set)
+kith worker     the background worker: durable jobs, rules evaluation, daily maintenance
+kith migrate    apply pending migrations and exit
+kith maintain   purge tombstones past the horizon and expired conflict/batch records
+kith openapi    write the OpenAPI document and the synced tables' JSON Schema
+kith seed       fill the database (DATABASE_URL) with a generated population
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from service.config import Settings, SettingsError
+from service.migrate import migrate
+from service.seed import SeedError
+
+__all__ = ["main"]
+
+
+def _embedded_env(settings: Settings) -> Settings:
+    """Fill in DATABASE_URL / REDIS_URL with embedded servers where they are not set."""
+    from service.embedded import ensure_database, start_postgres, start_valkey
+
+    database_url, redis_url = settings.database_url, settings.redis_url
+    if not database_url:
+        print("starting embedded PostgreSQL …", flush=True)
+        database_url = asyncio.run(ensure_database(start_postgres(settings.data_dir), "kith"))
+        os.environ["DATABASE_URL"] = database_url
+    if not redis_url:
+        print("starting embedded Valkey …", flush=True)
+        redis_url = start_valkey(settings.data_dir)
+        os.environ["REDIS_URL"] = redis_url
+    return dataclasses.replace(settings, database_url=database_url, redis_url=redis_url)
+
+
+def _start_dev_worker() -> subprocess.Popen[bytes]:
+    """`kith dev` runs one background worker beside the API, so a developer sees insights
+    appear (rules evaluation, sweeps) exactly as in production, where it is `kith worker`."""
+    print("starting the background worker (kith worker) …", flush=True)
+    return subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=dict(os.environ))
+
+
+def _dev(settings: Settings) -> None:
+    settings = _embedded_env(settings)
+    _migrate(settings)
+    worker = _start_dev_worker()
+    try:
+        _serve(settings)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
+def _serve(settings: Settings) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    scheme = "https" if settings.tls_cert else "http"
+    print(f"Kith API on {scheme}://{settings.host}:{settings.port}", flush=True)
+    print(f"OpenAPI docs: {scheme}://{settings.host}:{settings.port}/docs", flush=True)
+    Granian(
+        "service.app:app_from_env",
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        ssl_cert=settings.tls_cert,
+        ssl_key=settings.tls_key,
+        log_access=False,
+    ).serve()
+
+
+def _migrate(settings: Settings) -> None:
+    if not settings.database_url:
+        raise SettingsError("DATABASE_URL is not set")
+    applied = asyncio.run(migrate(settings.database_url))
+    print(f"migrations applied: {applied or 'none pending'}", flush=True)
+
+
+async def _maintain(settings: Settings) -> None:
+    from service.store.sync import purge_expired, purge_tombstones
+
+    assert settings.database_url
+    now = dt.datetime.now(dt.UTC)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        purged = await purge_tombstones(
+            conn, now - dt.timedelta(days=settings.tombstone_horizon_days)
+        )
+        conflicts, batches = await purge_expired(
+            conn,
+            conflicts_before=now - dt.timedelta(days=settings.conflict_retention_days),
+            batches_before=now - dt.timedelta(days=settings.batch_retention_days),
+        )
+    finally:
+        await conn.close()
+    print(f"purged {purged} tombstones, {conflicts} conflict entries, {batches} batch records")
+
+
+def api_documents(settings: Settings) -> dict[str, bytes]:
+    """The OpenAPI document and the JSON Schema of every synced table's fields."""
+    import msgspec
+
+    from schemas.tables import TABLES, CareSummaryFields, InsightFields
+    from service.app import create_app
+
+    app = create_app(dataclasses.replace(settings, database_url=settings.database_url or "unused"))
+    openapi = msgspec.json.encode(app.openapi_schema.to_schema())
+    types = [spec.client_type for spec in TABLES.values() if spec.client_type is not None]
+    _, components = msgspec.json.schema_components(
+        [*types, InsightFields, CareSummaryFields], ref_template="#/$defs/{name}"
+    )
+    tables = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Kith synced tables, schema version 1 (the `fields` of a change)",
+        "$defs": components,
+    }
+    return {
+        "openapi.json": msgspec.json.format(openapi, indent=2) + b"\n",
+        "tables.schema.json": msgspec.json.format(msgspec.json.encode(tables), indent=2) + b"\n",
+    }
+
+
+def _openapi(out_dir: str | None) -> None:
+    for name, doc in api_documents(Settings.from_env()).items():
+        if out_dir:
+            (Path(out_dir) / name).write_bytes(doc)
+        else:
+            sys.stdout.buffer.write(doc)
+
+
+def _seed(settings: Settings, args: argparse.Namespace) -> None:
+    from service.seed import ProgressBar, SeedOptions, seed_database
+
+    if not settings.database_url:
+        raise SettingsError(
+            "DATABASE_URL is not set: `kith seed` writes to an existing, migrated database "
+            "(e.g. DATABASE_URL=postgresql://postgres@127.0.0.1:5432/kith kith seed …)"
+        )
+    options = SeedOptions(
+        people=args.people,
+        contacts=args.contacts,
+        days=args.days,
+        seed=args.seed,
+        start=args.start,
+        now=dt.datetime.fromisoformat(args.now) if args.now else None,
+        chunk=args.chunk,
+        password=args.password,
+        argon2_time_cost=settings.argon2_time_cost,
+        argon2_memory_kib=settings.argon2_memory_kib,
+    )
+    bar = ProgressBar(options.people)
+    result = asyncio.run(seed_database(settings.database_url, options, progress=bar.update))
+    bar.update(result.people, final=True)
+    rows = ", ".join(f"{n:,} {table}" for table, n in result.rows.items())
+    print(f"seeded {result.people:,} people ({rows}) in {result.seconds:.1f} s", flush=True)
+
+
+def _add_seed_parser(sub: Any) -> None:
+    p_seed = sub.add_parser("seed", help="insert a generated population (needs DATABASE_URL)")
+    p_seed.add_argument("--people", type=int, default=1000, help="how many people")
+    p_seed.add_argument("--contacts", type=int, default=30, help="contacts per person")
+    p_seed.add_argument("--days", type=int, default=730, help="days of history per person")
+    p_seed.add_argument("--seed", type=int, default=1, help="random seed (same seed, same data)")
+    p_seed.add_argument("--start", type=int, default=0, help="index of the first person")
+    p_seed.add_argument("--now", help="ISO time the histories end at (default: now)")
+    p_seed.add_argument("--chunk", type=int, default=250, help="people per transaction")
+    p_seed.add_argument("--password", default="kith-seed-password", help="every account's")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kith", description="Kith backend")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("dev", "embedded servers + migrations + API (what `make run` calls)"),
+        ("api", "serve the API"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--host")
+        p.add_argument("--port", type=int)
+        p.add_argument("--workers", type=int)
+    sub.add_parser("worker", help="run the background worker (jobs, maintenance)")
+    sub.add_parser("migrate", help="apply pending migrations")
+    sub.add_parser("maintain", help="purge expired tombstones, conflicts and batch records")
+    p_openapi = sub.add_parser("openapi", help="write the OpenAPI document and table schemas")
+    p_openapi.add_argument("--out-dir", help="a folder (default: print to stdout)")
+    _add_seed_parser(sub)
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env()
+        if args.command in {"dev", "api"}:
+            overrides = {k: v for k in ("host", "port", "workers") if (v := getattr(args, k))}
+            settings = dataclasses.replace(settings, **overrides)
+            os.environ.update({f"KITH_{k.upper()}": str(v) for k, v in overrides.items()})
+        if args.command == "dev":
+            _dev(settings)
+        elif args.command == "api":
+            if not settings.database_url:
+                raise SettingsError("DATABASE_URL is not set (`kith dev` starts embedded servers)")
+            _serve(settings)
+        elif args.command == "worker":
+            if not settings.database_url:
+                raise SettingsError("DATABASE_URL is not set")
+            from service.app import configure_logging
+            from service.worker.main import run_worker
+
+            configure_logging(settings.log_level)
+            asyncio.run(run_worker(settings))
+        elif args.command == "migrate":
+            _migrate(settings)
+        elif args.command == "maintain":
+            if not settings.database_url:
+                raise SettingsError("DATABASE_URL is not set")
+            asyncio.run(_maintain(settings))
+        elif args.command == "openapi":
+            _openapi(args.out_dir)
+        elif args.command == "seed":
+            _seed(settings, args)
+    except SettingsError as exc:
+        print(f"kith: {exc}", file=sys.stderr)
+        return 2
+    except SeedError as exc:
+        print(f"kith seed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

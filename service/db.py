@@ -1,0 +1,27 @@
+"""The PostgreSQL connection pool and the connection types the store functions take."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+__all__ = ["Connection", "Executor", "create_pool"]
+
+#: A connection, bare or borrowed from the pool (use it for transactions).
+Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+#: Anything that can run a single statement: a connection or the pool itself.
+Executor: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any] | asyncpg.Pool[Any]"
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool[Any]:
+    """Open a pool. jsonb travels as text both ways: the service encodes and decodes it
+    with msgspec (and passes pulled rows through without decoding them at all)."""
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=60,
+        server_settings={"application_name": "kith", "jit": "off"},
+    )

@@ -1,0 +1,140 @@
+"""Evaluate people's rules and write their insights as synced, server-written records.
+
+For each person: read their history, run the pure rules (``service/rules``), reconcile
+with the insights already stored, and — only if something changed — take the space lock
+and write the insights with new sequence numbers (so every device pulls them), together
+with a nudge request for each insight that warrants one, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from service.rules import (
+    Catalog,
+    Create,
+    History,
+    PersonSettings,
+    Plan,
+    StoredInsight,
+    Update,
+    default_catalog,
+    evaluate,
+    reconcile,
+)
+from service.store import insights as store
+from service.store import sync as sync_store
+from service.sync_service import Publish
+from sync.hlc import Clock
+from sync.merge import apply
+
+__all__ = ["EvaluationResult", "InsightEvaluator"]
+
+log = logging.getLogger("kith.insights")
+_decode = msgspec.json.decode
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationResult:
+    people: int
+    changed_people: int
+    created: int
+    updated: int
+    resolved: int
+    nudges: int
+
+
+class InsightEvaluator:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        clock: Clock,
+        *,
+        catalog: Catalog | None = None,
+        publish: Publish | None = None,
+    ) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._catalog = catalog or default_catalog()
+        self._publish = publish
+
+    def plan(self, raw: store.RawHistory, now: dt.datetime) -> Plan:
+        """The pure part: what should change for one person."""
+        history = History.from_json(raw.contacts, raw.interactions, raw.reflections)
+        settings = PersonSettings.from_fields(_decode(raw.settings) if raw.settings else None)
+        findings = evaluate(history, now, settings, catalog=self._catalog)
+        stored = [
+            s
+            for s in (StoredInsight.from_fields(i, _decode(t)) for i, t in raw.insights.items())
+            if s is not None
+        ]
+        return reconcile(stored, findings, history, now, catalog=self._catalog)
+
+    async def evaluate_spaces(self, space_ids: Sequence[str], now: dt.datetime) -> EvaluationResult:
+        raws = await store.load_histories(self._pool, space_ids)
+        totals = [0, 0, 0, 0, 0]
+        for space_id in space_ids:
+            plan = self.plan(raws[space_id], now)
+            if plan.empty:
+                continue
+            nudges = await self._write(space_id, plan)
+            totals = [
+                a + b
+                for a, b in zip(
+                    totals,
+                    [1, len(plan.create), len(plan.update), len(plan.resolve), nudges],
+                    strict=True,
+                )
+            ]
+        return EvaluationResult(len(space_ids), *totals)
+
+    async def _write(self, space_id: str, plan: Plan) -> int:
+        changes: dict[str, dict[str, Any]] = {}
+        for c in plan.create:
+            changes[c.insight_id] = c.fields
+        for u in plan.update:
+            changes[u.insight_id] = u.fields
+        for r in plan.resolve:
+            changes[r.insight_id] = r.fields
+        items: list[Create | Update] = [*plan.create, *plan.update]
+        flagged = [item for item in items if item.nudge]
+        nudges = [
+            store.NudgeRequest(
+                f"{item.insight_id}.{item.finding.level}",
+                item.insight_id,
+                item.finding.contact_id,
+                item.finding.rule,
+                item.finding.level,
+                item.finding.title,
+                item.finding.body,
+            )
+            for item in flagged
+        ]
+        async with self._pool.acquire() as conn, conn.transaction():
+            position = await sync_store.lock_space(conn, space_id)
+            current = await sync_store.load_records(conn, space_id, "insights", changes)
+            seq = position.seq
+            writes = []
+            for insight_id, fields in changes.items():
+                before = current.get(insight_id)
+                if before is not None and before.deleted:
+                    continue
+                state = apply(before, fields, self._clock.now()).state
+                if state == before:
+                    continue
+                seq += 1
+                writes.append(sync_store.RecordWrite(insight_id, state, seq))
+            if writes:
+                await sync_store.write_records(conn, space_id, "insights", writes)
+                await sync_store.advance_seq(conn, space_id, seq)
+            await store.insert_nudge_requests(conn, space_id, nudges)
+        if writes and self._publish is not None:
+            await self._publish(space_id, seq)
+        return len(nudges)

@@ -1,0 +1,48 @@
+"""HTTP: accounts and sessions."""
+
+from __future__ import annotations
+
+from litestar import Controller, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
+
+from schemas.auth import LoginRequest, RefreshRequest, RegisterRequest, TokenResponse
+from service.accounts import AccountService
+from service.auth.guard import Caller, resolve_caller
+
+__all__ = ["AuthController"]
+
+
+class AuthController(Controller):
+    path = "/v1/auth"
+    tags = ["auth"]
+
+    @post("/register", status_code=201, summary="Create an account and sign in this device")
+    async def register(
+        self, data: JSONBody[RegisterRequest], accounts: NamedDependency[AccountService]
+    ) -> TokenResponse:
+        return await accounts.register(data)
+
+    @post("/login", status_code=200, summary="Sign in a device")
+    async def login(
+        self, data: JSONBody[LoginRequest], accounts: NamedDependency[AccountService]
+    ) -> TokenResponse:
+        return await accounts.login(data)
+
+    @post("/refresh", status_code=200, summary="Rotate the refresh token, get a new access token")
+    async def refresh(
+        self, data: JSONBody[RefreshRequest], accounts: NamedDependency[AccountService]
+    ) -> TokenResponse:
+        return await accounts.refresh(data.refresh_token)
+
+    @post(
+        "/logout",
+        status_code=204,
+        summary="Sign this device out",
+        dependencies={"caller": Provide(resolve_caller)},
+        security=[{"bearer": []}],
+    )
+    async def logout(
+        self, caller: NamedDependency[Caller], accounts: NamedDependency[AccountService]
+    ) -> None:
+        await accounts.logout(caller.family_id)

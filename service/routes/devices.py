@@ -1,0 +1,83 @@
+"""HTTP: the caller's devices and their push addresses."""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+from litestar import Controller, delete, get, put
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, Parameter
+
+from schemas.auth import DeviceOut, DevicesResponse, PushTokenRequest
+from schemas.common import ID_PATTERN
+from service.auth.guard import Caller, resolve_caller
+from service.errors import NotFound
+from service.store import accounts as store
+
+__all__ = ["DeviceController"]
+
+DeviceId = Parameter(pattern=ID_PATTERN, description="A device id of the caller's")
+
+
+class DeviceController(Controller):
+    path = "/v1/devices"
+    tags = ["devices"]
+    dependencies = {"caller": Provide(resolve_caller)}
+    security = [{"bearer": []}]
+
+    @get("/", summary="List my signed-in devices")
+    async def list_devices(
+        self, caller: NamedDependency[Caller], pool: NamedDependency[asyncpg.Pool]
+    ) -> DevicesResponse:
+        rows = await store.list_devices(pool, caller.user_id)
+        return DevicesResponse(
+            [
+                DeviceOut(
+                    r.id,
+                    r.platform,
+                    r.name,
+                    r.created_at,
+                    r.last_seen_at,
+                    r.push_provider,
+                    current=r.id == caller.device_id,
+                )
+                for r in rows
+            ]
+        )
+
+    @put("/{device_id:str}/push-token", status_code=204, summary="Register a push address")
+    async def put_push_token(
+        self,
+        caller: NamedDependency[Caller],
+        pool: NamedDependency[asyncpg.Pool],
+        data: JSONBody[PushTokenRequest],
+        device_id: str = DeviceId,
+    ) -> None:
+        # Store only what the provider uses, so the sender never reads a stray value.
+        apns = data.provider == "apns"
+        keys = msgspec.json.encode(data.keys).decode() if data.provider == "webpush" else None
+        async with pool.acquire() as conn, conn.transaction():
+            ok = await store.set_push_token(
+                conn,
+                user_id=caller.user_id,
+                device_id=device_id,
+                provider=data.provider,
+                token=data.token,
+                environment=data.environment if apns else None,
+                topic=data.topic if apns else None,
+                keys_json=keys,
+            )
+        if not ok:
+            raise NotFound("no device of yours has this id")
+
+    @delete("/{device_id:str}", status_code=204, summary="Sign a device out and forget it")
+    async def revoke(
+        self,
+        caller: NamedDependency[Caller],
+        pool: NamedDependency[asyncpg.Pool],
+        device_id: str = DeviceId,
+    ) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            ok = await store.revoke_device(conn, user_id=caller.user_id, device_id=device_id)
+        if not ok:
+            raise NotFound("no device of yours has this id")

@@ -1,0 +1,68 @@
+"""HTTP: sync protocol v1 (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, QueryParameter
+
+from schemas.common import ID_PATTERN
+from schemas.problem import FieldError
+from schemas.sync import ConflictsResponse, PullRequest, PullResponse, PushRequest, PushResponse
+from schemas.tables import TableName
+from service.auth.guard import Caller, resolve_caller
+from service.errors import Unprocessable
+from service.sync_service import SyncService
+
+__all__ = ["SyncController"]
+
+CallerDep = NamedDependency[Caller]
+SyncDep = NamedDependency[SyncService]
+
+
+class SyncController(Controller):
+    path = "/v1/sync"
+    tags = ["sync"]
+    dependencies = {"caller": Provide(resolve_caller)}
+    security = [{"bearer": []}]
+
+    @post("/push", status_code=200, summary="Send local changes (idempotent per batch_id)")
+    async def push(
+        self, caller: CallerDep, data: JSONBody[PushRequest], sync: SyncDep
+    ) -> PushResponse:
+        return await sync.push(caller, data)
+
+    @post("/pull", status_code=200, summary="Fetch changes after a cursor, one page")
+    async def pull(
+        self, caller: CallerDep, data: JSONBody[PullRequest], sync: SyncDep
+    ) -> PullResponse:
+        return await sync.pull(caller, data)
+
+    @get("/conflicts", summary="Values that lost a merge, kept 30 days for their owner")
+    async def conflicts(
+        self,
+        caller: CallerDep,
+        sync: SyncDep,
+        since: Annotated[
+            dt.datetime | None,
+            QueryParameter(description="RFC 3339 with offset; default 30 days ago"),
+        ] = None,
+        after: Annotated[
+            str | None, QueryParameter(description="`next` from the previous page")
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200,
+        table: Annotated[TableName | None, QueryParameter(description="one table")] = None,
+        record_id: Annotated[
+            str | None, QueryParameter(name="id", pattern=ID_PATTERN, description="one record")
+        ] = None,
+    ) -> ConflictsResponse:
+        if since is not None and since.tzinfo is None:
+            message = "needs a UTC offset, e.g. 2026-11-01T00:00:00Z"
+            raise Unprocessable(f"since: {message}", errors=[FieldError("since", message)])
+        start = since or dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+        return await sync.conflicts(
+            caller, since=start, after=after, limit=limit, table=table, record_id=record_id
+        )

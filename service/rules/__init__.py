@@ -1,0 +1,49 @@
+"""The rules engine: pure functions that notice fading ties and explain why.
+
+A database layer feeds it one person's rows as plain ``fields`` dicts and writes back
+what it says::
+
+    history = History.from_fields(contacts, interactions, reflections)
+    settings = PersonSettings.from_fields(settings_fields)
+    findings = evaluate(history, now, settings)
+    plan = reconcile(stored_insights, findings, history, now)  # create / update / resolve
+
+Thresholds and wording live in the catalog (``schemas/rules.toml``); nothing here does
+I/O or reads a clock, so every rule is tested with synthetic timelines and Hypothesis.
+"""
+
+from service.rules.catalog import RULE_IDS, Catalog, default_catalog, load_catalog
+from service.rules.engine import evaluate
+from service.rules.finding import DedupeKey, Finding
+from service.rules.history import Contact, History, Interaction, PersonSettings, Reflection
+from service.rules.reconcile import (
+    Create,
+    Plan,
+    Resolve,
+    StoredInsight,
+    Update,
+    insight_id,
+    reconcile,
+)
+
+__all__ = [
+    "RULE_IDS",
+    "Catalog",
+    "Contact",
+    "Create",
+    "DedupeKey",
+    "Finding",
+    "History",
+    "Interaction",
+    "PersonSettings",
+    "Plan",
+    "Reflection",
+    "Resolve",
+    "StoredInsight",
+    "Update",
+    "default_catalog",
+    "evaluate",
+    "insight_id",
+    "load_catalog",
+    "reconcile",
+]

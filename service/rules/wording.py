@@ -1,0 +1,52 @@
+"""Small helpers that turn numbers and kinds into the plain English the templates need."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable
+
+from service.rules.catalog import Catalog
+
+__all__ = ["count_word", "every", "join", "kinds_phrase", "long_date", "people", "times"]
+
+_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
+)  # fmt: skip
+
+
+def count_word(n: int) -> str:
+    """'four' for 4; digits from eleven on, where words slow a reader down."""
+    return _WORDS[n] if 0 <= n < len(_WORDS) else str(n)
+
+
+def times(n: int) -> str:
+    return {0: "not at all", 1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+def every(days: int) -> str:
+    """The object of 'every ...': 'day' or '9 days'."""
+    return "day" if days == 1 else f"{days} days"
+
+
+def people(n: int) -> str:
+    return {0: "no one", 1: "1 person"}.get(n, f"{n} people")
+
+
+def join(parts: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def kinds_phrase(catalog: Catalog, kinds: Iterable[str]) -> str:
+    """'calls' or 'calls and texts': the kinds used, most frequent first (ties by name)."""
+    counts = Counter(kinds)
+    ordered = sorted(counts, key=lambda k: (-counts[k], k))
+    return join([catalog.kind_noun(k, many=True) for k in ordered])
+
+
+def long_date(day: dt.date) -> str:
+    """'3 March 2025': unambiguous in every English locale."""
+    return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"

@@ -1,0 +1,323 @@
+"""SQL for users, spaces, devices and token families.
+
+Every statement here is scoped by the caller's user id (or by a secret the caller holds: a
+refresh token hash), never by a bare row id taken from a request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from service.db import Connection, Executor
+
+__all__ = [
+    "DeviceRow",
+    "RefreshRow",
+    "UserRow",
+    "family_is_active",
+    "insert_refresh_token",
+    "insert_user",
+    "list_devices",
+    "mark_refresh_used",
+    "refresh_token_for_update",
+    "revoke_device",
+    "revoke_device_families",
+    "revoke_family",
+    "set_push_token",
+    "start_family",
+    "upsert_device",
+    "user_by_email",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    id: str
+    space_id: str
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRow:
+    family_id: str
+    user_id: str
+    device_id: str
+    space_id: str
+    expires_at: dt.datetime
+    used: bool
+    family_revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    id: str
+    platform: str
+    name: str
+    created_at: dt.datetime
+    last_seen_at: dt.datetime | None
+    push_provider: str | None
+
+
+async def insert_user(
+    conn: Connection,
+    *,
+    user_id: str,
+    space_id: str,
+    email: str,
+    password_hash: str,
+    display_name: str,
+    time_zone: str,
+) -> bool:
+    """Create the user and their space; False if the email is already registered."""
+    inserted = await conn.fetchval(
+        """
+        INSERT INTO users (id, email, password_hash, display_name, time_zone)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (lower(email)) DO NOTHING
+        RETURNING id
+        """,
+        user_id,
+        email,
+        password_hash,
+        display_name,
+        time_zone,
+    )
+    if inserted is None:
+        return False
+    await conn.execute("INSERT INTO spaces (id, owner_id) VALUES ($1, $2)", space_id, user_id)
+    return True
+
+
+async def user_by_email(conn: Executor, email: str) -> UserRow | None:
+    row = await conn.fetchrow(
+        """
+        SELECT u.id, s.id AS space_id, u.password_hash
+        FROM users u JOIN spaces s ON s.owner_id = u.id
+        WHERE lower(u.email) = lower($1)
+        """,
+        email,
+    )
+    return UserRow(row["id"], row["space_id"], row["password_hash"]) if row else None
+
+
+async def upsert_device(
+    conn: Connection, *, user_id: str, device_id: str, platform: str, name: str
+) -> None:
+    """Register the device, or bring a known (even previously revoked) one back: logging in
+    with the password again is how a person re-admits a phone they had removed."""
+    await conn.execute(
+        """
+        INSERT INTO devices (user_id, id, platform, name, last_seen_at)
+        VALUES ($1, $2, $3, $4, now())
+        ON CONFLICT (user_id, id) DO UPDATE
+           SET platform = EXCLUDED.platform, name = EXCLUDED.name,
+               last_seen_at = now(), revoked_at = NULL
+        """,
+        user_id,
+        device_id,
+        platform,
+        name,
+    )
+
+
+async def start_family(
+    conn: Connection, *, family_id: str, user_id: str, device_id: str, space_id: str
+) -> None:
+    """One live session per device: a new login ends the device's previous family."""
+    await revoke_device_families(conn, user_id=user_id, device_id=device_id, reason="new_login")
+    await conn.execute(
+        """
+        INSERT INTO token_families (id, user_id, device_id, space_id) VALUES ($1, $2, $3, $4)
+        """,
+        family_id,
+        user_id,
+        device_id,
+        space_id,
+    )
+
+
+async def revoke_family(conn: Executor, family_id: str, reason: str) -> None:
+    await conn.execute(
+        """
+        UPDATE token_families SET revoked_at = now(), revoked_reason = $2
+        WHERE id = $1 AND revoked_at IS NULL
+        """,
+        family_id,
+        reason,
+    )
+
+
+async def revoke_device_families(
+    conn: Executor, *, user_id: str, device_id: str, reason: str
+) -> None:
+    await conn.execute(
+        """
+        UPDATE token_families SET revoked_at = now(), revoked_reason = $3
+        WHERE user_id = $1 AND device_id = $2 AND revoked_at IS NULL
+        """,
+        user_id,
+        device_id,
+        reason,
+    )
+
+
+async def insert_refresh_token(
+    conn: Connection, *, token_hash: bytes, family_id: str, ttl_s: int
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO refresh_tokens (token_hash, family_id, expires_at)
+        VALUES ($1, $2, now() + make_interval(secs => $3))
+        """,
+        token_hash,
+        family_id,
+        float(ttl_s),
+    )
+
+
+async def refresh_token_for_update(conn: Connection, token_hash: bytes) -> RefreshRow | None:
+    # FOR UPDATE: two concurrent refreshes with the same token serialize here, so exactly
+    # one rotates and the other sees it used (and revokes the family as a replay).
+    row = await conn.fetchrow(
+        """
+        SELECT f.id AS family_id, f.user_id, f.device_id, f.space_id, r.expires_at,
+               r.used_at IS NOT NULL AS used,
+               (f.revoked_at IS NOT NULL
+                OR d.revoked_at IS NOT NULL) AS family_revoked
+        FROM refresh_tokens r
+        JOIN token_families f ON f.id = r.family_id
+        JOIN devices d ON d.user_id = f.user_id AND d.id = f.device_id
+        WHERE r.token_hash = $1
+        FOR UPDATE OF r
+        """,
+        token_hash,
+    )
+    if row is None:
+        return None
+    return RefreshRow(
+        row["family_id"],
+        row["user_id"],
+        row["device_id"],
+        row["space_id"],
+        row["expires_at"],
+        row["used"],
+        row["family_revoked"],
+    )
+
+
+async def mark_refresh_used(conn: Connection, token_hash: bytes) -> None:
+    await conn.execute(
+        "UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1", token_hash
+    )
+
+
+async def family_is_active(conn: Executor, *, family_id: str, user_id: str, device_id: str) -> bool:
+    """The per-request check behind every access token: session and device still live."""
+    return bool(
+        await conn.fetchval(
+            """
+            SELECT true
+            FROM token_families f
+            JOIN devices d ON d.user_id = f.user_id AND d.id = f.device_id
+            WHERE f.id = $1 AND f.user_id = $2 AND f.device_id = $3
+              AND f.revoked_at IS NULL AND d.revoked_at IS NULL
+            """,
+            family_id,
+            user_id,
+            device_id,
+        )
+    )
+
+
+async def list_devices(conn: Executor, user_id: str) -> list[DeviceRow]:
+    rows = await conn.fetch(
+        """
+        SELECT id, platform, name, created_at, last_seen_at, push_provider
+        FROM devices WHERE user_id = $1 AND revoked_at IS NULL
+        ORDER BY created_at
+        """,
+        user_id,
+    )
+    return [
+        DeviceRow(
+            r["id"],
+            r["platform"],
+            r["name"],
+            r["created_at"],
+            r["last_seen_at"],
+            r["push_provider"],
+        )
+        for r in rows
+    ]
+
+
+async def revoke_device(conn: Connection, *, user_id: str, device_id: str) -> bool:
+    """Sign a device out everywhere and forget its push token."""
+    done = await conn.fetchval(
+        """
+        UPDATE devices
+           SET revoked_at = now(), push_provider = NULL, push_token = NULL, push_keys = NULL,
+               push_environment = NULL, push_topic = NULL, push_token_updated_at = NULL
+        WHERE user_id = $1 AND id = $2 AND revoked_at IS NULL
+        RETURNING true
+        """,
+        user_id,
+        device_id,
+    )
+    if done:
+        await revoke_device_families(
+            conn, user_id=user_id, device_id=device_id, reason="device_revoked"
+        )
+    return bool(done)
+
+
+async def set_push_token(
+    conn: Connection,
+    *,
+    user_id: str,
+    device_id: str,
+    provider: str,
+    token: str,
+    environment: str | None,
+    topic: str | None,
+    keys_json: str | None,
+) -> bool:
+    """Store the caller's device's push address; False (and nothing changed) if the caller
+    has no live device with this id.
+
+    A token can only belong to one device: any other device (of any user) holding it loses
+    it, so a reinstalled app or a phone that changed hands never gets someone else's nudges.
+    The takeover happens only once the caller's own device is found, in the same statement,
+    so naming someone else's device changes nothing at all. Run it inside a transaction."""
+    # Two devices claiming the same token at once would each clear the other's copy before
+    # either committed, leaving it on both; a lock per token makes the claims take turns.
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{provider}:{token}"
+    )
+    updated = await conn.fetchval(
+        """
+        WITH mine AS (
+            UPDATE devices
+               SET push_provider = $3, push_token = $4, push_environment = $5, push_topic = $6,
+                   push_keys = $7::jsonb, push_token_updated_at = now()
+            WHERE user_id = $1 AND id = $2 AND revoked_at IS NULL
+            RETURNING 1
+        ), taken_over AS (
+            UPDATE devices
+               SET push_provider = NULL, push_token = NULL, push_keys = NULL,
+                   push_environment = NULL, push_topic = NULL, push_token_updated_at = NULL
+            WHERE push_provider = $3 AND push_token = $4 AND NOT (user_id = $1 AND id = $2)
+              AND EXISTS (SELECT 1 FROM mine)
+        )
+        SELECT EXISTS (SELECT 1 FROM mine)
+        """,
+        user_id,
+        device_id,
+        provider,
+        token,
+        environment,
+        topic,
+        keys_json,
+    )
+    return bool(updated)

@@ -1,0 +1,220 @@
+"""SQL of the durable job queue (``migrations/0002_jobs.sql``).
+
+A job is claimed by setting ``state = 'running'`` with a lease. Claiming uses
+``FOR UPDATE SKIP LOCKED``: concurrent workers each take different rows without waiting on
+one another. Every later transition checks ``locked_by`` so a worker whose lease expired
+(and whose job another worker took) cannot complete or fail a job it no longer owns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from service.db import Connection, Executor
+
+__all__ = [
+    "DeadJob",
+    "JobRow",
+    "claim",
+    "complete",
+    "dead_jobs",
+    "enqueue",
+    "extend_leases",
+    "fail",
+    "queue_stats",
+    "release",
+    "requeue_expired",
+    "retry_dead",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: int
+    kind: str
+    space_id: str | None
+    payload: str  # JSON text
+    attempts: int
+    max_attempts: int
+
+
+async def enqueue(
+    conn: Executor,
+    kind: str,
+    payload_json: str = "{}",
+    *,
+    space_id: str | None = None,
+    dedupe_key: str | None = None,
+    delay_s: float = 0.0,
+    max_attempts: int = 8,
+) -> int | None:
+    """Queue a job; with a ``dedupe_key`` already queued, do nothing and return None
+    (this is how "many pushes in a minute → one evaluation" debouncing works)."""
+    value = await conn.fetchval(
+        """
+        INSERT INTO jobs (kind, payload, space_id, dedupe_key, run_at, max_attempts)
+        VALUES ($1, $2::jsonb, $3, $4, now() + make_interval(secs => $5), $6)
+        ON CONFLICT (kind, dedupe_key) WHERE state = 'queued' AND dedupe_key IS NOT NULL
+        DO NOTHING
+        RETURNING id
+        """,
+        kind,
+        payload_json,
+        space_id,
+        dedupe_key,
+        delay_s,
+        max_attempts,
+    )
+    return int(value) if value is not None else None
+
+
+async def claim(conn: Executor, worker_id: str, limit: int, lease_s: float) -> list[JobRow]:
+    """Take up to ``limit`` due jobs, oldest first, under a lease of ``lease_s``."""
+    rows = await conn.fetch(
+        """
+        WITH due AS (
+            SELECT id FROM jobs
+            WHERE state = 'queued' AND run_at <= now()
+            ORDER BY run_at
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE jobs j
+           SET state = 'running', attempts = j.attempts + 1, locked_by = $1,
+               lease_until = now() + make_interval(secs => $3), updated_at = now()
+          FROM due
+         WHERE j.id = due.id
+        RETURNING j.id, j.kind, j.space_id, j.payload::text AS payload, j.attempts, j.max_attempts
+        """,
+        worker_id,
+        limit,
+        lease_s,
+    )
+    return [
+        JobRow(r["id"], r["kind"], r["space_id"], r["payload"], r["attempts"], r["max_attempts"])
+        for r in rows
+    ]
+
+
+async def complete(conn: Executor, job_id: int, worker_id: str) -> bool:
+    """Done jobs are deleted: the queue holds only work still to do (and the dead)."""
+    return bool(
+        await conn.fetchval(
+            """
+            DELETE FROM jobs WHERE id = $1 AND locked_by = $2 AND state = 'running'
+            RETURNING true
+            """,
+            job_id,
+            worker_id,
+        )
+    )
+
+
+async def fail(
+    conn: Executor, job_id: int, worker_id: str, error: str, retry_in_s: float | None
+) -> str | None:
+    """Schedule a retry in ``retry_in_s`` seconds, or (None, or attempts used up) mark the
+    job dead for an operator to look at. Returns the new state, or None if not ours."""
+    value = await conn.fetchval(
+        """
+        UPDATE jobs
+           SET state = CASE WHEN $4::float8 IS NULL OR attempts >= max_attempts
+                            THEN 'dead' ELSE 'queued' END,
+               run_at = now() + make_interval(secs => coalesce($4::float8, 0)),
+               lease_until = NULL, locked_by = NULL, last_error = left($3, 500),
+               updated_at = now()
+         WHERE id = $1 AND locked_by = $2 AND state = 'running'
+        RETURNING state
+        """,
+        job_id,
+        worker_id,
+        error,
+        retry_in_s,
+    )
+    return str(value) if value is not None else None
+
+
+async def extend_leases(conn: Executor, job_ids: list[int], worker_id: str, lease_s: float) -> int:
+    """Heartbeat: a long job keeps its lease as long as its worker is alive."""
+    result = await conn.execute(
+        """
+        UPDATE jobs SET lease_until = now() + make_interval(secs => $3), updated_at = now()
+        WHERE id = ANY($1::bigint[]) AND locked_by = $2 AND state = 'running'
+        """,
+        job_ids,
+        worker_id,
+        lease_s,
+    )
+    return int(result.split()[-1])
+
+
+async def release(conn: Executor, job_ids: list[int], worker_id: str) -> int:
+    """Hand unfinished jobs back at shutdown, without counting the interrupted attempt."""
+    result = await conn.execute(
+        """
+        UPDATE jobs
+           SET state = 'queued', run_at = now(), attempts = greatest(attempts - 1, 0),
+               lease_until = NULL, locked_by = NULL, updated_at = now()
+         WHERE id = ANY($1::bigint[]) AND locked_by = $2 AND state = 'running'
+        """,
+        job_ids,
+        worker_id,
+    )
+    return int(result.split()[-1])
+
+
+async def requeue_expired(conn: Executor) -> int:
+    """Jobs whose worker died (lease passed) run again — or die if out of attempts."""
+    result = await conn.execute(
+        """
+        UPDATE jobs
+           SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+               run_at = now(), lease_until = NULL, locked_by = NULL,
+               last_error = 'lease expired (worker stopped or stalled)', updated_at = now()
+         WHERE state = 'running' AND lease_until < now()
+        """
+    )
+    return int(result.split()[-1])
+
+
+async def queue_stats(conn: Executor) -> dict[str, int]:
+    rows = await conn.fetch("SELECT state, count(*) AS n FROM jobs GROUP BY state")
+    stats = {"queued": 0, "running": 0, "dead": 0}
+    stats.update({r["state"]: int(r["n"]) for r in rows})
+    return stats
+
+
+@dataclass(frozen=True, slots=True)
+class DeadJob:
+    id: int
+    kind: str
+    attempts: int
+    last_error: str | None
+    updated_at: dt.datetime
+
+
+async def dead_jobs(conn: Executor, limit: int = 100) -> list[DeadJob]:
+    rows = await conn.fetch(
+        """
+        SELECT id, kind, attempts, last_error, updated_at FROM jobs
+        WHERE state = 'dead' ORDER BY updated_at DESC LIMIT $1
+        """,
+        limit,
+    )
+    return [
+        DeadJob(r["id"], r["kind"], r["attempts"], r["last_error"], r["updated_at"]) for r in rows
+    ]
+
+
+async def retry_dead(conn: Connection, job_id: int) -> bool:
+    """An operator sends a dead job back to the queue with fresh attempts."""
+    return bool(
+        await conn.fetchval(
+            """
+            UPDATE jobs SET state = 'queued', attempts = 0, run_at = now(), updated_at = now()
+            WHERE id = $1 AND state = 'dead' RETURNING true
+            """,
+            job_id,
+        )
+    )

@@ -1,0 +1,339 @@
+"""The sync engine: push (validate, merge, cascade, sequence, record) and pull.
+
+One transaction per push, begun by taking the space lock (see ``service/store/sync.py``).
+The merge law itself lives in ``sync.merge``; this module decides what to merge and what
+to write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from schemas.problem import FieldError
+from schemas.sync import (
+    ChangeOut,
+    ConflictEntry,
+    ConflictsResponse,
+    PullRequest,
+    PullResponse,
+    PushRequest,
+    PushResponse,
+    SupersededField,
+)
+from schemas.tables import TABLES
+from service.auth.guard import Caller
+from service.db import Connection
+from service.errors import BadRequest, Conflict, Forbidden, Unprocessable
+from service.store import jobs as job_store
+from service.store import sync as store
+from service.sync_validation import ValidChange, check_schema_version, validate_changes
+from sync.cursor import InvalidCursor, decode_cursor, encode_cursor
+from sync.hlc import Clock
+from sync.merge import Loss, RecordState, apply, tombstone
+
+__all__ = ["Publish", "SyncService"]
+
+log = logging.getLogger("kith.sync")
+
+Publish = Callable[[str, int], Awaitable[None]]
+
+EVALUATE_JOB = "evaluate"  # handled by service/worker/evaluation.py
+_RULE_INPUTS = frozenset({"contacts", "interactions", "reflections", "settings"})
+
+_push_encoder = msgspec.json.Encoder()
+_push_decoder = msgspec.json.Decoder(PushResponse)
+_encode_value = msgspec.json.Encoder(order="sorted")
+
+
+@dataclass(slots=True)
+class _Working:
+    """A record being changed by this batch."""
+
+    table: str
+    id: str
+    first_index: int
+    before: RecordState | None
+    state: RecordState
+    touched: bool = False  # has a change of this batch been applied yet
+
+
+@dataclass(slots=True)
+class _Batch:
+    records: dict[tuple[str, str], _Working] = field(default_factory=dict)
+    superseded: list[SupersededField] = field(default_factory=list)
+    conflicts: list[store.ConflictWrite] = field(default_factory=list)
+
+
+class SyncService:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        clock: Clock,
+        *,
+        max_skew_ms: int,
+        publish: Publish | None = None,
+        evaluate_debounce_s: float | None = None,
+    ) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._max_skew_ms = max_skew_ms
+        self._publish = publish
+        self._evaluate_debounce_s = evaluate_debounce_s
+
+    # -- push ---------------------------------------------------------------------------
+
+    async def push(self, caller: Caller, req: PushRequest) -> PushResponse:
+        check_schema_version(req.schema_version)
+        if req.device_id != caller.device_id:
+            raise Forbidden(
+                "device_id is not the device this token was issued to",
+                code="device_mismatch",
+                errors=[FieldError("device_id", "does not match the signed-in device")],
+            )
+        # What the device sent (before clamping), to tell a retry from a reused batch_id.
+        sent = _push_encoder.encode(req.changes)
+        request_hash = hashlib.sha256(sent).digest()
+        changes, skew = validate_changes(
+            req.changes, self._clock, self._max_skew_ms, look_for_nul=b"\\u0000" in sent
+        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            position = await store.lock_space(conn, caller.space_id)
+            stored = await store.stored_batch(conn, caller.space_id, req.batch_id)
+            if stored is not None:
+                response_bytes, digest = stored
+                if digest is not None and digest != request_hash:
+                    raise Conflict(
+                        "this batch_id was already used for different changes; a retry must "
+                        "resend the same changes, new changes need a new batch_id",
+                        code="batch_id_reused",
+                        errors=[FieldError("batch_id", "already used for different changes")],
+                    )
+                return _push_decoder.decode(response_bytes)  # a retry: same answer, no writes
+            batch = await self._merge(conn, caller.space_id, changes)
+            await self._cascade(conn, caller.space_id, batch)
+            seq = await self._write(conn, caller.space_id, position.seq, batch)
+            if self._evaluate_debounce_s is not None and _feeds_rules(batch):
+                # In the same transaction: the evaluation is queued if and only if the data
+                # it reads was committed. Debounced per space (one queued job at a time).
+                await job_store.enqueue(
+                    conn,
+                    EVALUATE_JOB,
+                    space_id=caller.space_id,
+                    dedupe_key=caller.space_id,
+                    delay_s=self._evaluate_debounce_s,
+                )
+            response = PushResponse(
+                batch_id=req.batch_id,
+                accepted=len(changes),
+                superseded=batch.superseded,
+                seq=seq,
+                server_hlc=self._clock.now(),
+                clock_skew_ms=skew,
+            )
+            await store.store_batch(
+                conn,
+                caller.space_id,
+                req.batch_id,
+                caller.device_id,
+                _push_encoder.encode(response),
+                request_hash,
+            )
+        if seq > position.seq and self._publish is not None:
+            await self._publish(caller.space_id, seq)
+        return response
+
+    async def _merge(self, conn: Connection, space_id: str, changes: list[ValidChange]) -> _Batch:
+        batch = _Batch()
+        by_table: dict[str, set[str]] = {}
+        for c in changes:
+            by_table.setdefault(c.table, set()).add(c.id)
+        current: dict[tuple[str, str], RecordState] = {}
+        for table, ids in by_table.items():
+            for rid, state in (await store.load_records(conn, space_id, table, ids)).items():
+                current[(table, rid)] = state
+        for c in changes:
+            key = (c.table, c.id)
+            work = batch.records.get(key)
+            if work is None:
+                before = current.get(key)
+                if before is None and not TABLES[c.table].create_allowed:
+                    raise _field_error(c.index, "id", f"no {c.table} record with this id")
+                work = _Working(c.table, c.id, c.index, before, before or RecordState())
+                batch.records[key] = work
+            base = work.state if (work.before is not None or work.touched) else None
+            outcome = apply(base, c.fields, c.hlc, deleted=c.deleted)
+            work.state, work.touched = outcome.state, True
+            for loss in outcome.superseded:
+                batch.superseded.append(SupersededField(c.table, c.id, loss.field, loss.reason))  # type: ignore[arg-type]
+                batch.conflicts.append(_conflict(c.table, c.id, loss))
+            for loss in outcome.displaced:
+                batch.conflicts.append(_conflict(c.table, c.id, loss))
+        for work in batch.records.values():
+            if work.before is None and not work.state.deleted:
+                _complete_new_record(work)
+        return batch
+
+    async def _cascade(self, conn: Connection, space_id: str, batch: _Batch) -> None:
+        """Tombstone interactions left with no live contact (server writes, new seq):
+        those of contacts deleted now, and those pushed now for already-deleted contacts."""
+        newly_deleted = [
+            w.id
+            for w in batch.records.values()
+            if w.table == "contacts" and w.state.deleted and not (w.before and w.before.deleted)
+        ]
+        candidates: dict[str, RecordState] = {}
+        if newly_deleted:
+            candidates = await store.interactions_of_contacts(conn, space_id, newly_deleted)
+        for w in batch.records.values():
+            if w.table == "interactions" and not w.state.deleted:
+                candidates[w.id] = w.state
+        if not candidates:
+            return
+        named = {cid for s in candidates.values() for cid in s.fields.get("contact_ids", [])}
+        deleted = await store.deleted_contacts(conn, space_id, named)
+        for w in batch.records.values():
+            if w.table == "contacts" and w.id in named:
+                (deleted.add if w.state.deleted else deleted.discard)(w.id)
+        for iid, state in candidates.items():
+            contact_ids = state.fields.get("contact_ids") or []
+            if contact_ids and all(cid in deleted for cid in contact_ids):
+                work = batch.records.get(("interactions", iid))
+                if work is None:
+                    work = _Working("interactions", iid, -1, state, state)
+                    batch.records[("interactions", iid)] = work
+                if not work.state.deleted:
+                    work.state = tombstone(self._clock.now())
+
+    async def _write(self, conn: Connection, space_id: str, seq: int, batch: _Batch) -> int:
+        """Give every changed record the next sequence number, in batch order."""
+        writes: dict[str, list[store.RecordWrite]] = {}
+        ordered = sorted(batch.records.values(), key=lambda w: (w.first_index < 0, w.first_index))
+        for work in ordered:
+            if work.before is not None and work.state == work.before:
+                continue  # nothing changed (e.g. every field lost): no new seq, no pull traffic
+            seq += 1
+            writes.setdefault(work.table, []).append(store.RecordWrite(work.id, work.state, seq))
+        for table, rows in writes.items():
+            await store.write_records(conn, space_id, table, rows)
+        await store.insert_conflicts(conn, space_id, batch.conflicts)
+        if writes:
+            await store.advance_seq(conn, space_id, seq)
+        return seq
+
+    # -- pull ---------------------------------------------------------------------------
+
+    async def pull(self, caller: Caller, req: PullRequest) -> PullResponse:
+        check_schema_version(req.schema_version)
+        after = 0
+        if req.cursor is not None:
+            try:
+                after = decode_cursor(req.cursor)
+            except InvalidCursor as exc:
+                raise BadRequest(
+                    str(exc), code="invalid_cursor", errors=[FieldError("cursor", str(exc))]
+                ) from None
+        position = await store.space_position(self._pool, caller.space_id)
+        # A cursor older than a purged tombstone (or from the future: another account, a
+        # restored backup) cannot be continued safely: start over, and say so.
+        reset = req.cursor is not None and (after < position.purged_seq or after > position.seq)
+        if reset:
+            after = 0
+        if after >= position.seq:
+            return PullResponse([], encode_cursor(after), False, self._clock.now(), reset)
+        rows = await store.changes_since(self._pool, caller.space_id, after, req.limit + 1)
+        has_more = len(rows) > req.limit
+        rows = rows[: req.limit]
+        changes = [ChangeOut(r[0], r[1], msgspec.Raw(r[2]), r[3], r[4]) for r in rows]
+        cursor = encode_cursor(rows[-1][5] if rows else after)
+        return PullResponse(changes, cursor, has_more, self._clock.now(), reset)
+
+    # -- conflict history ---------------------------------------------------------------
+
+    async def conflicts(
+        self,
+        caller: Caller,
+        *,
+        since: dt.datetime,
+        after: str | None,
+        limit: int,
+        table: str | None,
+        record_id: str | None,
+    ) -> ConflictsResponse:
+        after_id = 0
+        if after is not None:
+            try:
+                after_id = decode_cursor(after)
+            except InvalidCursor as exc:
+                raise BadRequest(
+                    str(exc), code="invalid_cursor", errors=[FieldError("after", str(exc))]
+                ) from None
+        rows = await store.conflicts_since(
+            self._pool,
+            caller.space_id,
+            since=since,
+            after_id=after_id,
+            limit=limit + 1,
+            table=table,
+            record_id=record_id,
+        )
+        page = rows[:limit]
+        entries = [
+            ConflictEntry(
+                r.table,
+                r.record_id,
+                r.field,
+                msgspec.Raw(r.value_json.encode()),
+                r.hlc,
+                r.winner_hlc,
+                r.reason,  # type: ignore[arg-type]  # the column holds only these values
+                r.recorded_at,
+            )
+            for r in page
+        ]
+        nxt = encode_cursor(page[-1].id) if len(rows) > limit else None
+        return ConflictsResponse(entries, nxt)
+
+
+def _feeds_rules(batch: _Batch) -> bool:
+    return any(w.table in _RULE_INPUTS and w.state != w.before for w in batch.records.values())
+
+
+def _conflict(table: str, record_id: str, loss: Loss) -> store.ConflictWrite:
+    return store.ConflictWrite(
+        table,
+        record_id,
+        loss.field,
+        _encode_value.encode(loss.value).decode(),
+        loss.hlc,
+        loss.winner_hlc,
+        loss.reason,
+    )
+
+
+def _field_error(index: int, name: str, message: str) -> Unprocessable:
+    path = f"changes[{index}].{name}"
+    return Unprocessable(f"{path}: {message}", errors=[FieldError(path, message)])
+
+
+def _complete_new_record(work: _Working) -> None:
+    """A record created by this batch must carry its table's required fields; the rest get
+    defaults with no clock, so any real write beats them."""
+    spec = TABLES[work.table]
+    missing = sorted(spec.required_on_create - work.state.fields.keys())
+    if missing:
+        raise _field_error(
+            work.first_index,
+            f"fields.{missing[0]}",
+            f"required when creating a {work.table} record (missing: {', '.join(missing)})",
+        )
+    fields: dict[str, Any] = dict(spec.defaults)
+    fields.update(work.state.fields)
+    work.state = RecordState(fields, dict(work.state.clocks))

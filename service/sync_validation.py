@@ -1,0 +1,141 @@
+"""Validation of a push batch, done in full before any write (all of it or none of it).
+
+Each change's ``fields`` is converted to its table's msgspec type, so limits, enums and
+unknown fields fail with the field's path (``changes[3].fields.mood``). HLC stamps too far
+ahead of the server's clock are clamped here (design brief §4, clock defence).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from schemas.common import SCHEMA_VERSION_MAX, SCHEMA_VERSION_MIN
+from schemas.problem import FieldError
+from schemas.sync import ChangeIn
+from schemas.tables import SETTINGS_ID, TABLES
+from service.errors import Forbidden, Unprocessable, UpgradeRequired, field_errors_from_msgspec
+from sync.hlc import Clock, format_hlc, parse
+
+__all__ = ["ValidChange", "check_schema_version", "validate_changes"]
+
+
+@dataclass(frozen=True, slots=True)
+class ValidChange:
+    index: int
+    table: str
+    id: str
+    hlc: str
+    fields: dict[str, Any]
+    deleted: bool
+
+
+def check_schema_version(version: int) -> None:
+    if not SCHEMA_VERSION_MIN <= version <= SCHEMA_VERSION_MAX:
+        raise UpgradeRequired(
+            f"schema_version {version} is not supported; this server speaks "
+            f"{SCHEMA_VERSION_MIN}..{SCHEMA_VERSION_MAX}. Update the app; local data is kept.",
+            errors=[FieldError("schema_version", "unsupported schema version")],
+        )
+
+
+def _invalid(index: int, field: str, message: str) -> Unprocessable:
+    path = f"changes[{index}].{field}"
+    return Unprocessable(f"{path}: {message}", errors=[FieldError(path, message)])
+
+
+def _check_target(index: int, change: ChangeIn) -> None:
+    spec = TABLES[change.table]
+    if spec.client_type is None:
+        path = f"changes[{index}].table"
+        raise Forbidden(
+            f"{change.table} is written by the server only",
+            code="read_only_table",
+            errors=[FieldError(path, f"{change.table} is read-only for clients")],
+        )
+    if change.table == "settings" and change.id != SETTINGS_ID:
+        raise _invalid(index, "id", f"the settings record's id is {SETTINGS_ID!r}")
+    if change.deleted and change.table in {"settings", "insights"}:
+        hint = "dismiss it (status: dismissed)" if change.table == "insights" else "edit it"
+        raise _invalid(index, "deleted", f"{change.table} records cannot be deleted; {hint}")
+
+
+def validate_changes(
+    changes: list[ChangeIn], clock: Clock, max_skew_ms: int, *, look_for_nul: bool = True
+) -> tuple[list[ValidChange], int]:
+    """Return the normalised changes and the device's clock skew (ms ahead, or 0).
+
+    ``look_for_nul=False`` skips the per-value NUL scan when the caller already knows the
+    encoded batch holds no ``\\u0000`` (the common case, found with one bytes search)."""
+    wall = clock.wall_ms()
+    valid: list[ValidChange] = []
+    for i, change in enumerate(changes):
+        _check_target(i, change)
+        spec = TABLES[change.table]
+        assert spec.client_type is not None
+        fields: dict[str, Any] = {}
+        if not change.deleted:
+            try:
+                typed = msgspec.convert(change.fields, spec.client_type)
+            except msgspec.ValidationError as exc:
+                errors = field_errors_from_msgspec(exc, prefix=f"changes[{i}].fields")
+                raise Unprocessable(
+                    f"{errors[0].field}: {errors[0].message}", errors=errors
+                ) from None
+            fields = msgspec.to_builtins(typed)
+            for name, value in fields.items() if look_for_nul else ():
+                where = _nul_at(value)  # PostgreSQL's jsonb cannot store U+0000
+                if where is not None:
+                    raise _invalid(i, f"fields.{name}{where}", "text must not contain NUL (U+0000)")
+            if not fields:
+                raise _invalid(i, "fields", "a change must write at least one field or delete")
+        valid.append(ValidChange(i, change.table, change.id, change.hlc, fields, change.deleted))
+    return _clamp(valid, clock, max_skew_ms, wall)
+
+
+def _clamp(
+    changes: list[ValidChange], clock: Clock, max_skew_ms: int, wall: int
+) -> tuple[list[ValidChange], int]:
+    """Clamp stamps more than ``max_skew_ms`` ahead to the server's clock, keeping the
+    device as the author: a device whose clock runs months ahead must not win every future
+    conflict. Clamped stamps are handed out in the order of the original stamps, so the
+    device's own later edit still beats its earlier one, whatever order the batch lists them."""
+    skew = 0
+    ahead: list[ValidChange] = []
+    newest = ""
+    for change in changes:
+        ms = int(change.hlc[:13])  # the wire type already checked the stamp's shape
+        if ms - wall > max_skew_ms:
+            skew = max(skew, ms - wall)
+            ahead.append(change)
+        elif change.hlc > newest:
+            newest = change.hlc
+    if newest:
+        clock.receive(newest)  # folding in the newest stamp covers all the older ones
+    if not ahead:
+        return changes, 0
+    clamped: dict[int, str] = {}
+    for change in sorted(ahead, key=lambda c: c.hlc):
+        tick = parse(clock.now())
+        clamped[change.index] = format_hlc(tick.ms, tick.counter, parse(change.hlc).node)
+    return [
+        dataclasses.replace(c, hlc=clamped[c.index]) if c.index in clamped else c for c in changes
+    ], skew
+
+
+def _nul_at(value: Any) -> str | None:
+    """The path suffix of the first string holding U+0000 inside ``value``, if any."""
+    if isinstance(value, str):
+        return "" if "\x00" in value else None
+    if isinstance(value, list):
+        for n, item in enumerate(value):
+            if (where := _nul_at(item)) is not None:
+                return f"[{n}]{where}"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if (where := _nul_at(key)) is not None or (where := _nul_at(item)) is not None:
+                return f".{key}{where}"
+    return None

@@ -1,0 +1,72 @@
+"""Jobs that run the rules engine.
+
+* ``evaluate`` — one person, shortly after their data changed. A push enqueues it with the
+  space as debounce key and a delay, so many pushes in a minute make one evaluation.
+* ``sweep`` — every few minutes: claims the people whose local morning has come and who
+  were not swept today, and queues them in ``evaluate_batch`` chunks, so the daily sweep
+  spreads over time zones and runs in parallel across workers.
+* ``evaluate_batch`` — a chunk of people, histories read with set-based queries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from service.insights import InsightEvaluator
+from service.store import insights as insight_store
+from service.store import jobs as job_store
+from service.worker.runner import Job
+
+__all__ = ["EVALUATE", "EVALUATE_BATCH", "SWEEP", "ensure_sweep_scheduled", "make_handlers"]
+
+EVALUATE = "evaluate"
+EVALUATE_BATCH = "evaluate_batch"
+SWEEP = "sweep"
+SWEEP_EVERY_S = 600.0
+log = logging.getLogger("kith.worker")
+_encode = msgspec.json.Encoder()
+
+
+async def ensure_sweep_scheduled(pool: asyncpg.Pool[Any], delay_s: float = 0.0) -> None:
+    await job_store.enqueue(pool, SWEEP, dedupe_key="tick", delay_s=delay_s)
+
+
+def make_handlers(
+    pool: asyncpg.Pool[Any],
+    evaluator: InsightEvaluator,
+    *,
+    morning_hour: int,
+    chunk: int,
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+) -> dict[str, Callable[[Job], Awaitable[None]]]:
+    async def evaluate_one(job: Job) -> None:
+        if job.space_id:
+            await evaluator.evaluate_spaces([job.space_id], now())
+
+    async def evaluate_batch(job: Job) -> None:
+        result = await evaluator.evaluate_spaces(list(job.payload["space_ids"]), now())
+        log.info(
+            "evaluated %d people: %d changed, %d new insights, %d nudge requests",
+            result.people,
+            result.changed_people,
+            result.created,
+            result.nudges,
+        )
+
+    async def sweep(_: Job) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            due = await insight_store.due_for_morning_sweep(conn, now(), morning_hour)
+            for start in range(0, len(due), chunk):
+                payload = _encode.encode({"space_ids": due[start : start + chunk]}).decode()
+                await job_store.enqueue(conn, EVALUATE_BATCH, payload)
+        if due:
+            log.info("morning sweep: %d people queued", len(due))
+        await ensure_sweep_scheduled(pool, SWEEP_EVERY_S)
+
+    return {EVALUATE: evaluate_one, EVALUATE_BATCH: evaluate_batch, SWEEP: sweep}

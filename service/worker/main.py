@@ -1,0 +1,61 @@
+"""``kith worker``: the separate background process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+
+import redis.asyncio as aioredis
+
+from service.config import Settings
+from service.db import create_pool
+from service.insights import InsightEvaluator
+from service.realtime import ChangeNotifier
+from service.worker import evaluation, maintenance
+from service.worker.runner import Handler, Worker, WorkerConfig
+from service.worker.wakeup import listen
+from sync.hlc import Clock
+
+__all__ = ["run_worker"]
+
+log = logging.getLogger("kith.worker")
+
+
+async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> None:
+    """Run until SIGTERM/SIGINT, then drain in-flight jobs and return (exit code 0)."""
+    assert settings.database_url
+    pool = await create_pool(settings.database_url, min_size=1, max_size=settings.db_pool_max)
+    redis_client = aioredis.Redis.from_url(
+        settings.redis_url or "redis://127.0.0.1:6379/0", socket_timeout=2, socket_connect_timeout=2
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    evaluator = InsightEvaluator(
+        pool, Clock(f"wrk-{secrets.token_hex(4)}"), publish=ChangeNotifier(redis_client).publish
+    )
+    handlers: dict[str, Handler] = {
+        maintenance.KIND: maintenance.make_handler(pool, settings),
+        **evaluation.make_handlers(
+            pool, evaluator, morning_hour=settings.sweep_morning_hour, chunk=settings.sweep_chunk
+        ),
+    }
+    worker = Worker(pool, handlers, config)
+    await maintenance.ensure_scheduled(pool)
+    await evaluation.ensure_sweep_scheduled(pool)
+    listener = (
+        asyncio.create_task(listen(settings.redis_url, worker.wake, stop))
+        if settings.redis_url
+        else None
+    )
+    try:
+        await worker.run(stop)
+    finally:
+        if listener is not None:
+            stop.set()
+            await listener
+        await redis_client.aclose()
+        await pool.close()

@@ -1,0 +1,213 @@
+"""The job runner: claim durable jobs, run their handlers, retry, dead-letter.
+
+At-least-once by construction: a job row leaves the table only when its handler has
+returned. Handlers must therefore be idempotent (a push send uses the nudge id as its
+collapse id; an evaluation is deterministic).
+
+* Claiming: ``FOR UPDATE SKIP LOCKED`` with a lease (``service/store/jobs.py``); a
+  heartbeat extends the leases of running jobs, and every loop requeues expired leases,
+  so a SIGKILLed worker's jobs run again within ``lease_s``.
+* Failure: exponential backoff with full jitter up to ``max_attempts``, then ``dead``.
+  :class:`Retry` sets the delay (e.g. a provider's Retry-After); :class:`Permanent`
+  dead-letters at once.
+* Waking: Redis pub/sub on ``kith:jobs`` wakes idle workers early; without Redis they poll.
+* Stopping: ``stop`` set (SIGTERM) → claim nothing more, let in-flight jobs finish within
+  ``grace_s``, hand back the rest, return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from service.store import jobs as store
+
+__all__ = ["Handler", "Job", "Permanent", "Retry", "Worker", "WorkerConfig", "backoff_s"]
+
+log = logging.getLogger("kith.worker")
+
+
+class Retry(Exception):
+    """Try again after ``after_s`` seconds (counts as an attempt)."""
+
+    def __init__(self, reason: str, *, after_s: float) -> None:
+        super().__init__(reason)
+        self.after_s = after_s
+
+
+class Permanent(Exception):
+    """This job can never succeed (e.g. a payload the provider rejects): dead-letter it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    kind: str
+    space_id: str | None
+    payload: dict[str, Any]
+    attempt: int
+
+
+Handler = Callable[[Job], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    concurrency: int = 32
+    lease_s: float = 60.0
+    poll_interval_s: float = 1.0
+    grace_s: float = 20.0
+    backoff_base_s: float = 2.0
+    backoff_cap_s: float = 3600.0
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{secrets.token_hex(3)}")
+
+
+def backoff_s(attempt: int, base: float, cap: float, rnd: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2^(attempt-1))]."""
+    return rnd.uniform(0, min(cap, base * 2 ** max(attempt - 1, 0)))
+
+
+_decode = msgspec.json.decode
+
+
+class Worker:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        handlers: dict[str, Handler],
+        config: WorkerConfig | None = None,
+        *,
+        wakeup: asyncio.Event | None = None,
+        rnd: random.Random | None = None,
+    ) -> None:
+        self._pool = pool
+        self._handlers = handlers
+        self.config = config or WorkerConfig()
+        self._wakeup = wakeup or asyncio.Event()
+        self._rnd = rnd or random.Random()  # noqa: S311 - jitter, not secrecy
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self.counters = {"claimed": 0, "succeeded": 0, "retried": 0, "dead": 0}
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        cfg = self.config
+        heartbeat = asyncio.create_task(self._heartbeat(stop))
+        log.info("worker %s started (concurrency %d)", cfg.worker_id, cfg.concurrency)
+        next_reap = 0.0
+        try:
+            while not stop.is_set():
+                # Clear before looking for work, not before sleeping: a wake-up that arrives
+                # while we claim must still cut the next sleep short.
+                self._wakeup.clear()
+                if time.monotonic() >= next_reap:
+                    # Once per poll tick, not per claim: a busy worker claims many times a
+                    # second, and a lease is only ever checked against whole seconds anyway.
+                    await store.requeue_expired(self._pool)
+                    next_reap = time.monotonic() + cfg.poll_interval_s
+                free = cfg.concurrency - len(self._inflight)
+                claimed = []
+                if free > 0:
+                    claimed = await store.claim(self._pool, cfg.worker_id, free, cfg.lease_s)
+                for row in claimed:
+                    self.counters["claimed"] += 1
+                    self._inflight[row.id] = asyncio.create_task(self._run_one(row))
+                if len(claimed) == free and free > 0:
+                    await asyncio.sleep(0)  # more may be due: claim again at once
+                    continue
+                await self._idle(stop)
+        finally:
+            await self._drain()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            log.info("worker %s stopped", cfg.worker_id)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Sleep until woken (Redis), a job finishes (a slot frees), stop, or the poll tick."""
+        waiters: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(self._wakeup.wait()),
+            asyncio.ensure_future(stop.wait()),
+        ]
+        if self._inflight and len(self._inflight) >= self.config.concurrency:
+            waiters.append(
+                asyncio.ensure_future(
+                    asyncio.wait(list(self._inflight.values()), return_when=asyncio.FIRST_COMPLETED)
+                )
+            )
+        _, pending = await asyncio.wait(
+            waiters, timeout=self.config.poll_interval_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        for fut in pending:
+            fut.cancel()
+
+    async def _run_one(self, row: store.JobRow) -> None:
+        cfg = self.config
+        try:
+            handler = self._handlers.get(row.kind)
+            if handler is None:
+                raise Permanent(f"no handler for job kind {row.kind!r}")
+            await handler(Job(row.id, row.kind, row.space_id, _decode(row.payload), row.attempts))
+        except asyncio.CancelledError:
+            raise
+        except Permanent as exc:
+            await self._fail(row, f"permanent: {exc}", None)
+        except Retry as exc:
+            await self._fail(row, f"retry: {exc}", exc.after_s)
+        except Exception as exc:
+            # The type only: messages can carry personal data from a payload.
+            delay = backoff_s(row.attempts, cfg.backoff_base_s, cfg.backoff_cap_s, self._rnd)
+            await self._fail(row, f"{type(exc).__name__}", delay)
+        else:
+            if await store.complete(self._pool, row.id, cfg.worker_id):
+                self.counters["succeeded"] += 1
+        finally:
+            self._inflight.pop(row.id, None)
+            self._wakeup.set()  # a slot is free
+
+    async def _fail(self, row: store.JobRow, error: str, retry_in_s: float | None) -> None:
+        state = await store.fail(self._pool, row.id, self.config.worker_id, error, retry_in_s)
+        if state == "dead":
+            self.counters["dead"] += 1
+            log.warning(
+                "job %d (%s) is dead after %d attempts: %s", row.id, row.kind, row.attempts, error
+            )
+        elif state == "queued":
+            self.counters["retried"] += 1
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        while True:
+            await asyncio.sleep(self.config.lease_s / 3)
+            if self._inflight:
+                try:
+                    await store.extend_leases(
+                        self._pool, list(self._inflight), self.config.worker_id, self.config.lease_s
+                    )
+                except (OSError, asyncpg.PostgresError) as exc:
+                    log.warning("lease heartbeat failed: %s", type(exc).__name__)
+
+    async def _drain(self) -> None:
+        """Let in-flight jobs finish within the grace period; hand back the rest."""
+        if not self._inflight:
+            return
+        tasks = list(self._inflight.values())
+        _, unfinished = await asyncio.wait(tasks, timeout=self.config.grace_s)
+        if unfinished:
+            ids = list(self._inflight)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+            released = await store.release(self._pool, ids, self.config.worker_id)
+            log.info("released %d unfinished jobs at shutdown", released)

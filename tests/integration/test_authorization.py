@@ -1,0 +1,579 @@
+"""Broken object-level authorization (OWASP API #1): with Ana's ids in hand, Ben's token
+can neither read nor change anything of hers, through any endpoint.
+
+``BOLA_CHECKS`` maps every authenticated route to the test that attacks it; the
+enumeration test fails when a route appears that is neither public nor listed, so a new
+endpoint cannot ship without its cross-account test.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from service.app import create_app
+from service.config import Settings
+from sync.cursor import encode_cursor
+from tests.helpers import (
+    Account,
+    expect_problem,
+    login,
+    new_id,
+    pull_all,
+    push,
+    register,
+    stamp,
+)
+
+#: Routes anyone may call. Everything else must need a token and be in BOLA_CHECKS.
+PUBLIC = {
+    ("POST", "/v1/auth/register"),
+    ("POST", "/v1/auth/login"),
+    ("POST", "/v1/auth/refresh"),
+    ("GET", "/health/live"),
+    ("GET", "/health/ready"),
+}
+PUBLIC_PREFIXES = ("/docs",)  # the OpenAPI document and its renderers
+
+#: Every authenticated route -> the tests below that attack it with another user's ids.
+BOLA_CHECKS: dict[tuple[str, str], list[str]] = {
+    ("POST", "/v1/auth/logout"): ["test_logout_ends_only_the_callers_session"],
+    ("GET", "/v1/devices"): ["test_the_device_list_holds_only_my_devices"],
+    ("PUT", "/v1/devices/{device_id}/push-token"): [
+        "test_a_push_token_cannot_be_set_on_another_users_device",
+        "test_a_shared_device_id_stays_two_devices",
+    ],
+    ("DELETE", "/v1/devices/{device_id}"): [
+        "test_another_users_device_cannot_be_signed_out",
+        "test_a_shared_device_id_stays_two_devices",
+    ],
+    ("POST", "/v1/sync/pull"): [
+        "test_pull_never_returns_another_users_rows",
+        "test_another_users_cursor_reveals_nothing",
+    ],
+    ("POST", "/v1/sync/push"): [
+        "test_pushing_another_users_ids_writes_only_into_my_space",
+        "test_another_users_server_records_cannot_be_changed",
+        "test_pushing_as_another_users_device_is_refused",
+        "test_batch_ids_are_per_space",
+    ],
+    ("GET", "/v1/sync/conflicts"): ["test_conflict_history_is_only_the_callers"],
+}
+
+SECRET = "Ana's private journal entry"
+
+
+@dataclass
+class Victim:
+    """Ana, with something in every table a client writes, and a conflict on record."""
+
+    account: Account
+    space_id: str
+    contact_id: str
+    interaction_id: str
+    reflection_id: str
+    check_in_id: str
+    state: dict[tuple[str, str], dict[str, Any]]
+    cursor: str
+
+
+async def _space_of(db: asyncpg.Connection, account: Account) -> str:
+    space_id: str = await db.fetchval("SELECT id FROM spaces WHERE owner_id = $1", account.user_id)
+    return space_id
+
+
+async def _seq(db: asyncpg.Connection, account: Account) -> int:
+    seq: int = await db.fetchval("SELECT seq FROM spaces WHERE owner_id = $1", account.user_id)
+    return seq
+
+
+@pytest.fixture
+async def ana(http: httpx.AsyncClient, db: asyncpg.Connection) -> Victim:
+    account = await register(http)
+    d = account.device_id
+    cid, iid, rid, kid = new_id("c"), new_id("i"), new_id("r"), new_id("k")
+    await push(
+        http,
+        account,
+        [
+            {
+                "table": "contacts",
+                "id": cid,
+                "hlc": stamp(d),
+                "fields": {"display_name": "Ana's mother", "circle": "inner"},
+            },
+            {
+                "table": "interactions",
+                "id": iid,
+                "hlc": stamp(d),
+                "fields": {
+                    "contact_ids": [cid],
+                    "kind": "call",
+                    "occurred_at": "2025-01-02T10:00:00+00:00",
+                },
+            },
+            {
+                "table": "reflections",
+                "id": rid,
+                "hlc": stamp(d),
+                "fields": {"occurred_at": "2025-01-02T21:00:00+00:00", "body": SECRET},
+            },
+            {
+                "table": "check_ins",
+                "id": kid,
+                "hlc": stamp(d),
+                "fields": {"occurred_at": "2025-01-02T09:00:00+00:00", "status": "ok"},
+            },
+        ],
+    )
+    # An older write loses: Ana now has conflict history naming her contact.
+    await push(
+        http,
+        account,
+        [
+            {
+                "table": "contacts",
+                "id": cid,
+                "hlc": stamp(d, offset_ms=-60_000),
+                "fields": {"display_name": "Mum (old name)"},
+            }
+        ],
+    )
+    state, cursor = await pull_all(http, account)
+    space_id = await _space_of(db, account)
+    return Victim(account, space_id, cid, iid, rid, kid, state, cursor)
+
+
+async def _assert_untouched(
+    http: httpx.AsyncClient, db: asyncpg.Connection, victim: Victim
+) -> None:
+    state, cursor = await pull_all(http, victim.account)
+    assert state == victim.state
+    assert cursor == victim.cursor
+
+
+# -- the route inventory -------------------------------------------------------------------
+
+
+def _normalise(path: str) -> str:
+    """``/v1/devices/{device_id:str}`` -> ``/v1/devices/{device_id}`` (OpenAPI spelling)."""
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
+
+
+def _app_routes(tmp_path: Path) -> set[tuple[str, str]]:
+    """Every (method, path) the application serves, read from the app itself, so a route
+    hidden from the OpenAPI document is counted too."""
+    app = create_app(
+        Settings(database_url="postgresql://unused@127.0.0.1/unused", data_dir=tmp_path)
+    )
+    routes: set[tuple[str, str]] = set()
+    for route in app.routes:
+        methods = getattr(route, "methods", None) or {type(route).__name__}
+        for method in methods - {"OPTIONS", "HEAD"}:
+            routes.add((method, _normalise(route.path)))
+    return routes
+
+
+def _is_public(route: tuple[str, str]) -> bool:
+    return route in PUBLIC or route[1].startswith(PUBLIC_PREFIXES)
+
+
+def test_every_authenticated_route_has_a_bola_test(tmp_path: Path) -> None:
+    routes = _app_routes(tmp_path)
+    unchecked = {r for r in routes if not _is_public(r)} - BOLA_CHECKS.keys()
+    assert not unchecked, (
+        f"new authenticated routes without a cross-account test: {sorted(unchecked)}; "
+        "add a test that attacks them with another user's ids and list it in BOLA_CHECKS"
+    )
+    stale = BOLA_CHECKS.keys() - routes
+    assert not stale, f"BOLA_CHECKS names routes the app no longer has: {sorted(stale)}"
+    missing = {name for names in BOLA_CHECKS.values() for name in names} - globals().keys()
+    assert not missing, f"BOLA_CHECKS names tests that do not exist: {sorted(missing)}"
+
+
+async def test_the_openapi_document_marks_every_checked_route_as_needing_a_token(
+    http: httpx.AsyncClient,
+) -> None:
+    spec = (await http.get("/docs/openapi.json")).json()
+    documented = {
+        (method.upper(), path): op
+        for path, item in spec["paths"].items()
+        for method, op in item.items()
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
+    for route in BOLA_CHECKS:
+        assert route in documented, f"{route} is missing from the OpenAPI document"
+        assert documented[route].get("security") == [{"bearer": []}], route
+    for route, op in documented.items():
+        if route not in BOLA_CHECKS:
+            assert _is_public(route), f"{route} is neither public nor BOLA-checked"
+            assert not op.get("security"), route
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(BOLA_CHECKS))
+async def test_every_authenticated_route_refuses_a_caller_without_a_token(
+    http: httpx.AsyncClient, method: str, path: str
+) -> None:
+    url = path.replace("{device_id}", new_id("dev"))
+    body: dict[str, Any] | None = {} if method in {"POST", "PUT"} else None
+    r = await http.request(method, url, json=body)
+    expect_problem(r, 401, "unauthenticated")
+
+
+# -- sync ----------------------------------------------------------------------------------
+
+
+async def test_pull_never_returns_another_users_rows(http: httpx.AsyncClient, ana: Victim) -> None:
+    ben = await register(http)
+    r = await http.post(
+        "/v1/sync/pull", headers=ben.headers, json={"schema_version": 1, "limit": 1000}
+    )
+    assert r.status_code == 200, r.text
+    assert SECRET not in r.text
+    assert ana.contact_id not in r.text
+    state, _ = await pull_all(http, ben)
+    assert set(state) == {("settings", "settings")}
+
+
+async def test_pushing_another_users_ids_writes_only_into_my_space(
+    http: httpx.AsyncClient, db: asyncpg.Connection, ana: Victim
+) -> None:
+    ben = await register(http)
+    seq_before = await _seq(db, ana.account)
+    d = ben.device_id
+    later = stamp(d, offset_ms=60_000)  # newer than all of Ana's writes: would win a merge
+    await push(
+        http,
+        ben,
+        [
+            {
+                "table": "contacts",
+                "id": ana.contact_id,
+                "hlc": later,
+                "fields": {"display_name": "Ben's rename"},
+            },
+            {
+                "table": "interactions",
+                "id": ana.interaction_id,
+                "hlc": later,
+                "fields": {
+                    "contact_ids": [ana.contact_id],
+                    "kind": "text",
+                    "occurred_at": "2025-02-01T10:00:00+00:00",
+                },
+            },
+            {"table": "reflections", "id": ana.reflection_id, "hlc": later, "deleted": True},
+            {"table": "check_ins", "id": ana.check_in_id, "hlc": later, "deleted": True},
+            {"table": "settings", "id": "settings", "hlc": later, "fields": {"time_zone": "UTC"}},
+        ],
+    )
+    # Then Ben deletes "her" contact: the cascade must only reach his own interactions.
+    await push(
+        http,
+        ben,
+        [
+            {
+                "table": "contacts",
+                "id": ana.contact_id,
+                "hlc": stamp(d, offset_ms=61_000),
+                "deleted": True,
+            }
+        ],
+    )
+
+    await _assert_untouched(http, db, ana)
+    assert await _seq(db, ana.account) == seq_before
+    hers = await db.fetchrow(
+        """
+        SELECT fields->>'display_name' AS name, deleted FROM contacts
+        WHERE space_id = $1 AND id = $2
+        """,
+        ana.space_id,
+        ana.contact_id,
+    )
+    assert hers is not None
+    assert (hers["name"], hers["deleted"]) == ("Ana's mother", False)
+    for table, rid in [
+        ("interactions", ana.interaction_id),
+        ("reflections", ana.reflection_id),
+        ("check_ins", ana.check_in_id),
+    ]:
+        deleted = await db.fetchval(
+            f"SELECT deleted FROM {table} WHERE space_id = $1 AND id = $2", ana.space_id, rid
+        )
+        assert deleted is False, table
+    # Ben's writes exist, in his space, for him alone.
+    state, _ = await pull_all(http, ben)
+    assert state[("contacts", ana.contact_id)]["deleted"] is True
+    assert state[("settings", "settings")]["fields"]["time_zone"] == "UTC"
+    assert ana.state[("settings", "settings")]["fields"]["time_zone"] == "Europe/Lisbon"
+
+
+async def test_another_users_server_records_cannot_be_changed(
+    http: httpx.AsyncClient, db: asyncpg.Connection, ana: Victim
+) -> None:
+    """Insights are created by the server; Ben naming Ana's insight must not reach it."""
+    insight_id = new_id("ins")
+    async with db.transaction():
+        seq = await db.fetchval(
+            "UPDATE spaces SET seq = seq + 1 WHERE id = $1 RETURNING seq", ana.space_id
+        )
+        await db.execute(
+            """
+            INSERT INTO insights (space_id, id, fields, clocks, hlc, seq)
+            VALUES ($1, $2, '{"rule": "overdue", "status": "open"}', '{}', $3, $4)
+            """,
+            ana.space_id,
+            insight_id,
+            "0000000000001-0000-srv-test",
+            seq,
+        )
+    ben = await register(http)
+    r = await http.post(
+        "/v1/sync/push",
+        headers=ben.headers,
+        json={
+            "device_id": ben.device_id,
+            "batch_id": new_id("batch"),
+            "schema_version": 1,
+            "changes": [
+                {
+                    "table": "insights",
+                    "id": insight_id,
+                    "hlc": stamp(ben.device_id),
+                    "fields": {"status": "dismissed"},
+                }
+            ],
+        },
+    )
+    body = expect_problem(r, 422)
+    assert [e["field"] for e in body["errors"]] == ["changes[0].id"]
+    status = await db.fetchval(
+        "SELECT fields->>'status' FROM insights WHERE space_id = $1 AND id = $2",
+        ana.space_id,
+        insight_id,
+    )
+    assert status == "open"
+    assert await db.fetchval("SELECT count(*) FROM insights WHERE id = $1", insight_id) == 1
+
+
+async def test_pushing_as_another_users_device_is_refused(
+    http: httpx.AsyncClient, db: asyncpg.Connection, ana: Victim
+) -> None:
+    ben = await register(http)
+    ben_seq = await _seq(db, ben)
+    cid = new_id("c")
+    r = await http.post(
+        "/v1/sync/push",
+        headers=ben.headers,
+        json={
+            "device_id": ana.account.device_id,
+            "batch_id": new_id("batch"),
+            "schema_version": 1,
+            "changes": [
+                {
+                    "table": "contacts",
+                    "id": cid,
+                    "hlc": stamp(ana.account.device_id),
+                    "fields": {"display_name": "Planted"},
+                }
+            ],
+        },
+    )
+    body = expect_problem(r, 403, "device_mismatch")
+    assert [e["field"] for e in body["errors"]] == ["device_id"]
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE id = $1", cid) == 0
+    assert await _seq(db, ben) == ben_seq
+    await _assert_untouched(http, db, ana)
+
+
+async def test_batch_ids_are_per_space(
+    http: httpx.AsyncClient, db: asyncpg.Connection, ana: Victim
+) -> None:
+    """Ben reusing Ana's batch id gets his own batch applied, never her stored answer."""
+    batch_id = new_id("batch")
+    d = ana.account.device_id
+    hers = await push(
+        http,
+        ana.account,
+        [
+            {
+                "table": "contacts",
+                "id": ana.contact_id,
+                "hlc": stamp(d, offset_ms=-120_000),
+                "fields": {"notes": "likes long calls"},
+            },
+            {
+                "table": "contacts",
+                "id": ana.contact_id,
+                "hlc": stamp(d, offset_ms=-180_000),
+                "fields": {"display_name": "an older name that loses"},
+            },
+        ],
+        batch_id=batch_id,
+    )
+    assert hers["superseded"]
+    ana.state, ana.cursor = await pull_all(http, ana.account)
+
+    ben = await register(http)
+    cid = new_id("c")
+    his = await push(
+        http,
+        ben,
+        [
+            {
+                "table": "contacts",
+                "id": cid,
+                "hlc": stamp(ben.device_id),
+                "fields": {"display_name": "Ben's friend"},
+            }
+        ],
+        batch_id=batch_id,
+    )
+    assert his["accepted"] == 1
+    assert his["superseded"] == []
+    assert ana.contact_id not in str(his)
+    state, _ = await pull_all(http, ben)
+    assert ("contacts", cid) in state
+    await _assert_untouched(http, db, ana)
+
+
+async def test_another_users_cursor_reveals_nothing(http: httpx.AsyncClient, ana: Victim) -> None:
+    ben = await register(http)
+    ben_state, _ = await pull_all(http, ben)
+    # Her real cursor, and every position a forger could try: only Ben's rows come back.
+    cursors = [ana.cursor] + [encode_cursor(n) for n in range(len(ana.state) + 3)]
+    for cursor in cursors:
+        r = await http.post(
+            "/v1/sync/pull",
+            headers=ben.headers,
+            json={"schema_version": 1, "cursor": cursor, "limit": 1000},
+        )
+        assert r.status_code == 200, r.text
+        assert SECRET not in r.text
+        for change in r.json()["changes"]:
+            assert (change["table"], change["id"]) in ben_state, (cursor, change)
+
+
+async def test_conflict_history_is_only_the_callers(http: httpx.AsyncClient, ana: Victim) -> None:
+    hers = await http.get("/v1/sync/conflicts", headers=ana.account.headers)
+    assert hers.status_code == 200, hers.text
+    assert [c["id"] for c in hers.json()["conflicts"]] == [ana.contact_id]
+
+    ben = await register(http)
+    queries: list[dict[str, str]] = [
+        {},
+        {"id": ana.contact_id},
+        {"table": "contacts"},
+        {"table": "contacts", "id": ana.contact_id},
+        {"after": encode_cursor(0)},
+        {"since": "2000-01-01T00:00:00Z"},
+    ]
+    for params in queries:
+        r = await http.get("/v1/sync/conflicts", headers=ben.headers, params=params)
+        assert r.status_code == 200, (params, r.text)
+        assert r.json() == {"conflicts": [], "next": None}, params
+
+
+# -- devices and sessions ------------------------------------------------------------------
+
+
+async def test_the_device_list_holds_only_my_devices(http: httpx.AsyncClient, ana: Victim) -> None:
+    ben = await register(http)
+    r = await http.get("/v1/devices", headers=ben.headers)
+    assert r.status_code == 200, r.text
+    assert [d["id"] for d in r.json()["devices"]] == [ben.device_id]
+    assert ana.account.device_id not in r.text
+
+
+APNS_TOKEN = "a1" * 32
+
+
+async def _push_address(db: asyncpg.Connection, account: Account) -> tuple[Any, ...]:
+    row = await db.fetchrow(
+        """
+        SELECT push_provider, push_token, push_environment, revoked_at
+        FROM devices WHERE user_id = $1 AND id = $2
+        """,
+        account.user_id,
+        account.device_id,
+    )
+    assert row is not None
+    return tuple(row.values())
+
+
+async def test_a_push_token_cannot_be_set_on_another_users_device(
+    http: httpx.AsyncClient, db: asyncpg.Connection, ana: Victim
+) -> None:
+    r = await http.put(
+        f"/v1/devices/{ana.account.device_id}/push-token",
+        headers=ana.account.headers,
+        json={"provider": "apns", "token": APNS_TOKEN, "environment": "sandbox"},
+    )
+    assert r.status_code == 204, r.text
+    before = await _push_address(db, ana.account)
+    assert before[:3] == ("apns", APNS_TOKEN, "sandbox")
+
+    ben = await register(http)
+    attempts = [
+        {"provider": "apns", "token": "b2" * 32},
+        {"provider": "fcm", "token": "ben-fcm-token"},
+        # Ben somehow learnt her token: a 404 must not take it away from her either.
+        {"provider": "apns", "token": APNS_TOKEN, "environment": "sandbox"},
+    ]
+    for body in attempts:
+        r = await http.put(
+            f"/v1/devices/{ana.account.device_id}/push-token", headers=ben.headers, json=body
+        )
+        expect_problem(r, 404, "not_found")
+        assert await _push_address(db, ana.account) == before, body
+    assert await db.fetchval("SELECT count(*) FROM devices WHERE push_token = $1", "b2" * 32) == 0
+
+
+async def test_another_users_device_cannot_be_signed_out(
+    http: httpx.AsyncClient, db: asyncpg.Connection, ana: Victim
+) -> None:
+    ben = await register(http)
+    r = await http.delete(f"/v1/devices/{ana.account.device_id}", headers=ben.headers)
+    expect_problem(r, 404, "not_found")
+    assert (await _push_address(db, ana.account))[3] is None  # not revoked
+    assert (await http.get("/v1/devices", headers=ana.account.headers)).status_code == 200
+    await _assert_untouched(http, db, ana)
+
+
+async def test_a_shared_device_id_stays_two_devices(
+    http: httpx.AsyncClient, db: asyncpg.Connection, ana: Victim
+) -> None:
+    """Device ids are chosen by clients, so two accounts can name a device alike; every
+    device route must still act on the caller's own device only."""
+    ben = await register(http, device_id=ana.account.device_id)
+    ana_before = await _push_address(db, ana.account)
+    r = await http.put(
+        f"/v1/devices/{ben.device_id}/push-token",
+        headers=ben.headers,
+        json={"provider": "fcm", "token": new_id("fcm")},
+    )
+    assert r.status_code == 204, r.text
+    assert await _push_address(db, ana.account) == ana_before
+
+    r = await http.delete(f"/v1/devices/{ben.device_id}", headers=ben.headers)
+    assert r.status_code == 204, r.text
+    expect_problem(await http.get("/v1/devices", headers=ben.headers), 401)
+    assert await _push_address(db, ana.account) == ana_before
+    assert (await http.get("/v1/devices", headers=ana.account.headers)).status_code == 200
+
+
+async def test_logout_ends_only_the_callers_session(http: httpx.AsyncClient, ana: Victim) -> None:
+    ben = await register(http)
+    ana_tablet = await login(http, ana.account.email, new_id("dev"))
+    assert (await http.post("/v1/auth/logout", headers=ben.headers)).status_code == 204
+    for account in (ana.account, ana_tablet):
+        assert (await http.get("/v1/devices", headers=account.headers)).status_code == 200
+    r = await http.post("/v1/auth/refresh", json={"refresh_token": ana.account.refresh_token})
+    assert r.status_code == 200, r.text
