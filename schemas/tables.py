@@ -122,6 +122,7 @@ class SettingsFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
     preferred_nudge_time: TimeOfDay | UnsetType = UNSET
     nudges_enabled: bool | UnsetType = UNSET
     max_nudges_per_week: Annotated[int, Meta(ge=0, le=14)] | UnsetType = UNSET
+    nudge_digest: bool | UnsetType = UNSET  # over budget: one combined nudge, not a queue
     check_in_deadline: TimeOfDay | UnsetType | None = UNSET
     check_in_grace_min: Annotated[int, Meta(ge=5, le=720)] | UnsetType = UNSET
     rules_disabled: Annotated[list[RuleId], Meta(max_length=10)] | UnsetType = UNSET
@@ -244,6 +245,7 @@ TABLES: dict[str, TableSpec] = {
                 "preferred_nudge_time": "18:00",
                 "nudges_enabled": True,
                 "max_nudges_per_week": 3,
+                "nudge_digest": False,
                 "check_in_deadline": None,
                 "check_in_grace_min": 30,
                 "rules_disabled": [],

@@ -30,6 +30,7 @@ from service.realtime import ChangeNotifier
 from service.routes.auth import AuthController
 from service.routes.devices import DeviceController
 from service.routes.health import live, ready
+from service.routes.nudges import NudgeController
 from service.routes.sync import SyncController
 from service.sync_service import SyncService
 from sync.hlc import Clock
@@ -89,7 +90,14 @@ def create_app(settings: Settings) -> Litestar:
         return Provide(_StateGetter(name), sync_to_thread=False)
 
     return Litestar(
-        route_handlers=[AuthController, DeviceController, SyncController, live, ready],
+        route_handlers=[
+            AuthController,
+            DeviceController,
+            NudgeController,
+            SyncController,
+            live,
+            ready,
+        ],
         dependencies={
             "pool": state("pool"),
             "redis_client": state("redis"),

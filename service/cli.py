@@ -171,6 +171,35 @@ def _seed(settings: Settings, args: argparse.Namespace) -> None:
     print(f"seeded {result.people:,} people ({rows}) in {result.seconds:.1f} s", flush=True)
 
 
+async def report_lines(database_url: str, days: int) -> list[str]:
+    """The operator's view: the job queue (with the dead letters) and, per rule, how often
+    a nudge was followed by an in-person meeting within 14 days."""
+    from service.db import create_pool
+    from service.store import jobs as job_store
+    from service.store import push as push_store
+
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    try:
+        now = dt.datetime.now(dt.UTC)
+        stats = await job_store.queue_stats(pool)
+        dead = await job_store.dead_jobs(pool, 20)
+        effects = await push_store.effectiveness(pool, now, now - dt.timedelta(days=days))
+    finally:
+        await pool.close()
+    lines = [
+        f"jobs: {stats['queued']} queued, {stats['running']} running, {stats['dead']} dead",
+        *(f"  dead #{j.id} {j.kind} after {j.attempts} attempts: {j.last_error}" for j in dead),
+        f"nudges sent in the last {days} days, and in-person meetings within 14 days after:",
+        f"  {'rule':<12} {'sent':>6} {'settled':>8} {'effective':>10} {'rate':>6}",
+    ]
+    for e in effects:
+        rate = f"{e.rate:.0%}" if e.rate is not None else "-"
+        lines.append(f"  {e.rule:<12} {e.sent:>6} {e.settled:>8} {e.effective:>10} {rate:>6}")
+    if not effects:
+        lines.append("  (none sent)")
+    return lines
+
+
 def _add_seed_parser(sub: Any) -> None:
     p_seed = sub.add_parser("seed", help="insert a generated population (needs DATABASE_URL)")
     p_seed.add_argument("--people", type=int, default=1000, help="how many people")
@@ -181,6 +210,37 @@ def _add_seed_parser(sub: Any) -> None:
     p_seed.add_argument("--now", help="ISO time the histories end at (default: now)")
     p_seed.add_argument("--chunk", type=int, default=250, help="people per transaction")
     p_seed.add_argument("--password", default="kith-seed-password", help="every account's")
+
+
+def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
+    if args.command == "dev":
+        _dev(settings)
+    elif args.command == "api":
+        if not settings.database_url:
+            raise SettingsError("DATABASE_URL is not set (`kith dev` starts embedded servers)")
+        _serve(settings)
+    elif args.command == "worker":
+        if not settings.database_url:
+            raise SettingsError("DATABASE_URL is not set")
+        from service.app import configure_logging
+        from service.worker.main import run_worker
+
+        configure_logging(settings.log_level)
+        asyncio.run(run_worker(settings))
+    elif args.command == "migrate":
+        _migrate(settings)
+    elif args.command == "maintain":
+        if not settings.database_url:
+            raise SettingsError("DATABASE_URL is not set")
+        asyncio.run(_maintain(settings))
+    elif args.command == "openapi":
+        _openapi(args.out_dir)
+    elif args.command == "report":
+        if not settings.database_url:
+            raise SettingsError("DATABASE_URL is not set")
+        print("\n".join(asyncio.run(report_lines(settings.database_url, args.days))))
+    elif args.command == "seed":
+        _seed(settings, args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("worker", help="run the background worker (jobs, maintenance)")
     sub.add_parser("migrate", help="apply pending migrations")
     sub.add_parser("maintain", help="purge expired tombstones, conflicts and batch records")
+    p_report = sub.add_parser("report", help="job queue, dead letters, nudge effectiveness")
+    p_report.add_argument("--days", type=int, default=90, help="nudges sent in the last N days")
     p_openapi = sub.add_parser("openapi", help="write the OpenAPI document and table schemas")
     p_openapi.add_argument("--out-dir", help="a folder (default: print to stdout)")
     _add_seed_parser(sub)
@@ -208,30 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides = {k: v for k in ("host", "port", "workers") if (v := getattr(args, k))}
             settings = dataclasses.replace(settings, **overrides)
             os.environ.update({f"KITH_{k.upper()}": str(v) for k, v in overrides.items()})
-        if args.command == "dev":
-            _dev(settings)
-        elif args.command == "api":
-            if not settings.database_url:
-                raise SettingsError("DATABASE_URL is not set (`kith dev` starts embedded servers)")
-            _serve(settings)
-        elif args.command == "worker":
-            if not settings.database_url:
-                raise SettingsError("DATABASE_URL is not set")
-            from service.app import configure_logging
-            from service.worker.main import run_worker
-
-            configure_logging(settings.log_level)
-            asyncio.run(run_worker(settings))
-        elif args.command == "migrate":
-            _migrate(settings)
-        elif args.command == "maintain":
-            if not settings.database_url:
-                raise SettingsError("DATABASE_URL is not set")
-            asyncio.run(_maintain(settings))
-        elif args.command == "openapi":
-            _openapi(args.out_dir)
-        elif args.command == "seed":
-            _seed(settings, args)
+        _dispatch(settings, args)
     except SettingsError as exc:
         print(f"kith: {exc}", file=sys.stderr)
         return 2

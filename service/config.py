@@ -33,6 +33,19 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 0) -> in
     return value
 
 
+def _pem(env: Mapping[str, str], name: str) -> str | None:
+    """A key given as PEM text (``\\n`` escapes allowed, as env files need) or as a path."""
+    raw = env.get(name)
+    if not raw:
+        return None
+    if "-----BEGIN" in raw:
+        return raw.replace("\\n", "\n")
+    try:
+        return Path(raw).read_text()
+    except OSError as exc:
+        raise SettingsError(f"{name}: cannot read the key file {raw!r} ({exc.strerror})") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything Kith can be configured with. Build it with :meth:`from_env`."""
@@ -63,6 +76,22 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     log_level: str = "INFO"
+    worker_concurrency: int = 64
+    push_timeout_s: int = 10
+    push_ca_file: Path | None = None
+    apns_team_id: str | None = None
+    apns_key_id: str | None = None
+    apns_private_key: str | None = None
+    apns_topic: str | None = None
+    apns_url: str = "https://api.push.apple.com"
+    apns_sandbox_url: str = "https://api.sandbox.push.apple.com"
+    fcm_project_id: str | None = None
+    fcm_client_email: str | None = None
+    fcm_private_key: str | None = None
+    fcm_url: str = "https://fcm.googleapis.com"
+    fcm_token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
+    vapid_private_key: str | None = None
+    vapid_subject: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -105,11 +134,46 @@ class Settings:
             tls_cert=Path(e["KITH_TLS_CERT"]) if e.get("KITH_TLS_CERT") else None,
             tls_key=Path(e["KITH_TLS_KEY"]) if e.get("KITH_TLS_KEY") else None,
             log_level=e.get("KITH_LOG_LEVEL", "INFO").upper(),
+            worker_concurrency=_int(e, "KITH_WORKER_CONCURRENCY", 64, low=1),
+            push_timeout_s=_int(e, "KITH_PUSH_TIMEOUT_S", 10, low=1),
+            push_ca_file=Path(e["KITH_PUSH_CA_FILE"]) if e.get("KITH_PUSH_CA_FILE") else None,
+            apns_team_id=e.get("KITH_APNS_TEAM_ID") or None,
+            apns_key_id=e.get("KITH_APNS_KEY_ID") or None,
+            apns_private_key=_pem(e, "KITH_APNS_PRIVATE_KEY"),
+            apns_topic=e.get("KITH_APNS_TOPIC") or None,
+            apns_url=e.get("KITH_APNS_URL") or "https://api.push.apple.com",
+            apns_sandbox_url=e.get("KITH_APNS_SANDBOX_URL") or "https://api.sandbox.push.apple.com",
+            fcm_project_id=e.get("KITH_FCM_PROJECT_ID") or None,
+            fcm_client_email=e.get("KITH_FCM_CLIENT_EMAIL") or None,
+            fcm_private_key=_pem(e, "KITH_FCM_PRIVATE_KEY"),
+            fcm_url=e.get("KITH_FCM_URL") or "https://fcm.googleapis.com",
+            fcm_token_url=e.get("KITH_FCM_TOKEN_URL") or "https://oauth2.googleapis.com/token",
+            vapid_private_key=_pem(e, "KITH_VAPID_PRIVATE_KEY"),
+            vapid_subject=e.get("KITH_VAPID_SUBJECT") or None,
         )
         if settings.is_production and not (settings.jwt_private_key and settings.jwt_public_key):
             raise SettingsError(
                 "KITH_JWT_PRIVATE_KEY and KITH_JWT_PUBLIC_KEY are required when KITH_ENV=production"
             )
+        apns = (
+            settings.apns_team_id,
+            settings.apns_key_id,
+            settings.apns_private_key,
+            settings.apns_topic,
+        )
+        if any(apns) and not all(apns):
+            raise SettingsError(
+                "APNs needs KITH_APNS_TEAM_ID, KITH_APNS_KEY_ID, KITH_APNS_PRIVATE_KEY and "
+                "KITH_APNS_TOPIC together"
+            )
+        fcm = (settings.fcm_project_id, settings.fcm_client_email, settings.fcm_private_key)
+        if any(fcm) and not all(fcm):
+            raise SettingsError(
+                "FCM needs KITH_FCM_PROJECT_ID, KITH_FCM_CLIENT_EMAIL and KITH_FCM_PRIVATE_KEY "
+                "together"
+            )
+        if bool(settings.vapid_private_key) != bool(settings.vapid_subject):
+            raise SettingsError("Web Push needs KITH_VAPID_PRIVATE_KEY and KITH_VAPID_SUBJECT")
         if (settings.tls_cert is None) != (settings.tls_key is None):
             raise SettingsError("KITH_TLS_CERT and KITH_TLS_KEY must be set together")
         return settings

@@ -30,6 +30,7 @@ from service.rules import (
     reconcile,
 )
 from service.store import insights as store
+from service.store import jobs as job_store
 from service.store import sync as sync_store
 from service.sync_service import Publish
 from sync.hlc import Clock
@@ -38,6 +39,7 @@ from sync.merge import apply
 __all__ = ["EvaluationResult", "InsightEvaluator"]
 
 log = logging.getLogger("kith.insights")
+NUDGE_PLAN = "nudge_plan"  # handled by service/worker/nudges.py
 _decode = msgspec.json.decode
 
 
@@ -135,6 +137,10 @@ class InsightEvaluator:
                 await sync_store.write_records(conn, space_id, "insights", writes)
                 await sync_store.advance_seq(conn, space_id, seq)
             await store.insert_nudge_requests(conn, space_id, nudges)
+            if nudges:  # the push worker decides when (and whether) they go out
+                await job_store.enqueue_or_advance(
+                    conn, NUDGE_PLAN, space_id=space_id, dedupe_key=space_id
+                )
         if writes and self._publish is not None:
             await self._publish(space_id, seq)
         return len(nudges)

@@ -88,6 +88,29 @@ class SyncService:
         self._publish = publish
         self._evaluate_debounce_s = evaluate_debounce_s
 
+    async def server_write(
+        self, space_id: str, table: str, record_id: str, fields: dict[str, Any]
+    ) -> bool:
+        """Write ``fields`` of an existing live record as the server (a nudge's "Snooze a
+        week", an insight's status): merged with the server's clock like any device's
+        change, so it syncs to every device and a later edit on a phone still wins."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            position = await store.lock_space(conn, space_id)
+            current = (await store.load_records(conn, space_id, table, [record_id])).get(record_id)
+            if current is None or current.deleted:
+                return False
+            state = apply(current, fields, self._clock.now()).state
+            if state == current:
+                return True
+            seq = position.seq + 1
+            await store.write_records(
+                conn, space_id, table, [store.RecordWrite(record_id, state, seq)]
+            )
+            await store.advance_seq(conn, space_id, seq)
+        if self._publish is not None:
+            await self._publish(space_id, seq)
+        return True
+
     # -- push ---------------------------------------------------------------------------
 
     async def push(self, caller: Caller, req: PushRequest) -> PushResponse:

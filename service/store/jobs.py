@@ -20,6 +20,8 @@ __all__ = [
     "complete",
     "dead_jobs",
     "enqueue",
+    "enqueue_many",
+    "enqueue_or_advance",
     "extend_leases",
     "fail",
     "queue_stats",
@@ -67,6 +69,43 @@ async def enqueue(
         max_attempts,
     )
     return int(value) if value is not None else None
+
+
+async def enqueue_or_advance(
+    conn: Executor, kind: str, *, space_id: str, dedupe_key: str, delay_s: float = 0.0
+) -> None:
+    """Queue a job, or, if one is already queued under ``dedupe_key``, move it earlier
+    when this one is due sooner (a plan waiting for tomorrow runs now if asked to now)."""
+    await conn.execute(
+        """
+        INSERT INTO jobs (kind, space_id, dedupe_key, run_at)
+        VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+        ON CONFLICT (kind, dedupe_key) WHERE state = 'queued' AND dedupe_key IS NOT NULL
+        DO UPDATE SET run_at = least(jobs.run_at, excluded.run_at), updated_at = now()
+        """,
+        kind,
+        space_id,
+        dedupe_key,
+        delay_s,
+    )
+
+
+async def enqueue_many(
+    conn: Executor, kind: str, space_id: str | None, payloads: list[str], max_attempts: int = 8
+) -> None:
+    """Queue several jobs of one kind in one statement (a nudge to each of a person's devices)."""
+    if not payloads:
+        return
+    await conn.execute(
+        """
+        INSERT INTO jobs (kind, space_id, payload, max_attempts)
+        SELECT $1, $2, p::jsonb, $4 FROM unnest($3::text[]) AS p
+        """,
+        kind,
+        space_id,
+        payloads,
+        max_attempts,
+    )
 
 
 async def claim(conn: Executor, worker_id: str, limit: int, lease_s: float) -> list[JobRow]:

@@ -21,6 +21,7 @@ import msgspec
 from service.insights import InsightEvaluator
 from service.store import insights as insight_store
 from service.store import jobs as job_store
+from service.store import push as push_store
 from service.worker.runner import Job
 
 __all__ = ["EVALUATE", "EVALUATE_BATCH", "SWEEP", "ensure_sweep_scheduled", "make_handlers"]
@@ -48,6 +49,8 @@ def make_handlers(
     async def evaluate_one(job: Job) -> None:
         if job.space_id:
             await evaluator.evaluate_spaces([job.space_id], now())
+            # Settings or a snooze may have changed what waiting nudges should do.
+            await push_store.replan_if_pending(pool, job.space_id)
 
     async def evaluate_batch(job: Job) -> None:
         result = await evaluator.evaluate_spaces(list(job.payload["space_ids"]), now())

@@ -12,8 +12,10 @@ import redis.asyncio as aioredis
 from service.config import Settings
 from service.db import create_pool
 from service.insights import InsightEvaluator
+from service.push.factory import build_providers
 from service.realtime import ChangeNotifier
 from service.worker import evaluation, maintenance
+from service.worker.nudges import NudgeJobs
 from service.worker.runner import Handler, Worker, WorkerConfig
 from service.worker.wakeup import listen
 from sync.hlc import Clock
@@ -43,6 +45,11 @@ async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> 
             pool, evaluator, morning_hour=settings.sweep_morning_hour, chunk=settings.sweep_chunk
         ),
     }
+    providers = build_providers(settings, pool)
+    handlers |= NudgeJobs(pool, providers).handlers()
+    if not providers:
+        log.warning("no push provider configured: nudges are planned but not pushed")
+    config = config or WorkerConfig(concurrency=settings.worker_concurrency)
     worker = Worker(pool, handlers, config)
     await maintenance.ensure_scheduled(pool)
     await evaluation.ensure_sweep_scheduled(pool)
@@ -58,4 +65,6 @@ async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> 
             stop.set()
             await listener
         await redis_client.aclose()
+        for provider in providers.values():
+            await provider.aclose()
         await pool.close()

@@ -1,0 +1,151 @@
+"""Apple Push Notification service: HTTP/2 with an ES256 provider token.
+
+One ``httpx.AsyncClient`` (HTTP/2: many streams share each connection) per environment;
+the provider token comes from :class:`~service.push.credentials.SharedToken`, minted once
+per team/key for every worker and reused ~45 minutes. Every request has a deadline: APNs
+is known to leave a stream unanswered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+import uuid
+from collections.abc import Awaitable, Callable
+
+import httpx
+import jwt
+import msgspec
+
+from service.push.base import (
+    Address,
+    Notification,
+    ProviderName,
+    SendResult,
+    SharedTokenLike,
+    collapse_key,
+    retry_after_s,
+)
+from service.push.credentials import Minted
+
+__all__ = ["PRODUCTION_URL", "SANDBOX_URL", "APNsProvider", "apns_minter", "apns_payload"]
+
+PRODUCTION_URL = "https://api.push.apple.com"
+SANDBOX_URL = "https://api.sandbox.push.apple.com"
+TOKEN_LIFETIME = dt.timedelta(hours=1)  # APNs refuses a token whose iat is over an hour old
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+def apns_minter(
+    team_id: str, key_id: str, private_key_pem: str
+) -> Callable[[dt.datetime], Awaitable[Minted]]:
+    """Mints ``{"alg": "ES256", "kid": key_id}.{"iss": team_id, "iat": now}``."""
+
+    async def mint(now: dt.datetime) -> Minted:
+        token = jwt.encode(
+            {"iss": team_id, "iat": int(now.timestamp())},
+            private_key_pem,
+            algorithm="ES256",
+            headers={"kid": key_id},
+        )
+        return Minted(token, now + TOKEN_LIFETIME)
+
+    return mint
+
+
+def apns_payload(n: Notification) -> bytes:
+    """The JSON body: ``aps`` for the system (alert, category = the action buttons), the
+    rest for the app (which nudge, which contact)."""
+    return _encode(
+        {
+            "aps": {
+                "alert": {"title": n.title, "body": n.body},
+                "sound": "default",
+                "category": n.category,
+                "thread-id": "kith-nudges",
+            },
+            **n.data,
+        }
+    )
+
+
+class APNsProvider:
+    name: ProviderName = "apns"
+
+    def __init__(
+        self,
+        *,
+        credentials: SharedTokenLike,
+        topic: str,
+        production_url: str = PRODUCTION_URL,
+        sandbox_url: str = SANDBOX_URL,
+        timeout_s: float = 10.0,
+        verify: ssl.SSLContext | bool = True,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.credentials: SharedTokenLike | None = credentials
+        self._token = credentials
+        self._topic = topic
+        self._urls = {"production": production_url, "sandbox": sandbox_url}
+        self._timeout_s = timeout_s
+        self._clock = clock
+        limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
+        self._clients = {
+            env: httpx.AsyncClient(
+                base_url=url, http2=True, verify=verify, timeout=timeout_s, limits=limits
+            )
+            for env, url in self._urls.items()
+        }
+
+    async def send(self, address: Address, notification: Notification) -> SendResult:
+        env = address.environment or "production"
+        client = self._clients["sandbox" if env == "sandbox" else "production"]
+        token = await self._token.get()
+        now = self._clock()
+        collapse = collapse_key(notification.collapse_id)
+        headers = {
+            "authorization": f"bearer {token}",
+            "apns-topic": address.topic or self._topic,
+            "apns-push-type": "alert",
+            "apns-priority": "10",
+            "apns-expiration": str(int(now.timestamp()) + notification.ttl_s),
+            "apns-collapse-id": collapse,
+            # The same id on every retry of this nudge to this device: Apple's logs and ours
+            # can be matched, and a resend is recognisable as one.
+            "apns-id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{collapse}/{address.device_id}")),
+        }
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                r = await client.post(
+                    f"/3/device/{address.token}",
+                    content=apns_payload(notification),
+                    headers=headers,
+                )
+                body = await r.aread()
+        except TimeoutError:
+            return SendResult(0, "Timeout", credential=token)
+        except httpx.HTTPError as exc:
+            return SendResult(0, type(exc).__name__, credential=token)
+        if r.status_code == 200:
+            return SendResult(200, provider_id=r.headers.get("apns-id"), credential=token)
+        reason, timestamp = None, None
+        try:
+            doc = _decode(body) if body else {}
+            reason = doc.get("reason")
+            timestamp = doc.get("timestamp")
+        except (msgspec.DecodeError, AttributeError):
+            pass
+        return SendResult(
+            r.status_code,
+            reason if isinstance(reason, str) else None,
+            retry_after_s(r.headers.get("retry-after")),
+            int(timestamp) if isinstance(timestamp, int | float) else None,
+            r.headers.get("apns-id"),
+            credential=token,
+        )
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()

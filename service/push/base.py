@@ -1,0 +1,122 @@
+"""What every push provider speaks: one notification to one device address, one result.
+
+The providers (``apns.py``, ``fcm.py``, ``webpush.py``) only translate; what a result
+*means* — deliver, retry, forget the token, stop the app — is decided in ``policy.py``,
+the same way for all of them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+__all__ = [
+    "NUDGE_CATEGORY",
+    "Address",
+    "Notification",
+    "Provider",
+    "ProviderName",
+    "SendResult",
+    "SharedTokenLike",
+    "collapse_key",
+    "retry_after_s",
+]
+
+ProviderName = Literal["apns", "fcm", "webpush"]
+
+#: The phone's action buttons for a nudge (APNs category / FCM click action).
+NUDGE_CATEGORY = "KITH_NUDGE"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A visible notification. ``collapse_id`` is the nudge id: a retried send replaces
+    the one already on the phone instead of showing twice."""
+
+    collapse_id: str
+    title: str
+    body: str
+    category: str = NUDGE_CATEGORY
+    data: dict[str, str] = field(default_factory=dict)
+    ttl_s: int = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where one device receives pushes (the ``devices.push_*`` columns)."""
+
+    device_id: str
+    provider: ProviderName
+    token: str  # APNs hex token, FCM registration token, or Web Push endpoint URL
+    registered_at: dt.datetime
+    environment: str | None = None  # APNs: "sandbox" | "production"
+    topic: str | None = None  # APNs: the app's bundle id, if not the configured one
+    keys: dict[str, str] | None = None  # Web Push: {"p256dh": ..., "auth": ...} (base64url)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What the provider answered. ``status`` 0 means no answer (timeout, connection)."""
+
+    status: int
+    reason: str | None = None  # the provider's reason / error code, e.g. "BadDeviceToken"
+    retry_after_s: float | None = None
+    timestamp_ms: int | None = None  # APNs 410: when the token stopped being valid
+    provider_id: str | None = None  # apns-id / FCM message name
+    credential: str | None = None  # the provider token the send used (to re-mint only it)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+class Provider(Protocol):
+    name: ProviderName
+    #: The token its requests carry, which the provider may reject (None: Web Push, whose
+    #: VAPID signature is per origin and never refused for age).
+    credentials: SharedTokenLike | None
+
+    async def send(self, address: Address, notification: Notification) -> SendResult:
+        """Send once, within the provider's per-request timeout. Never raises for what the
+        provider or the network did: that is a :class:`SendResult`."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class SharedTokenLike(Protocol):
+    """A provider token shared by all workers (``credentials.SharedToken``)."""
+
+    key: str
+
+    async def get(self) -> str: ...
+
+    async def remint(self, rejected: str) -> str: ...
+
+    async def disable(self, reason: str) -> None: ...
+
+
+def collapse_key(nudge_id: str, limit: int = 64) -> str:
+    """The nudge id as a collapse id (APNs allows 64 bytes); a longer id is hashed."""
+    if len(nudge_id.encode()) <= limit:
+        return nudge_id
+    return "n-" + hashlib.sha256(nudge_id.encode()).hexdigest()[:40]
+
+
+def retry_after_s(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """A Retry-After header's delay: delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max((when - (now or dt.datetime.now(dt.UTC))).total_seconds(), 0.0)

@@ -1,0 +1,173 @@
+"""Firebase Cloud Messaging HTTP v1, with an OAuth access token from a service account.
+
+The access token comes from an RS256 assertion exchanged at Google's token endpoint; it is
+cached in :class:`~service.push.credentials.SharedToken` (shared by all workers) until
+shortly before it expires. Errors are read from the v1 error body's ``errorCode``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import jwt
+import msgspec
+
+from service.push.base import (
+    Address,
+    Notification,
+    ProviderName,
+    SendResult,
+    SharedTokenLike,
+    collapse_key,
+    retry_after_s,
+)
+from service.push.credentials import Minted
+
+__all__ = ["FCM_URL", "SCOPE", "TOKEN_URL", "FCMProvider", "fcm_message", "fcm_minter"]
+
+FCM_URL = "https://fcm.googleapis.com"
+TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
+SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+class TokenError(Exception):
+    """Google's token endpoint refused the service account's assertion."""
+
+
+def fcm_minter(
+    client_email: str,
+    private_key_pem: str,
+    token_url: str,
+    client: httpx.AsyncClient,
+    timeout_s: float = 10.0,
+) -> Callable[[dt.datetime], Awaitable[Minted]]:
+    async def mint(now: dt.datetime) -> Minted:
+        iat = int(now.timestamp())
+        assertion = jwt.encode(
+            {"iss": client_email, "scope": SCOPE, "aud": token_url, "iat": iat, "exp": iat + 3600},
+            private_key_pem,
+            algorithm="RS256",
+        )
+        async with asyncio.timeout(timeout_s):
+            r = await client.post(
+                token_url,
+                data={
+                    "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                    "assertion": assertion,
+                },
+            )
+        if r.status_code != 200:
+            raise TokenError(f"token endpoint answered {r.status_code}")
+        doc = r.json()
+        return Minted(str(doc["access_token"]), now + dt.timedelta(seconds=int(doc["expires_in"])))
+
+    return mint
+
+
+def fcm_message(address: Address, n: Notification) -> dict[str, Any]:
+    collapse = collapse_key(n.collapse_id)
+    data = {"nudge_id": n.collapse_id, "category": n.category, **n.data}
+    return {
+        "message": {
+            "token": address.token,
+            "notification": {"title": n.title, "body": n.body},
+            "data": data,
+            "android": {
+                "collapse_key": collapse,
+                "priority": "normal",
+                "ttl": f"{n.ttl_s}s",
+                # tag replaces a notification already shown; click_action = the buttons' activity
+                "notification": {"tag": collapse, "click_action": n.category},
+            },
+            "apns": {
+                "headers": {"apns-collapse-id": collapse, "apns-push-type": "alert"},
+                "payload": {"aps": {"category": n.category}},
+            },
+        }
+    }
+
+
+def _error_reason(doc: Any) -> str | None:
+    """``errorCode`` from the details, or the canonical status (e.g. UNAUTHENTICATED).
+    INVALID_ARGUMENT about ``message.token`` becomes ``INVALID_ARGUMENT:token``: only
+    that one means the token is bad rather than the message."""
+    error = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(error, dict):
+        return None
+    code: str | None = None
+    token_violation = False
+    for detail in error.get("details") or []:
+        if not isinstance(detail, dict):
+            continue
+        if isinstance(detail.get("errorCode"), str):
+            code = detail["errorCode"]
+        for violation in detail.get("fieldViolations") or []:
+            if isinstance(violation, dict) and violation.get("field") == "message.token":
+                token_violation = True
+    code = code or (error.get("status") if isinstance(error.get("status"), str) else None)
+    if code == "INVALID_ARGUMENT" and token_violation:
+        return "INVALID_ARGUMENT:token"
+    return code
+
+
+class FCMProvider:
+    name: ProviderName = "fcm"
+
+    def __init__(
+        self,
+        *,
+        credentials: SharedTokenLike,
+        project_id: str,
+        url: str = FCM_URL,
+        timeout_s: float = 10.0,
+        client: httpx.AsyncClient | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        self.credentials: SharedTokenLike | None = credentials
+        self._token = credentials
+        self._path = f"/v1/projects/{project_id}/messages:send"
+        self._timeout_s = timeout_s
+        self._client = client or httpx.AsyncClient(
+            base_url=url, http2=True, verify=verify, timeout=timeout_s
+        )
+
+    async def send(self, address: Address, notification: Notification) -> SendResult:
+        token = await self._token.get()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                r = await self._client.post(
+                    self._path,
+                    content=_encode(fcm_message(address, notification)),
+                    headers={
+                        "authorization": f"Bearer {token}",
+                        "content-type": "application/json",
+                    },
+                )
+                body = await r.aread()
+        except TimeoutError:
+            return SendResult(0, "Timeout", credential=token)
+        except httpx.HTTPError as exc:
+            return SendResult(0, type(exc).__name__, credential=token)
+        try:
+            doc = _decode(body) if body else {}
+        except msgspec.DecodeError:
+            doc = {}
+        if r.status_code == 200:
+            name = doc.get("name") if isinstance(doc, dict) else None
+            return SendResult(200, provider_id=name, credential=token)
+        return SendResult(
+            r.status_code,
+            _error_reason(doc),
+            retry_after_s(r.headers.get("retry-after")),
+            credential=token,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,74 @@
+"""HTTP: the caller's nudges — what was sent, what waits and why — and button feedback."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import asyncpg
+from litestar import Controller, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, Parameter, QueryParameter
+
+from schemas.nudges import FeedbackRequest, FeedbackResponse, NudgeOut, NudgesResponse
+from service.auth.guard import Caller, resolve_caller
+from service.errors import NotFound
+from service.push.budget import Budget
+from service.store import push as store
+from service.sync_service import SyncService
+
+__all__ = ["NudgeController"]
+
+SNOOZE = dt.timedelta(days=7)
+NudgeId = Parameter(
+    pattern=r"^[A-Za-z0-9._:-]{1,200}$(?!\n)", description="A nudge id of the caller's"
+)
+
+
+class NudgeController(Controller):
+    path = "/v1/nudges"
+    tags = ["nudges"]
+    dependencies = {"caller": Provide(resolve_caller)}
+    security = [{"bearer": []}]
+
+    @get("/", summary="My nudges, newest first: sent, waiting, merged, skipped — and why")
+    async def list_nudges(
+        self,
+        caller: NamedDependency[Caller],
+        pool: NamedDependency[asyncpg.Pool],
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+    ) -> NudgesResponse:
+        rows = await store.list_nudges(pool, caller.space_id, limit)
+        return NudgesResponse([NudgeOut(**r) for r in rows])
+
+    @post("/{nudge_id:str}/feedback", status_code=200, summary="A nudge's button was pressed")
+    async def feedback(
+        self,
+        caller: NamedDependency[Caller],
+        pool: NamedDependency[asyncpg.Pool],
+        sync: NamedDependency[SyncService],
+        data: JSONBody[FeedbackRequest],
+        nudge_id: str = NudgeId,
+    ) -> FeedbackResponse:
+        now = dt.datetime.now(dt.UTC)
+        async with pool.acquire() as conn:
+            found = await store.record_feedback(conn, caller.space_id, nudge_id, data.action, now)
+            settings = await store.settings_of(conn, caller.space_id)
+        if found is None:
+            raise NotFound("no nudge of yours has this id")
+        contact_id, insight_id = found
+        snoozed_until: dt.date | None = None
+        if data.action == "snooze" and contact_id:
+            # Through the merge, with the server's clock: every device gets it on its next
+            # pull, and the planner skips the contact until then.
+            today = now.astimezone(Budget.from_settings(settings).zone).date()
+            snoozed_until = today + SNOOZE
+            await sync.server_write(
+                caller.space_id,
+                "contacts",
+                contact_id,
+                {"snoozed_until": snoozed_until.isoformat()},
+            )
+        elif data.action in {"plan", "already_saw"}:
+            await sync.server_write(caller.space_id, "insights", insight_id, {"status": "acted"})
+        return FeedbackResponse(nudge_id, data.action, snoozed_until)
