@@ -77,6 +77,7 @@ class Settings:
     tls_key: Path | None = None
     log_level: str = "INFO"
     worker_concurrency: int = 64
+    worker_lease_s: int = 60
     push_timeout_s: int = 10
     push_ca_file: Path | None = None
     apns_team_id: str | None = None
@@ -92,6 +93,7 @@ class Settings:
     fcm_token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
     vapid_private_key: str | None = None
     vapid_subject: str | None = None
+    webpush_allow_private_hosts: bool = False
 
     @property
     def is_production(self) -> bool:
@@ -135,6 +137,7 @@ class Settings:
             tls_key=Path(e["KITH_TLS_KEY"]) if e.get("KITH_TLS_KEY") else None,
             log_level=e.get("KITH_LOG_LEVEL", "INFO").upper(),
             worker_concurrency=_int(e, "KITH_WORKER_CONCURRENCY", 64, low=1),
+            worker_lease_s=_int(e, "KITH_WORKER_LEASE_S", 60, low=3),
             push_timeout_s=_int(e, "KITH_PUSH_TIMEOUT_S", 10, low=1),
             push_ca_file=Path(e["KITH_PUSH_CA_FILE"]) if e.get("KITH_PUSH_CA_FILE") else None,
             apns_team_id=e.get("KITH_APNS_TEAM_ID") or None,
@@ -150,6 +153,8 @@ class Settings:
             fcm_token_url=e.get("KITH_FCM_TOKEN_URL") or "https://oauth2.googleapis.com/token",
             vapid_private_key=_pem(e, "KITH_VAPID_PRIVATE_KEY"),
             vapid_subject=e.get("KITH_VAPID_SUBJECT") or None,
+            webpush_allow_private_hosts=e.get("KITH_WEBPUSH_ALLOW_PRIVATE_HOSTS", "").lower()
+            in {"1", "true", "yes"},
         )
         if settings.is_production and not (settings.jwt_private_key and settings.jwt_public_key):
             raise SettingsError(

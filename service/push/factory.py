@@ -89,5 +89,6 @@ def build_providers(
             timeout_s=timeout,
             verify=verify,
             clock=lambda: clock().timestamp(),
+            allow_private_hosts=settings.webpush_allow_private_hosts,
         )
     return providers

@@ -97,7 +97,7 @@ def judge(provider: ProviderName, result: SendResult, registered_at: dt.datetime
         return _judge_apns(result, status, reason, registered_at)
     if provider == "fcm":
         return _judge_fcm(result, status, reason)
-    return _judge_webpush(result, status)
+    return _judge_webpush(result, status, reason)
 
 
 def _judge_apns(
@@ -139,8 +139,13 @@ def _judge_fcm(result: SendResult, status: int, reason: str) -> Verdict:
     return _retry(result)
 
 
-def _judge_webpush(result: SendResult, status: int) -> Verdict:
-    if status in {404, 410}:
+#: Web Push answers about one subscription, not our key: a malformed subscription, or one
+#: a browser made under an earlier VAPID key (Apple's push service names it).
+_WEBPUSH_DEAD = frozenset({"InvalidSubscription", "VapidPkHashMismatch"})
+
+
+def _judge_webpush(result: SendResult, status: int, reason: str) -> Verdict:
+    if status in {404, 410} or reason in _WEBPUSH_DEAD:
         return Verdict(Action.DROP_TOKEN)
     if status in {401, 403}:
         return Verdict(Action.CREDENTIALS)  # our VAPID key or claims are refused

@@ -108,13 +108,22 @@ async def enqueue_many(
     )
 
 
-async def claim(conn: Executor, worker_id: str, limit: int, lease_s: float) -> list[JobRow]:
-    """Take up to ``limit`` due jobs, oldest first, under a lease of ``lease_s``."""
+async def claim(
+    conn: Executor,
+    worker_id: str,
+    limit: int,
+    lease_s: float,
+    kinds: list[str] | None = None,
+) -> list[JobRow]:
+    """Take up to ``limit`` due jobs, oldest first, under a lease of ``lease_s`` — only of
+    ``kinds`` if given (a worker never takes a job it has no handler for: during a rolling
+    deploy, an older worker leaves a new kind of job to the newer ones)."""
     rows = await conn.fetch(
         """
         WITH due AS (
             SELECT id FROM jobs
             WHERE state = 'queued' AND run_at <= now()
+              AND ($4::text[] IS NULL OR kind = ANY($4::text[]))
             ORDER BY run_at
             LIMIT $2
             FOR UPDATE SKIP LOCKED
@@ -129,6 +138,7 @@ async def claim(conn: Executor, worker_id: str, limit: int, lease_s: float) -> l
         worker_id,
         limit,
         lease_s,
+        kinds,
     )
     return [
         JobRow(r["id"], r["kind"], r["space_id"], r["payload"], r["attempts"], r["max_attempts"])

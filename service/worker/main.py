@@ -49,7 +49,9 @@ async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> 
     handlers |= NudgeJobs(pool, providers).handlers()
     if not providers:
         log.warning("no push provider configured: nudges are planned but not pushed")
-    config = config or WorkerConfig(concurrency=settings.worker_concurrency)
+    config = config or WorkerConfig(
+        concurrency=settings.worker_concurrency, lease_s=float(settings.worker_lease_s)
+    )
     worker = Worker(pool, handlers, config)
     await maintenance.ensure_scheduled(pool)
     await evaluation.ensure_sweep_scheduled(pool)

@@ -93,6 +93,7 @@ class Worker:
     ) -> None:
         self._pool = pool
         self._handlers = handlers
+        self._kinds = sorted(handlers)
         self.config = config or WorkerConfig()
         self._wakeup = wakeup or asyncio.Event()
         self._rnd = rnd or random.Random()  # noqa: S311 - jitter, not secrecy
@@ -120,7 +121,9 @@ class Worker:
                 free = cfg.concurrency - len(self._inflight)
                 claimed = []
                 if free > 0:
-                    claimed = await store.claim(self._pool, cfg.worker_id, free, cfg.lease_s)
+                    claimed = await store.claim(
+                        self._pool, cfg.worker_id, free, cfg.lease_s, self._kinds
+                    )
                 for row in claimed:
                     self.counters["claimed"] += 1
                     self._inflight[row.id] = asyncio.create_task(self._run_one(row))

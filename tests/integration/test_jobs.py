@@ -163,18 +163,24 @@ async def test_retry_after_and_permanent_failures_are_honoured(pool: asyncpg.Poo
 
     async def settled() -> bool:
         n = await pool.fetchval(
-            "SELECT count(*) FROM jobs WHERE state = 'running' OR "
-            "(state = 'queued' AND run_at <= now())"
+            "SELECT count(*) FROM jobs WHERE id = ANY($1) AND (state = 'running' OR "
+            "(state = 'queued' AND run_at <= now()))",
+            [slow, bad],
         )
-        return bool(n == 0 and worker.counters["claimed"] >= 3)
+        return bool(n == 0 and worker.counters["claimed"] >= 2)
 
     await run_until(worker, settled)
     wait = await pool.fetchval(
         "SELECT extract(epoch FROM run_at - now()) FROM jobs WHERE id = $1", slow
     )
     assert 100 < float(wait) <= 120
-    states = dict(await pool.fetch("SELECT id, state FROM jobs WHERE id = ANY($1)", [bad, unknown]))
-    assert states == {bad: "dead", unknown: "dead"}
+    assert await pool.fetchval("SELECT state FROM jobs WHERE id = $1", bad) == "dead"
+    # A kind this worker has no handler for is left for a worker that has one (a rolling
+    # deploy), not claimed and dead-lettered.
+    row = await pool.fetchrow("SELECT state, attempts FROM jobs WHERE id = $1", unknown)
+    assert row is not None
+    assert (row["state"], row["attempts"]) == ("queued", 0)
+    await pool.execute("DELETE FROM jobs WHERE id = $1", unknown)
 
 
 async def test_a_job_whose_worker_vanished_runs_again_after_its_lease(

@@ -192,6 +192,8 @@ def MS(d: dt.datetime) -> int:
         ("webpush", SendResult(404, "NotFound"), Action.DROP_TOKEN, 0),
         ("webpush", SendResult(429, retry_after_s=12), Action.RETRY, 12),
         ("webpush", SendResult(403), Action.CREDENTIALS, 0),
+        ("webpush", SendResult(403, "VapidPkHashMismatch"), Action.DROP_TOKEN, 0),
+        ("webpush", SendResult(400, "InvalidSubscription"), Action.DROP_TOKEN, 0),
         ("webpush", SendResult(413, "PayloadTooLarge"), Action.BAD_MESSAGE, 0),
     ],
 )
