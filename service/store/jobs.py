@@ -18,6 +18,7 @@ __all__ = [
     "JobRow",
     "claim",
     "complete",
+    "complete_many",
     "dead_jobs",
     "enqueue",
     "enqueue_many",
@@ -158,6 +159,16 @@ async def complete(conn: Executor, job_id: int, worker_id: str) -> bool:
             worker_id,
         )
     )
+
+
+async def complete_many(conn: Executor, job_ids: list[int], worker_id: str) -> int:
+    """Delete finished jobs in one statement (a busy worker finishes hundreds a second)."""
+    result = await conn.execute(
+        "DELETE FROM jobs WHERE id = ANY($1::bigint[]) AND locked_by = $2 AND state = 'running'",
+        job_ids,
+        worker_id,
+    )
+    return int(result.split()[-1])
 
 
 async def fail(

@@ -79,6 +79,8 @@ def backoff_s(attempt: int, base: float, cap: float, rnd: random.Random) -> floa
 
 
 _decode = msgspec.json.decode
+COMPLETE_BATCH = 200
+COMPLETE_EVERY_S = 0.02
 
 
 class Worker:
@@ -98,6 +100,11 @@ class Worker:
         self._wakeup = wakeup or asyncio.Event()
         self._rnd = rnd or random.Random()  # noqa: S311 - jitter, not secrecy
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        # Finished jobs are deleted in batches (one statement per few milliseconds, not one
+        # per job); a crash before the delete only means those jobs run again, which
+        # at-least-once handlers already allow.
+        self._done: list[int] = []
+        self._done_ready = asyncio.Event()
         self.counters = {"claimed": 0, "succeeded": 0, "retried": 0, "dead": 0}
 
     def wake(self) -> None:
@@ -106,6 +113,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.config
         heartbeat = asyncio.create_task(self._heartbeat(stop))
+        completer = asyncio.create_task(self._complete_loop())
         log.info("worker %s started (concurrency %d)", cfg.worker_id, cfg.concurrency)
         next_reap = 0.0
         try:
@@ -133,9 +141,11 @@ class Worker:
                 await self._idle(stop)
         finally:
             await self._drain()
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in (heartbeat, completer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._flush_done()
             log.info("worker %s stopped", cfg.worker_id)
 
     async def _idle(self, stop: asyncio.Event) -> None:
@@ -174,8 +184,9 @@ class Worker:
             delay = backoff_s(row.attempts, cfg.backoff_base_s, cfg.backoff_cap_s, self._rnd)
             await self._fail(row, f"{type(exc).__name__}", delay)
         else:
-            if await store.complete(self._pool, row.id, cfg.worker_id):
-                self.counters["succeeded"] += 1
+            self._done.append(row.id)
+            if len(self._done) >= COMPLETE_BATCH:
+                self._done_ready.set()
         finally:
             self._inflight.pop(row.id, None)
             self._wakeup.set()  # a slot is free
@@ -189,6 +200,28 @@ class Worker:
             )
         elif state == "queued":
             self.counters["retried"] += 1
+
+    async def _complete_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done_ready.wait(), COMPLETE_EVERY_S)
+            self._done_ready.clear()
+            try:
+                await self._flush_done()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("recording finished jobs failed (will retry): %s", type(exc).__name__)
+
+    async def _flush_done(self) -> None:
+        if not self._done:
+            return
+        ids, self._done = self._done, []
+        try:
+            self.counters["succeeded"] += await store.complete_many(
+                self._pool, ids, self.config.worker_id
+            )
+        except BaseException:
+            self._done.extend(ids)
+            raise
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         while True:
