@@ -95,10 +95,20 @@ def next_local(
 class Fakes:
     apns: FakeAPNs
     sandbox: FakeAPNs
-    fcm: FakeFCM
-    webpush: FakeWebPush
     clock: SimClock
     keys: PushKeys
+    fcm: FakeFCM | None = None
+    webpush: FakeWebPush | None = None
+
+    @property
+    def the_fcm(self) -> FakeFCM:
+        assert self.fcm is not None, "this test started no fake FCM"
+        return self.fcm
+
+    @property
+    def the_webpush(self) -> FakeWebPush:
+        assert self.webpush is not None, "this test started no fake Web Push service"
+        return self.webpush
 
     def settings(self, database_url: str, **overrides: Any) -> Settings:
         base = Settings(
@@ -112,15 +122,23 @@ class Fakes:
             apns_topic=TOPIC,
             apns_url=self.apns.url,
             apns_sandbox_url=self.sandbox.url,
-            fcm_project_id=FCM_PROJECT,
-            fcm_client_email=FCM_EMAIL,
-            fcm_private_key=self.keys.fcm_private,
-            fcm_url=self.fcm.url,
-            fcm_token_url=self.fcm.token_url,
-            vapid_private_key=self.keys.vapid_private,
-            vapid_subject="mailto:ops@kith.example",
-            webpush_allow_private_hosts=True,
         )
+        if self.fcm is not None:
+            base = dataclasses.replace(
+                base,
+                fcm_project_id=FCM_PROJECT,
+                fcm_client_email=FCM_EMAIL,
+                fcm_private_key=self.keys.fcm_private,
+                fcm_url=self.fcm.url,
+                fcm_token_url=self.fcm.token_url,
+            )
+        if self.webpush is not None:
+            base = dataclasses.replace(
+                base,
+                vapid_private_key=self.keys.vapid_private,
+                vapid_subject="mailto:ops@kith.example",
+                webpush_allow_private_hosts=True,
+            )
         return dataclasses.replace(base, **overrides)
 
     def env(self, database_url: str) -> dict[str, str]:
@@ -292,3 +310,96 @@ async def nudges_of(http: httpx.AsyncClient, account: Account) -> list[dict[str,
     assert r.status_code == 200, r.text
     nudges: list[dict[str, Any]] = r.json()["nudges"]
     return nudges
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """People who each have one nudge marked sent and one queued send to their iPhone."""
+
+    run: str
+    space_ids: list[str]
+    tokens: list[str]  # APNs device tokens, one per person
+    nudge_ids: list[str]
+
+
+async def seed_send_backlog(
+    pool: asyncpg.Pool[Any], people: int, *, chunk: int = 5000, enqueue: bool = True
+) -> Backlog:
+    """Write ``people`` accounts straight into the tables (the API's work is not what is
+    under test here), each with an APNs device, a sent nudge, no quiet hours, and — with
+    ``enqueue`` — its ``push_send`` job: the state the planner leaves behind."""
+    run = secrets.token_hex(4)
+    spaces = [f"sp-{run}-{i}" for i in range(people)]
+    tokens = [secrets.token_hex(32) for _ in range(people)]
+    nudges = [f"ins-{run}-{i}.at_risk" for i in range(people)]
+    settings = '{"time_zone": "UTC", "quiet_hours_start": "00:00", "quiet_hours_end": "00:00"}'
+    for start in range(0, people, chunk):
+        part = slice(start, start + chunk)
+        users = [f"u-{run}-{i}" for i in range(start, min(start + chunk, people))]
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """
+                INSERT INTO users (id, email, password_hash, display_name, time_zone)
+                SELECT u, u || '@bench.example', 'x', 'Bench', 'UTC' FROM unnest($1::text[]) u
+                """,
+                users,
+            )
+            await conn.execute(
+                "INSERT INTO spaces (id, owner_id) SELECT * FROM unnest($1::text[], $2::text[])",
+                spaces[part],
+                users,
+            )
+            await conn.execute(
+                """
+                INSERT INTO devices (user_id, id, platform, push_provider, push_token,
+                                     push_environment, push_token_updated_at)
+                SELECT u, 'phone', 'ios', 'apns', t, 'production', now()
+                FROM unnest($1::text[], $2::text[]) AS x(u, t)
+                """,
+                users,
+                tokens[part],
+            )
+            await conn.execute(
+                """
+                INSERT INTO settings (space_id, id, fields, hlc, seq)
+                SELECT s, 'settings', $2::jsonb, '0', 1 FROM unnest($1::text[]) s
+                """,
+                spaces[part],
+                settings,
+            )
+            await conn.execute(
+                """
+                INSERT INTO nudge_requests (space_id, id, insight_id, rule, level, title, body,
+                                            state, sent_at, push_title, push_body)
+                SELECT s, n, split_part(n, '.', 1), 'overdue', 'at_risk', 't', 'b', 'sent', now(),
+                       'Time to see Sam?',
+                       'It''s been 6 weeks since you and Sam met in person — coffee this weekend?'
+                FROM unnest($1::text[], $2::text[]) AS x(s, n)
+                """,
+                spaces[part],
+                nudges[part],
+            )
+            if enqueue:
+                await conn.execute(
+                    """
+                    INSERT INTO jobs (kind, space_id, payload, max_attempts)
+                    SELECT 'push_send', s, jsonb_build_object('nudge_id', n, 'device_id', 'phone'),
+                           12
+                    FROM unnest($1::text[], $2::text[]) AS x(s, n)
+                    """,
+                    spaces[part],
+                    nudges[part],
+                )
+    return Backlog(run, spaces, tokens, nudges)
+
+
+async def remove_backlog(pool: asyncpg.Pool[Any], backlog: Backlog) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM jobs WHERE space_id = ANY($1::text[])", backlog.space_ids)
+        await conn.execute(
+            "DELETE FROM nudge_requests WHERE space_id = ANY($1::text[])", backlog.space_ids
+        )
+        await conn.execute(
+            "DELETE FROM settings WHERE space_id = ANY($1::text[])", backlog.space_ids
+        )
+        await conn.execute("DELETE FROM users WHERE id LIKE $1", f"u-{backlog.run}-%")

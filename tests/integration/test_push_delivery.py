@@ -89,7 +89,7 @@ async def fakes(push_keys: PushKeys, cert_dir: Path) -> AsyncIterator[Fakes]:
     webpush = FakeWebPush(clock=clock.epoch, cert_dir=cert_dir)
     for fake in (apns, sandbox, fcm, webpush):
         await fake.start()
-    yield Fakes(apns, sandbox, fcm, webpush, clock, push_keys)
+    yield Fakes(apns, sandbox, clock, push_keys, fcm, webpush)
     for fake in (apns, sandbox, fcm, webpush):
         await fake.stop()
 
@@ -149,7 +149,7 @@ async def test_a_fading_friend_reaches_each_device_once_with_its_buttons(
     expires = int(note.headers["apns-expiration"]) - fakes.clock.epoch()
     assert 3 * 3600 - 5 <= expires <= 3 * 3600
 
-    [android] = fakes.fcm.shown(person.fcm_token)
+    [android] = fakes.the_fcm.shown(person.fcm_token)
     assert android["notification"]["title"] == "Time to see Sam?"
     assert android["android"]["collapse_key"] == nudge_id
     assert android["android"]["notification"]["click_action"] == "KITH_NUDGE"
@@ -383,11 +383,11 @@ async def test_fcm_unregistered_forgets_the_token_and_quota_waits_a_minute(
     person = await person_with_nudge(http, pool, android=True)
     assert person.android is not None
     assert person.fcm_token is not None
-    fakes.fcm.script(person.fcm_token, error="QUOTA_EXCEEDED", retry_after=5)
+    fakes.the_fcm.script(person.fcm_token, error="QUOTA_EXCEEDED", retry_after=5)
     await deliver(pool, world, person)
     [job] = await queued_sends(pool, person.space_id)
     assert (job["run_at"] - dt.datetime.now(dt.UTC)).total_seconds() > 50  # at least 1 minute
-    fakes.fcm.script(person.fcm_token, error="UNREGISTERED")
+    fakes.the_fcm.script(person.fcm_token, error="UNREGISTERED")
     await pool.execute("UPDATE jobs SET run_at = now() WHERE id = $1", job["id"])
     await deliver(pool, world, person)
     token = await pool.fetchval(
@@ -441,7 +441,7 @@ async def test_web_push_is_encrypted_for_the_browser(
     http: httpx.AsyncClient, pool: asyncpg.Pool[Any], fakes: Fakes, world: PushWorld
 ) -> None:
     person = await person_with_nudge(http, pool)
-    endpoint, p256dh, auth = fakes.webpush.subscribe()
+    endpoint, p256dh, auth = fakes.the_webpush.subscribe()
     # The API refuses endpoints on private addresses (the fake is on 127.0.0.1), so the
     # subscription is stored as the API would store it.
     await pool.execute(
@@ -455,7 +455,7 @@ async def test_web_push_is_encrypted_for_the_browser(
         json.dumps({"p256dh": p256dh, "auth": auth}),
     )
     await deliver(pool, world, person)
-    [shown] = fakes.webpush.shown(endpoint)
+    [shown] = fakes.the_webpush.shown(endpoint)
     assert shown["title"] == "Time to see Sam?"
     assert shown["category"] == "KITH_NUDGE"
     assert shown["nudge_id"]
