@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 from bench.measure import Plan, Result
+from bench.push_delivery import push_delivery
 from bench.rules_sweep import rules_sweep
 from bench.servers import Stack
 from bench.sync_throughput import push_pull
@@ -20,4 +21,4 @@ __all__ = ["WORKLOADS", "Workload"]
 
 Workload = Callable[[Stack, Plan], AsyncIterator[Result]]
 
-WORKLOADS: list[Workload] = [push_pull, rules_sweep]
+WORKLOADS: list[Workload] = [push_pull, rules_sweep, push_delivery]

@@ -46,9 +46,11 @@ def _machine(s: Stack, load: float) -> list[str]:
     ]
 
 
-async def _run(s: Stack, plan: Plan) -> list[Result]:
+async def _run(s: Stack, plan: Plan, only: set[str]) -> list[Result]:
     results: list[Result] = []
     for workload in WORKLOADS:
+        if only and workload.__name__ not in only:
+            continue
         async for result in workload(s, plan):
             print(f"  {result.name}: {result.ratio:.3f} of the ceiling", flush=True)
             results.append(result)
@@ -61,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=default.records, help="records per round")
     parser.add_argument("--repeat", type=int, default=default.repeat, help="measured rounds")
     parser.add_argument("--warmup", type=int, default=default.warmup, help="discarded rounds")
+    names = ", ".join(w.__name__ for w in WORKLOADS)
+    parser.add_argument(
+        "--only", action="append", default=[], help=f"run only this workload ({names})"
+    )
     args = parser.parse_args(argv)
     plan = Plan(
         records=max(1, args.records), repeat=max(1, args.repeat), warmup=max(0, args.warmup)
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     with stack(os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")) as s:
         print(f"API at {s.base_url} (pid {s.api.pid}; profile with py-spy --subprocesses)")
         print(f"{plan.warmup} warm-up round(s), then the median of {plan.repeat}", flush=True)
-        results = asyncio.run(asyncio.wait_for(_run(s, plan), TOTAL_TIMEOUT_S))
+        results = asyncio.run(asyncio.wait_for(_run(s, plan, set(args.only)), TOTAL_TIMEOUT_S))
         print()
         print("\n".join(_machine(s, load)))
     print(report(results))

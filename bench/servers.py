@@ -81,6 +81,7 @@ class Stack:
     base_url: str  # the API
     floor_url: str  # the transport floor (bench/http_floor.py): same HTTP stack, no app
     database_url: str  # the run's own database (for ceilings and checks)
+    redis_url: str
     api: ApiProcess
     servers: str  # where PostgreSQL and Redis come from, e.g. "PostgreSQL embedded, Redis given"
     postgres_version: str
@@ -126,7 +127,9 @@ def stack(database_url: str | None, redis_url: str | None) -> Iterator[Stack]:
                 with _process(
                     floor_args, floor_env, f"{floor_url}/health", Path(tmp) / "floor.log"
                 ):
-                    yield Stack(api_url, floor_url, url, ApiProcess(api_pid), servers, version)
+                    yield Stack(
+                        api_url, floor_url, url, redis_url, ApiProcess(api_pid), servers, version
+                    )
     finally:
         asyncio.run(drop_database(database_url, name))
 
