@@ -23,11 +23,13 @@ from litestar.openapi.spec import Components, SecurityScheme
 from service.accounts import AccountService
 from service.auth.passwords import Passwords
 from service.auth.tokens import TokenIssuer, load_or_create_keys
+from service.care.service import CareService
 from service.config import Settings
 from service.db import create_pool
 from service.errors import exception_handlers
 from service.realtime import ChangeNotifier
 from service.routes.auth import AuthController
+from service.routes.care import CareController
 from service.routes.devices import DeviceController
 from service.routes.health import live, ready
 from service.routes.nudges import NudgeController
@@ -80,6 +82,7 @@ def create_app(settings: Settings) -> Litestar:
             publish=notifier.publish,
             evaluate_debounce_s=settings.evaluate_debounce_s,
         )
+        app.state.care = CareService(pool, app.state.sync)
         try:
             yield
         finally:
@@ -94,6 +97,7 @@ def create_app(settings: Settings) -> Litestar:
             AuthController,
             DeviceController,
             NudgeController,
+            CareController,
             SyncController,
             live,
             ready,
@@ -103,6 +107,7 @@ def create_app(settings: Settings) -> Litestar:
             "redis_client": state("redis"),
             "accounts": state("accounts"),
             "sync": state("sync"),
+            "care": state("care"),
         },
         lifespan=[lifespan],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]

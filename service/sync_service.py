@@ -46,6 +46,7 @@ log = logging.getLogger("kith.sync")
 Publish = Callable[[str, int], Awaitable[None]]
 
 EVALUATE_JOB = "evaluate"  # handled by service/worker/evaluation.py
+CARE_CHECK_IN_JOB = "care_check_in"  # handled by service/care/escalation.py
 _RULE_INPUTS = frozenset({"contacts", "interactions", "reflections", "settings"})
 
 _push_encoder = msgspec.json.Encoder()
@@ -89,17 +90,28 @@ class SyncService:
         self._evaluate_debounce_s = evaluate_debounce_s
 
     async def server_write(
-        self, space_id: str, table: str, record_id: str, fields: dict[str, Any]
+        self,
+        space_id: str,
+        table: str,
+        record_id: str,
+        fields: dict[str, Any] | None,
+        *,
+        create: bool = False,
     ) -> bool:
-        """Write ``fields`` of an existing live record as the server (a nudge's "Snooze a
-        week", an insight's status): merged with the server's clock like any device's
-        change, so it syncs to every device and a later edit on a phone still wins."""
+        """Write ``fields`` of a record as the server (a nudge's "Snooze a week", an
+        insight's status, a caregiver's summary), or delete it (``fields=None``): merged with
+        the server's clock like any device's change, so it syncs to every device and a later
+        edit on a phone still wins. Without ``create`` only an existing live record is
+        written. Returns whether the record exists (live) afterwards."""
         async with self._pool.acquire() as conn, conn.transaction():
             position = await store.lock_space(conn, space_id)
             current = (await store.load_records(conn, space_id, table, [record_id])).get(record_id)
-            if current is None or current.deleted:
+            if current is not None and current.deleted:
                 return False
-            state = apply(current, fields, self._clock.now()).state
+            if current is None and (fields is None or not create):
+                return False
+            stamp = self._clock.now()
+            state = tombstone(stamp) if fields is None else apply(current, fields, stamp).state
             if state == current:
                 return True
             seq = position.seq + 1
@@ -109,7 +121,7 @@ class SyncService:
             await store.advance_seq(conn, space_id, seq)
         if self._publish is not None:
             await self._publish(space_id, seq)
-        return True
+        return fields is not None
 
     # -- push ---------------------------------------------------------------------------
 
@@ -152,6 +164,11 @@ class SyncService:
                     space_id=caller.space_id,
                     dedupe_key=caller.space_id,
                     delay_s=self._evaluate_debounce_s,
+                )
+            if _touches(batch, "check_ins"):
+                # At once, not debounced: a "need help" check-in alerts caregivers now.
+                await job_store.enqueue(
+                    conn, CARE_CHECK_IN_JOB, space_id=caller.space_id, dedupe_key=caller.space_id
                 )
             response = PushResponse(
                 batch_id=req.batch_id,
@@ -323,6 +340,10 @@ class SyncService:
         ]
         nxt = encode_cursor(page[-1].id) if len(rows) > limit else None
         return ConflictsResponse(entries, nxt)
+
+
+def _touches(batch: _Batch, table: str) -> bool:
+    return any(w.table == table and w.state != w.before for w in batch.records.values())
 
 
 def _feeds_rules(batch: _Batch) -> bool:

@@ -42,6 +42,9 @@ class Notification:
     category: str = NUDGE_CATEGORY
     data: dict[str, str] = field(default_factory=dict)
     ttl_s: int = 24 * 3600
+    #: Breaks through Focus (APNs interruption-level time-sensitive, FCM high priority):
+    #: a caregiver's missed-check-in alert, never a nudge.
+    time_sensitive: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,7 +81,7 @@ def fcm_message(address: Address, n: Notification) -> dict[str, Any]:
             "data": data,
             "android": {
                 "collapse_key": collapse,
-                "priority": "normal",
+                "priority": "high" if n.time_sensitive else "normal",
                 "ttl": f"{n.ttl_s}s",
                 # tag replaces a notification already shown; click_action = the buttons' activity
                 "notification": {"tag": collapse, "click_action": n.category},

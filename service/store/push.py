@@ -20,6 +20,7 @@ __all__ = [
     "PushTarget",
     "RuleEffect",
     "TieRow",
+    "device_address",
     "disable_credential",
     "drop_token",
     "effectiveness",
@@ -361,6 +362,38 @@ async def push_target(
         r["push_token_updated_at"],
         _decode(r["settings"]) if r["settings"] else None,
         r["sent_at"],
+    )
+
+
+async def device_address(conn: Executor, space_id: str, device_id: str) -> PushTarget | None:
+    """A signed-in device's push address, found through its owner's space."""
+    r = await conn.fetchrow(
+        """
+        SELECT d.push_provider, d.push_token, d.push_environment, d.push_topic,
+               d.push_keys::text AS keys, d.push_token_updated_at
+        FROM devices d JOIN spaces s ON s.owner_id = d.user_id
+        WHERE s.id = $1 AND d.id = $2 AND d.revoked_at IS NULL AND d.push_token IS NOT NULL
+        """,
+        space_id,
+        device_id,
+    )
+    if r is None:
+        return None
+    return PushTarget(
+        "sent",
+        None,
+        None,
+        None,
+        "",
+        "",
+        r["push_provider"],
+        r["push_token"],
+        r["push_environment"],
+        r["push_topic"],
+        _decode(r["keys"]) if r["keys"] else None,
+        r["push_token_updated_at"],
+        None,
+        None,
     )
 
 

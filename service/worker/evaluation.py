@@ -19,6 +19,7 @@ import asyncpg
 import msgspec
 
 from service.insights import InsightEvaluator
+from service.store import care as care_store
 from service.store import insights as insight_store
 from service.store import jobs as job_store
 from service.store import push as push_store
@@ -26,6 +27,7 @@ from service.worker.runner import Job
 
 __all__ = ["EVALUATE", "EVALUATE_BATCH", "SWEEP", "ensure_sweep_scheduled", "make_handlers"]
 
+CARE_CHECK_IN = "care_check_in"  # service/care/escalation.py: summaries + check-in schedule
 EVALUATE = "evaluate"
 EVALUATE_BATCH = "evaluate_batch"
 SWEEP = "sweep"
@@ -49,11 +51,15 @@ def make_handlers(
     async def evaluate_one(job: Job) -> None:
         if job.space_id:
             await evaluator.evaluate_spaces([job.space_id], now())
-            # Settings or a snooze may have changed what waiting nudges should do.
+            # Settings or a snooze may have changed what waiting nudges should do, and the
+            # check-in schedule and caregivers' summaries follow the person's data.
             await push_store.replan_if_pending(pool, job.space_id)
+            await care_store.enqueue_followups(pool, CARE_CHECK_IN, [job.space_id])
 
     async def evaluate_batch(job: Job) -> None:
-        result = await evaluator.evaluate_spaces(list(job.payload["space_ids"]), now())
+        space_ids = list(job.payload["space_ids"])
+        result = await evaluator.evaluate_spaces(space_ids, now())
+        await care_store.enqueue_followups(pool, CARE_CHECK_IN, space_ids)  # at least daily
         log.info(
             "evaluated %d people: %d changed, %d new insights, %d nudge requests",
             result.people,

@@ -9,12 +9,16 @@ import signal
 
 import redis.asyncio as aioredis
 
+from service.care.escalation import Escalation
+from service.care.service import CareService
 from service.config import Settings
 from service.db import create_pool
 from service.insights import InsightEvaluator
 from service.push.factory import build_providers
 from service.realtime import ChangeNotifier
+from service.sync_service import SyncService
 from service.worker import evaluation, maintenance
+from service.worker.care import CarePushJobs
 from service.worker.nudges import NudgeJobs
 from service.worker.runner import Handler, Worker, WorkerConfig
 from service.worker.wakeup import listen
@@ -47,6 +51,14 @@ async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> 
     }
     providers = build_providers(settings, pool)
     handlers |= NudgeJobs(pool, providers).handlers()
+    sync = SyncService(
+        pool,
+        Clock(f"wrk-{secrets.token_hex(4)}"),
+        max_skew_ms=settings.max_clock_skew_ms,
+        publish=ChangeNotifier(redis_client).publish,
+    )
+    handlers |= Escalation(pool, CareService(pool, sync)).handlers()
+    handlers |= CarePushJobs(pool, providers).handlers()
     if not providers:
         log.warning("no push provider configured: nudges are planned but not pushed")
     config = config or WorkerConfig(

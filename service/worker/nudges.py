@@ -34,7 +34,7 @@ from service.store import jobs as job_store
 from service.store import push as store
 from service.worker.runner import Job, Permanent, Retry, backoff_s
 
-__all__ = ["PLAN", "SEND", "NudgeJobs", "schedule_plan"]
+__all__ = ["PLAN", "SEND", "NudgeJobs", "deliver", "schedule_plan"]
 
 PLAN = NUDGE_PLAN
 SEND = "push_send"
@@ -202,17 +202,34 @@ class NudgeJobs:
             },
             ttl_s=_ttl_s(now, budget),
         )
-        try:
-            result, verdict = await _send_once(provider, address, notification)
-            if verdict.action is Action.REMINT:
-                result, verdict = await _remint_and_resend(provider, address, notification, result)
-            if verdict.action is Action.OTHER_ENVIRONMENT:
-                result, verdict = await _other_environment(
-                    self._pool, space_id, provider, address, notification
-                )
-        except Disabled as exc:
-            raise Retry(f"credentials disabled: {exc}", after_s=CREDENTIALS_WAIT_S) from None
-        await _act(self._pool, space_id, provider, address, result, verdict, job, self._rng)
+        await deliver(self._pool, space_id, provider, address, notification, job, self._rng)
+
+
+async def deliver(
+    pool: asyncpg.Pool[Any],
+    space_id: str,
+    provider: Provider,
+    address: Address,
+    notification: Notification,
+    job: Job,
+    rng: random.Random,
+) -> None:
+    """Send once and act on the answer (``policy.judge``): re-mint an expired provider
+    token once, try the other APNs environment on BadDeviceToken, forget dead tokens, wait
+    out busy providers, stop an app whose credentials are refused. ``space_id`` is the
+    recipient's space (their device is found through it). Raises :class:`Retry` or
+    :class:`Permanent` for the job runner."""
+    try:
+        result, verdict = await _send_once(provider, address, notification)
+        if verdict.action is Action.REMINT:
+            result, verdict = await _remint_and_resend(provider, address, notification, result)
+        if verdict.action is Action.OTHER_ENVIRONMENT:
+            result, verdict = await _other_environment(
+                pool, space_id, provider, address, notification
+            )
+    except Disabled as exc:
+        raise Retry(f"credentials disabled: {exc}", after_s=CREDENTIALS_WAIT_S) from None
+    await _act(pool, space_id, provider, address, result, verdict, job, rng)
 
 
 def _pending(p: store.NudgeRow) -> Pending:

@@ -1,0 +1,1 @@
+"""Caregiver sharing: consented summaries, check-in escalation, the web page."""

@@ -1,0 +1,334 @@
+"""Daily check-in escalation, as durable jobs, in the older adult's own wall-clock time.
+
+With a ``check_in_deadline`` in their settings, each local day has three moments:
+
+* deadline minus 60 min — a reminder push to the older adult's own devices;
+* deadline — a second reminder ("due now");
+* deadline + ``check_in_grace_min`` — if there is still no check-in that day, an alert:
+  every caregiver with the ``alerts`` scope gets a time-sensitive push ("No check-in from
+  Mum yet today"), and the summary shows it. If in-person contact has also been declining,
+  the alert is raised with high priority and says so.
+
+A check-in cancels the rest of that day's moments; a late one clears the alert and sends
+caregivers an all-clear. A ``need_help`` check-in alerts caregivers at once (its own job,
+queued by the sync push in the same transaction as the check-in). One ``checkin_tick`` job
+per person waits for the next moment (DST-correct: computed from the wall clock each time,
+never by adding 24 hours); its payload says which moment and which day it is for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from service.care.service import CareService
+from service.care.summary import declining, weekly_counts
+from service.push.budget import Budget, wall_time
+from service.store import care as store
+from service.store import push as push_store
+from service.worker.runner import Job, Permanent
+
+__all__ = [
+    "CARE_CHECK_IN",
+    "CARE_PUSH",
+    "CARE_SUMMARY",
+    "CHECKIN_TICK",
+    "Escalation",
+    "moments",
+]
+
+CHECKIN_TICK = "checkin_tick"
+CARE_CHECK_IN = "care_check_in"
+CARE_SUMMARY = "care_summary"
+CARE_PUSH = "care_push"
+REMIND_BEFORE = dt.timedelta(minutes=60)
+HELP_WINDOW = dt.timedelta(hours=24)
+
+log = logging.getLogger("kith.care")
+_encode = msgspec.json.Encoder()
+Moment = tuple[dt.datetime, str]  # (when, "remind_before" | "remind_due" | "alert")
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _deadline(settings: dict[str, Any]) -> dt.time | None:
+    value = settings.get("check_in_deadline")
+    if not isinstance(value, str):
+        return None
+    hour, minute = value.split(":")
+    return dt.time(int(hour), int(minute))
+
+
+def _grace(settings: dict[str, Any]) -> dt.timedelta:
+    value = settings.get("check_in_grace_min")
+    return dt.timedelta(minutes=value if isinstance(value, int) else 30)
+
+
+def moments(day: dt.date, settings: dict[str, Any]) -> list[Moment]:
+    """A local day's three moments, as UTC instants (empty without a deadline)."""
+    deadline = _deadline(settings)
+    if deadline is None:
+        return []
+    due = wall_time(day, deadline, Budget.from_settings(settings).zone)
+    return [
+        (due - REMIND_BEFORE, "remind_before"),
+        (due, "remind_due"),
+        (due + _grace(settings), "alert"),
+    ]
+
+
+class Escalation:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        care: CareService,
+        clock: Callable[[], dt.datetime] = _utcnow,
+    ) -> None:
+        self._pool = pool
+        self._care = care
+        self._clock = clock
+
+    def handlers(self) -> dict[str, Callable[[Job], Any]]:
+        return {
+            CHECKIN_TICK: self.tick,
+            CARE_CHECK_IN: self.check_in,
+            CARE_SUMMARY: self.summary,
+        }
+
+    # -- scheduling ----------------------------------------------------------------------
+
+    async def schedule(self, space_id: str) -> dt.datetime | None:
+        """Queue the person's next moment (replacing any queued one); None if they have
+        no deadline. Returns when it is due."""
+        now = self._clock()
+        settings = await push_store.settings_of(self._pool, space_id) or {}
+        zone = Budget.from_settings(settings).zone
+        today = now.astimezone(zone).date()
+        nxt: tuple[dt.datetime, str, dt.date] | None = None
+        for offset in range(3):
+            day = today + dt.timedelta(days=offset)
+            if await self._checked_in(space_id, day, zone, now):
+                continue
+            for at, event in moments(day, settings):
+                # A moment already past still fires now if it is today's alert that was
+                # never raised (a worker was down at the time); past reminders are moot.
+                late_alert = event == "alert" and offset == 0 and at <= now
+                if at > now or late_alert:
+                    nxt = (max(at, now), event, day)
+                    break
+            if nxt is not None:
+                break
+        async with self._pool.acquire() as conn:
+            if nxt is None:
+                await conn.execute(
+                    "DELETE FROM jobs WHERE kind = $1 AND dedupe_key = $2 AND state = 'queued'",
+                    CHECKIN_TICK,
+                    space_id,
+                )
+                return None
+            at, event, day = nxt
+            await conn.execute(
+                """
+                INSERT INTO jobs (kind, space_id, dedupe_key, payload, run_at)
+                VALUES ($1, $2, $2, $3::jsonb, now() + make_interval(secs => $4))
+                ON CONFLICT (kind, dedupe_key) WHERE state = 'queued' AND dedupe_key IS NOT NULL
+                DO UPDATE SET payload = excluded.payload, run_at = excluded.run_at,
+                              updated_at = now()
+                """,
+                CHECKIN_TICK,
+                space_id,
+                _encode.encode({"event": event, "date": day.isoformat()}).decode(),
+                max((at - now).total_seconds(), 0.0),
+            )
+        return at
+
+    async def _checked_in(self, space_id: str, day: dt.date, zone: Any, now: dt.datetime) -> bool:
+        start = wall_time(day, dt.time(0), zone)
+        end = wall_time(day + dt.timedelta(days=1), dt.time(0), zone)
+        found = await store.check_ins_on(self._pool, space_id, start, min(end, now))
+        return bool(found)
+
+    # -- the jobs ------------------------------------------------------------------------
+
+    async def tick(self, job: Job) -> None:
+        space_id = job.space_id
+        if not space_id:
+            raise Permanent("checkin_tick without a space")
+        event = str(job.payload.get("event", ""))
+        day = dt.date.fromisoformat(str(job.payload.get("date")))
+        now = self._clock()
+        settings = await push_store.settings_of(self._pool, space_id) or {}
+        zone = Budget.from_settings(settings).zone
+        if not await self._checked_in(space_id, day, zone, now) and _deadline(settings):
+            if event == "alert":
+                await self._missed(space_id, day, settings, now)
+            elif event in {"remind_before", "remind_due"}:
+                await self._remind(space_id, day, event, settings)
+        await self.schedule(space_id)
+
+    async def check_in(self, job: Job) -> None:
+        """A check-in arrived (or changed): need-help alerts at once; a late one clears the
+        day's alert with an all-clear; then summaries and the schedule follow."""
+        space_id = job.space_id
+        if not space_id:
+            raise Permanent("care_check_in without a space")
+        now = self._clock()
+        settings = await push_store.settings_of(self._pool, space_id) or {}
+        zone = Budget.from_settings(settings).zone
+        recent = await store.check_ins_on(self._pool, space_id, now - HELP_WINDOW, now)
+        if recent:
+            record_id, latest = recent[-1]
+            if latest.status == "need_help":
+                await self._need_help(space_id, record_id, latest.at, now)
+            else:
+                cleared = await store.clear_missed_alert(
+                    self._pool, space_id, latest.at.astimezone(zone).date(), now
+                )
+                cleared_help = await store.clear_help_alerts(self._pool, space_id, now)
+                if cleared or cleared_help:
+                    local = latest.at.astimezone(zone).strftime("%H:%M")
+                    await self._to_caregivers(
+                        space_id,
+                        "all-clear:" + record_id,
+                        lambda label: f"{label} checked in",
+                        f"All clear: they checked in at {local}.",
+                        time_sensitive=False,
+                    )
+        await self._care.refresh(space_id)
+        await self.schedule(space_id)
+
+    async def summary(self, job: Job) -> None:
+        if job.space_id:
+            await self._care.refresh(job.space_id)
+
+    # -- what each moment does -----------------------------------------------------------
+
+    async def _remind(
+        self, space_id: str, day: dt.date, event: str, settings: dict[str, Any]
+    ) -> None:
+        deadline = _deadline(settings)
+        assert deadline is not None
+        if event == "remind_before":
+            title = "Time for your daily check-in"
+            body = f"Let your family know how you are — it's due at {deadline:%H:%M}."
+        else:
+            title = "Your check-in is due now"
+            body = "One tap tells the people who care about you that you're OK."
+        devices = await push_store.push_devices(self._pool, space_id)
+        await self._enqueue_pushes(
+            [(space_id, d) for d in devices],
+            f"checkin-{day.isoformat()}",  # the second reminder replaces the first
+            title,
+            body,
+            time_sensitive=False,
+        )
+
+    async def _missed(
+        self, space_id: str, day: dt.date, settings: dict[str, Any], now: dt.datetime
+    ) -> None:
+        zone = Budget.from_settings(settings).zone
+        inputs = await store.summary_inputs(self._pool, space_id, now)
+        falling = declining(weekly_counts(inputs.touches, now.astimezone(zone).date(), zone))
+        raised = await store.raise_alert(
+            self._pool,
+            space_id,
+            f"missed:{day.isoformat()}",
+            "missed_check_in",
+            "high" if falling else "normal",
+            day,
+            now,
+        )
+        if not raised:
+            return
+        deadline = _deadline(settings)
+        body = f"Their check-in was due at {deadline:%H:%M}. You might give them a call."
+        if falling:
+            body += " They have also been seeing people less in recent weeks."
+        await self._to_caregivers(
+            space_id,
+            f"missed:{day.isoformat()}",
+            lambda label: f"No check-in from {label} yet today",
+            body,
+            time_sensitive=True,
+        )
+        await self._care.refresh(space_id)
+        log.info("missed check-in alert raised")
+
+    async def _need_help(
+        self, space_id: str, record_id: str, at: dt.datetime, now: dt.datetime
+    ) -> None:
+        settings = await push_store.settings_of(self._pool, space_id) or {}
+        zone = Budget.from_settings(settings).zone
+        raised = await store.raise_alert(
+            self._pool,
+            space_id,
+            f"help:{record_id}",
+            "need_help",
+            "high",
+            at.astimezone(zone).date(),
+            now,
+        )
+        if raised:
+            local = at.astimezone(zone).strftime("%H:%M")
+            await self._to_caregivers(
+                space_id,
+                f"help:{record_id}",
+                lambda label: f"{label} asked for help",
+                f"They checked in with \u201cI need help\u201d at {local}. Please reach them.",
+                time_sensitive=True,
+            )
+            log.info("need-help alert raised")
+
+    async def _to_caregivers(
+        self,
+        space_id: str,
+        collapse_id: str,
+        title: Callable[[str], str],
+        body: str,
+        *,
+        time_sensitive: bool,
+    ) -> None:
+        recipients = await store.alert_recipients(self._pool, space_id)
+        for caregiver_space, device_id, label in recipients:
+            await self._enqueue_pushes(
+                [(caregiver_space, device_id)],
+                f"care-{space_id}-{collapse_id}",
+                title(label),
+                body,
+                time_sensitive=time_sensitive,
+            )
+
+    async def _enqueue_pushes(
+        self,
+        targets: list[tuple[str, str]],
+        collapse_id: str,
+        title: str,
+        body: str,
+        *,
+        time_sensitive: bool,
+    ) -> None:
+        if not targets:
+            return
+        await self._pool.execute(
+            """
+            INSERT INTO jobs (kind, space_id, payload, max_attempts)
+            SELECT $1, t.space_id, jsonb_build_object(
+                       'device_id', t.device_id, 'collapse_id', $4::text, 'title', $5::text,
+                       'body', $6::text, 'time_sensitive', $7::boolean), 12
+            FROM unnest($2::text[], $3::text[]) AS t(space_id, device_id)
+            """,
+            CARE_PUSH,
+            [t[0] for t in targets],
+            [t[1] for t in targets],
+            collapse_id,
+            title,
+            body,
+            time_sensitive,
+        )

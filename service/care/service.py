@@ -1,0 +1,240 @@
+"""Caregiver sharing, as the older adult controls it.
+
+* The older adult invites (a short single-use code, 72 hours), a caregiver accepts; the
+  older adult chooses the scopes, and can change them, pause, resume or revoke at any time.
+  A caregiver can also leave.
+* The summary lives in the **caregiver's own space** as a server-written ``care_summaries``
+  row, so their phone pulls it like anything else and shows it offline. It holds only the
+  granted scopes' fields. Pausing or revoking deletes that row (the caregiver's devices drop
+  it on their next pull); resuming writes a new one (deletes are final, so it gets a new id).
+* Every read of a summary through the API or the web page is audited; the older adult can
+  list who looked and when.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import asyncpg
+
+from service.care.summary import SCOPES, build_summary
+from service.errors import Conflict, NotFound
+from service.push.budget import Budget
+from service.store import care as store
+from service.sync_service import SyncService
+
+__all__ = ["INVITATION_TTL", "CareService", "normalize_code"]
+
+INVITATION_TTL = dt.timedelta(hours=72)
+#: No 0/O, 1/I/L: read aloud over the phone to a parent, or typed on a small keyboard.
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 8
+Channel = Literal["api", "web"]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def normalize_code(code: str) -> str:
+    return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
+def _hash(code: str) -> bytes:
+    return hashlib.sha256(normalize_code(code).encode()).digest()
+
+
+def _time(value: Any) -> dt.time | None:
+    if not isinstance(value, str):
+        return None
+    hour, minute = value.split(":")
+    return dt.time(int(hour), int(minute))
+
+
+class CareService:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        sync: SyncService,
+        clock: Callable[[], dt.datetime] = _utcnow,
+    ) -> None:
+        self._pool = pool
+        self._sync = sync
+        self._clock = clock
+
+    # -- the older adult -----------------------------------------------------------------
+
+    async def invite(
+        self, space_id: str, user_id: str, scopes: Sequence[str] = ()
+    ) -> tuple[str, dt.datetime]:
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        expires_at = self._clock() + INVITATION_TTL
+        await store.create_invitation(
+            self._pool, space_id, user_id, _hash(code), expires_at, _ordered(scopes)
+        )
+        return f"{code[:4]}-{code[4:]}", expires_at
+
+    async def caregivers(self, space_id: str) -> list[store.Link]:
+        return await store.links_of_person(self._pool, space_id)
+
+    async def set_scopes(self, space_id: str, link_id: str, scopes: Sequence[str]) -> store.Link:
+        async with self._pool.acquire() as conn, conn.transaction():
+            link = await self._owned(conn, space_id, link_id)
+            await store.update_link(conn, space_id, link_id, scopes=_ordered(scopes))
+        if link.state == "active":
+            await self.refresh(space_id, only=link_id)
+        return await self._reload(space_id, link_id)
+
+    async def pause(self, space_id: str, link_id: str) -> store.Link:
+        async with self._pool.acquire() as conn, conn.transaction():
+            link = await self._owned(conn, space_id, link_id)
+            if link.state == "active":
+                await store.update_link(conn, space_id, link_id, state="paused")
+        await self._remove_row(link)
+        return await self._reload(space_id, link_id)
+
+    async def resume(self, space_id: str, link_id: str) -> store.Link:
+        async with self._pool.acquire() as conn, conn.transaction():
+            link = await self._owned(conn, space_id, link_id)
+            if link.state == "paused":
+                await store.update_link(
+                    conn, space_id, link_id, state="active", new_generation=True
+                )
+        await self.refresh(space_id, only=link_id)
+        return await self._reload(space_id, link_id)
+
+    async def revoke(self, space_id: str, link_id: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            link = await self._owned(conn, space_id, link_id)
+            await store.update_link(conn, space_id, link_id, state="revoked")
+        await self._remove_row(link)
+
+    async def audit(self, space_id: str, limit: int = 200) -> list[store.AuditRow]:
+        return await store.list_audit(self._pool, space_id, limit)
+
+    # -- the caregiver -------------------------------------------------------------------
+
+    async def accept(
+        self, caregiver_user_id: str, caregiver_space_id: str, code: str, label: str | None
+    ) -> store.Link:
+        link_id = "cl" + secrets.token_hex(8)
+        async with self._pool.acquire() as conn, conn.transaction():
+            taken = await store.take_invitation(conn, _hash(code), self._clock())
+            if taken is None:
+                raise NotFound(
+                    "this code is not valid: it may have expired or been used already",
+                    code="invitation_invalid",
+                )
+            space_id, user_id, scopes = taken
+            if user_id == caregiver_user_id:
+                raise Conflict("you cannot be your own caregiver", code="own_invitation")
+            name = await conn.fetchval("SELECT display_name FROM users WHERE id = $1", user_id)
+            created = await store.create_link(
+                conn,
+                space_id=space_id,
+                link_id=link_id,
+                user_id=user_id,
+                caregiver_user_id=caregiver_user_id,
+                caregiver_space_id=caregiver_space_id,
+                label=(label or str(name or "")).strip()[:80] or "them",
+                scopes=scopes,
+            )
+            if not created:
+                raise Conflict("you already care for this person", code="already_linked")
+        await self.refresh(space_id, only=link_id)
+        return await self._reload(space_id, link_id)
+
+    async def people(self, caregiver_user_id: str) -> list[store.Link]:
+        return await store.links_of_caregiver(self._pool, caregiver_user_id)
+
+    async def leave(self, caregiver_user_id: str, link_id: str) -> None:
+        link = await store.link_for_caregiver(self._pool, caregiver_user_id, link_id)
+        if link is None:
+            raise NotFound("you do not care for anyone with this link")
+        async with self._pool.acquire() as conn, conn.transaction():
+            await store.update_link(conn, link.space_id, link_id, state="revoked")
+        await self._remove_row(link)
+
+    async def summary_for(
+        self, caregiver_user_id: str, link_id: str, channel: Channel
+    ) -> tuple[store.Link, dict[str, Any], dt.datetime]:
+        """The live summary for a caregiver, audited. Paused or revoked: not found."""
+        link = await store.link_for_caregiver(self._pool, caregiver_user_id, link_id)
+        if link is None or link.state != "active":
+            raise NotFound("you do not care for anyone with this link")
+        now = self._clock()
+        summary = await self._compute(link, now)
+        await store.add_audit(self._pool, link, channel)
+        return link, summary, now
+
+    # -- the summaries -------------------------------------------------------------------
+
+    async def refresh(self, space_id: str, *, only: str | None = None) -> int:
+        """Recompute and write the summary row of every active link of ``space_id``."""
+        links = await store.active_links(self._pool, space_id)
+        now = self._clock()
+        written = 0
+        inputs = await store.summary_inputs(self._pool, space_id, now) if links else None
+        for link in links:
+            if only is not None and link.id != only:
+                continue
+            assert inputs is not None
+            fields = {
+                "cared_for_user_id": link.user_id,
+                "display_name": link.label,
+                "scopes": link.scopes,
+                "summary": self._build(link, inputs, now),
+                "computed_at": now.isoformat(),
+            }
+            await self._sync.server_write(
+                link.caregiver_space_id, "care_summaries", link.summary_id, fields, create=True
+            )
+            written += 1
+        return written
+
+    async def _compute(self, link: store.Link, now: dt.datetime) -> dict[str, Any]:
+        inputs = await store.summary_inputs(self._pool, link.space_id, now)
+        return self._build(link, inputs, now)
+
+    @staticmethod
+    def _build(link: store.Link, inputs: store.SummaryInputs, now: dt.datetime) -> dict[str, Any]:
+        settings = inputs.settings or {}
+        grace = settings.get("check_in_grace_min")
+        return build_summary(
+            link.scopes,
+            now=now,
+            zone=Budget.from_settings(settings).zone,
+            check_ins=inputs.check_ins,
+            touches=inputs.touches,
+            deadline=_time(settings.get("check_in_deadline")),
+            grace_min=grace if isinstance(grace, int) else 30,
+            alerts=inputs.alerts,
+            isolation_risk=inputs.isolation_risk,
+        )
+
+    async def _remove_row(self, link: store.Link) -> None:
+        await self._sync.server_write(
+            link.caregiver_space_id, "care_summaries", link.summary_id, None
+        )
+
+    async def _owned(self, conn: Any, space_id: str, link_id: str) -> store.Link:
+        link = await store.link_for_owner(conn, space_id, link_id, lock=True)
+        if link is None:
+            raise NotFound("you have no caregiver with this link")
+        return link
+
+    async def _reload(self, space_id: str, link_id: str) -> store.Link:
+        async with self._pool.acquire() as conn:
+            link = await store.link_for_owner(conn, space_id, link_id)
+        if link is None:
+            raise NotFound("you have no caregiver with this link")
+        return link
+
+
+def _ordered(scopes: Sequence[str]) -> list[str]:
+    """Known scopes, once each, in the catalogue's order."""
+    return [s for s in SCOPES if s in set(scopes)]

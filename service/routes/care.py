@@ -1,0 +1,120 @@
+"""HTTP: caregiver sharing — both sides (docs/protocol.md, "Caregivers")."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, delete, get, post, put
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, Parameter, QueryParameter
+
+from schemas.care import (
+    AcceptRequest,
+    AuditEntry,
+    AuditResponse,
+    CaregiverOut,
+    CaregiversResponse,
+    InvitationOut,
+    InvitationRequest,
+    PeopleResponse,
+    PersonOut,
+    ScopesRequest,
+    SummaryResponse,
+)
+from service.auth.guard import Caller, resolve_caller
+from service.care.service import CareService
+from service.store.care import Link
+
+__all__ = ["CareController"]
+
+LinkId = Parameter(pattern=r"^cl[0-9a-f]{16}$(?!\n)", description="A care link id")
+CallerDep = NamedDependency[Caller]
+CareDep = NamedDependency[CareService]
+
+
+def _caregiver_out(link: Link) -> CaregiverOut:
+    return CaregiverOut(link.id, link.caregiver_name, link.scopes, link.state, link.created_at)  # type: ignore[arg-type]
+
+
+def _person_out(link: Link) -> PersonOut:
+    return PersonOut(link.id, link.label, link.scopes, link.state, link.summary_id)  # type: ignore[arg-type]
+
+
+class CareController(Controller):
+    path = "/v1/care"
+    tags = ["caregivers"]
+    dependencies = {"caller": Provide(resolve_caller)}
+    security = [{"bearer": []}]
+
+    # -- the older adult's side
+
+    @post("/invitations", status_code=201, summary="Invite a caregiver (code valid 72 h, once)")
+    async def invite(
+        self, caller: CallerDep, care: CareDep, data: JSONBody[InvitationRequest]
+    ) -> InvitationOut:
+        code, expires_at = await care.invite(caller.space_id, caller.user_id, data.scopes)
+        return InvitationOut(code, expires_at)
+
+    @get("/caregivers", summary="My caregivers and what each may see")
+    async def caregivers(self, caller: CallerDep, care: CareDep) -> CaregiversResponse:
+        return CaregiversResponse(
+            [_caregiver_out(x) for x in await care.caregivers(caller.space_id)]
+        )
+
+    @put("/caregivers/{link_id:str}/scopes", summary="Choose what a caregiver may see")
+    async def set_scopes(
+        self,
+        caller: CallerDep,
+        care: CareDep,
+        data: JSONBody[ScopesRequest],
+        link_id: str = LinkId,
+    ) -> CaregiverOut:
+        return _caregiver_out(await care.set_scopes(caller.space_id, link_id, data.scopes))
+
+    @post("/caregivers/{link_id:str}/pause", status_code=200, summary="Pause sharing")
+    async def pause(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> CaregiverOut:
+        return _caregiver_out(await care.pause(caller.space_id, link_id))
+
+    @post("/caregivers/{link_id:str}/resume", status_code=200, summary="Resume sharing")
+    async def resume(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> CaregiverOut:
+        return _caregiver_out(await care.resume(caller.space_id, link_id))
+
+    @delete("/caregivers/{link_id:str}", status_code=204, summary="Revoke a caregiver")
+    async def revoke(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> None:
+        await care.revoke(caller.space_id, link_id)
+
+    @get("/audit", summary="Who looked at my summary, and when")
+    async def audit(
+        self,
+        caller: CallerDep,
+        care: CareDep,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200,
+    ) -> AuditResponse:
+        rows = await care.audit(caller.space_id, limit)
+        return AuditResponse(
+            [AuditEntry(r.link_id, r.caregiver_name, r.channel, r.viewed_at) for r in rows]  # type: ignore[arg-type]
+        )
+
+    # -- the caregiver's side
+
+    @post("/invitations/accept", status_code=201, summary="Accept an invitation to care")
+    async def accept(
+        self, caller: CallerDep, care: CareDep, data: JSONBody[AcceptRequest]
+    ) -> PersonOut:
+        link = await care.accept(caller.user_id, caller.space_id, data.code, data.label)
+        return _person_out(link)
+
+    @get("/people", summary="The people I care for")
+    async def people(self, caller: CallerDep, care: CareDep) -> PeopleResponse:
+        return PeopleResponse([_person_out(x) for x in await care.people(caller.user_id)])
+
+    @get("/people/{link_id:str}/summary", summary="Their summary now (audited)")
+    async def summary(
+        self, caller: CallerDep, care: CareDep, link_id: str = LinkId
+    ) -> SummaryResponse:
+        link, summary, at = await care.summary_for(caller.user_id, link_id, "api")
+        return SummaryResponse(link.id, link.label, link.scopes, summary, at)  # type: ignore[arg-type]
+
+    @delete("/people/{link_id:str}", status_code=204, summary="Stop caring for someone")
+    async def leave(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> None:
+        await care.leave(caller.user_id, link_id)

@@ -1,0 +1,494 @@
+"""SQL of caregiver sharing: invitations, links, the audit trail, alerts, summary inputs.
+
+Every query names the older adult's space or the caregiver's user id it is for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from service.care.summary import Alert, CheckIn, Touch
+from service.db import Connection, Executor
+
+__all__ = [
+    "AuditRow",
+    "Link",
+    "SummaryInputs",
+    "active_links",
+    "add_audit",
+    "alert_recipients",
+    "check_ins_on",
+    "clear_help_alerts",
+    "clear_missed_alert",
+    "create_invitation",
+    "create_link",
+    "enqueue_followups",
+    "enqueue_for_spaces",
+    "link_for_caregiver",
+    "link_for_owner",
+    "links_of_caregiver",
+    "links_of_person",
+    "list_audit",
+    "open_alerts",
+    "raise_alert",
+    "summary_inputs",
+    "take_invitation",
+    "update_link",
+]
+
+_decode = msgspec.json.decode
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    space_id: str
+    id: str
+    user_id: str
+    caregiver_user_id: str
+    caregiver_space_id: str
+    label: str
+    scopes: list[str]
+    state: str
+    generation: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    person_name: str
+    caregiver_name: str
+
+    @property
+    def summary_id(self) -> str:
+        """The care_summaries row in the caregiver's space. Deletes are final, so a link
+        resumed after a pause gets a new row (its generation), not its tombstone back."""
+        return f"care-{self.id}-{self.generation}"
+
+
+_LINK_COLUMNS = """
+    l.space_id, l.id, l.user_id, l.caregiver_user_id, l.caregiver_space_id, l.label, l.scopes,
+    l.state, l.generation, l.created_at, l.updated_at,
+    p.display_name AS person_name, c.display_name AS caregiver_name
+"""
+_LINK_FROM = """
+    FROM care_links l
+    JOIN users p ON p.id = l.user_id
+    JOIN users c ON c.id = l.caregiver_user_id
+"""
+
+
+def _link(r: Any) -> Link:
+    return Link(
+        r["space_id"],
+        r["id"],
+        r["user_id"],
+        r["caregiver_user_id"],
+        r["caregiver_space_id"],
+        r["label"],
+        list(r["scopes"]),
+        r["state"],
+        r["generation"],
+        r["created_at"],
+        r["updated_at"],
+        r["person_name"],
+        r["caregiver_name"],
+    )
+
+
+# -- invitations ---------------------------------------------------------------------------
+
+
+async def create_invitation(
+    conn: Executor,
+    space_id: str,
+    user_id: str,
+    code_hash: bytes,
+    expires_at: dt.datetime,
+    scopes: Sequence[str],
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO care_invitations (code_hash, space_id, user_id, expires_at, scopes)
+        VALUES ($1, $2, $3, $4, $5)
+        """,
+        code_hash,
+        space_id,
+        user_id,
+        expires_at,
+        list(scopes),
+    )
+
+
+async def take_invitation(
+    conn: Connection, code_hash: bytes, now: dt.datetime
+) -> tuple[str, str, list[str]] | None:
+    """Use an invitation once: (space id, user id, scopes) of who invited, or None if the
+    code is unknown, used or expired (one answer for all three: codes are not enumerable)."""
+    row = await conn.fetchrow(
+        """
+        UPDATE care_invitations SET used_at = $2
+         WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2
+        RETURNING space_id, user_id, scopes
+        """,
+        code_hash,
+        now,
+    )
+    return None if row is None else (row["space_id"], row["user_id"], list(row["scopes"]))
+
+
+# -- links ---------------------------------------------------------------------------------
+
+
+async def create_link(
+    conn: Connection,
+    *,
+    space_id: str,
+    link_id: str,
+    user_id: str,
+    caregiver_user_id: str,
+    caregiver_space_id: str,
+    label: str,
+    scopes: Sequence[str],
+) -> bool:
+    """False if this caregiver already has a live link to this person."""
+    value = await conn.fetchval(
+        """
+        INSERT INTO care_links (space_id, id, user_id, caregiver_user_id, caregiver_space_id,
+                                label, scopes)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (space_id, caregiver_user_id) WHERE state <> 'revoked' DO NOTHING
+        RETURNING true
+        """,
+        space_id,
+        link_id,
+        user_id,
+        caregiver_user_id,
+        caregiver_space_id,
+        label,
+        list(scopes),
+    )
+    return bool(value)
+
+
+async def links_of_person(conn: Executor, space_id: str) -> list[Link]:
+    rows = await conn.fetch(
+        f"SELECT {_LINK_COLUMNS} {_LINK_FROM} WHERE l.space_id = $1 AND l.state <> 'revoked' "
+        "ORDER BY l.created_at",
+        space_id,
+    )
+    return [_link(r) for r in rows]
+
+
+async def links_of_caregiver(conn: Executor, caregiver_user_id: str) -> list[Link]:
+    rows = await conn.fetch(
+        f"SELECT {_LINK_COLUMNS} {_LINK_FROM} "
+        "WHERE l.caregiver_user_id = $1 AND l.state <> 'revoked' ORDER BY l.created_at",
+        caregiver_user_id,
+    )
+    return [_link(r) for r in rows]
+
+
+async def link_for_owner(
+    conn: Connection, space_id: str, link_id: str, *, lock: bool = False
+) -> Link | None:
+    row = await conn.fetchrow(
+        f"SELECT {_LINK_COLUMNS} {_LINK_FROM} "
+        "WHERE l.space_id = $1 AND l.id = $2 AND l.state <> 'revoked'"
+        + (" FOR UPDATE OF l" if lock else ""),
+        space_id,
+        link_id,
+    )
+    return None if row is None else _link(row)
+
+
+async def link_for_caregiver(conn: Executor, caregiver_user_id: str, link_id: str) -> Link | None:
+    row = await conn.fetchrow(
+        f"SELECT {_LINK_COLUMNS} {_LINK_FROM} "
+        "WHERE l.caregiver_user_id = $1 AND l.id = $2 AND l.state <> 'revoked'",
+        caregiver_user_id,
+        link_id,
+    )
+    return None if row is None else _link(row)
+
+
+async def active_links(conn: Executor, space_id: str) -> list[Link]:
+    rows = await conn.fetch(
+        f"SELECT {_LINK_COLUMNS} {_LINK_FROM} WHERE l.space_id = $1 AND l.state = 'active'",
+        space_id,
+    )
+    return [_link(r) for r in rows]
+
+
+async def update_link(
+    conn: Connection,
+    space_id: str,
+    link_id: str,
+    *,
+    scopes: Sequence[str] | None = None,
+    state: str | None = None,
+    new_generation: bool = False,
+) -> None:
+    await conn.execute(
+        """
+        UPDATE care_links
+           SET scopes = coalesce($3::text[], scopes), state = coalesce($4, state),
+               generation = generation + CASE WHEN $5 THEN 1 ELSE 0 END, updated_at = now()
+         WHERE space_id = $1 AND id = $2
+        """,
+        space_id,
+        link_id,
+        list(scopes) if scopes is not None else None,
+        state,
+        new_generation,
+    )
+
+
+async def enqueue_for_spaces(conn: Executor, kind: str, space_ids: Sequence[str]) -> None:
+    """Queue ``kind`` (debounced per space) for those of ``space_ids`` that have an active
+    caregiver link — most people have none, and then this inserts nothing."""
+    await conn.execute(
+        """
+        INSERT INTO jobs (kind, space_id, dedupe_key)
+        SELECT DISTINCT $1, l.space_id, l.space_id FROM care_links l
+        WHERE l.space_id = ANY($2::text[]) AND l.state = 'active'
+        ON CONFLICT (kind, dedupe_key) WHERE state = 'queued' AND dedupe_key IS NOT NULL
+        DO NOTHING
+        """,
+        kind,
+        list(space_ids),
+    )
+
+
+async def enqueue_followups(conn: Executor, kind: str, space_ids: Sequence[str]) -> None:
+    """Queue ``kind`` for those of ``space_ids`` with a check-in deadline or an active
+    caregiver link (after an evaluation: settings may have changed; daily: summaries)."""
+    await conn.execute(
+        """
+        INSERT INTO jobs (kind, space_id, dedupe_key)
+        SELECT DISTINCT $1, s.id, s.id FROM unnest($2::text[]) AS s(id)
+        WHERE EXISTS (SELECT 1 FROM care_links l WHERE l.space_id = s.id AND l.state = 'active')
+           OR EXISTS (SELECT 1 FROM settings st
+                      WHERE st.space_id = s.id AND st.id = 'settings' AND NOT st.deleted
+                        AND jsonb_typeof(st.fields->'check_in_deadline') = 'string')
+        ON CONFLICT (kind, dedupe_key) WHERE state = 'queued' AND dedupe_key IS NOT NULL
+        DO NOTHING
+        """,
+        kind,
+        list(space_ids),
+    )
+
+
+# -- audit ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    link_id: str
+    caregiver_name: str
+    channel: str
+    viewed_at: dt.datetime
+
+
+async def add_audit(conn: Executor, link: Link, channel: str) -> None:
+    await conn.execute(
+        """
+        INSERT INTO care_audit (space_id, link_id, caregiver_user_id, channel)
+        VALUES ($1, $2, $3, $4)
+        """,
+        link.space_id,
+        link.id,
+        link.caregiver_user_id,
+        channel,
+    )
+
+
+async def list_audit(conn: Executor, space_id: str, limit: int) -> list[AuditRow]:
+    rows = await conn.fetch(
+        """
+        SELECT a.link_id, u.display_name, a.channel, a.viewed_at
+        FROM care_audit a JOIN users u ON u.id = a.caregiver_user_id
+        WHERE a.space_id = $1 ORDER BY a.viewed_at DESC, a.id DESC LIMIT $2
+        """,
+        space_id,
+        limit,
+    )
+    return [AuditRow(r["link_id"], r["display_name"], r["channel"], r["viewed_at"]) for r in rows]
+
+
+# -- summary inputs and alerts -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryInputs:
+    settings: dict[str, Any] | None
+    check_ins: list[CheckIn]
+    touches: list[Touch]
+    alerts: list[Alert]
+    isolation_risk: bool
+
+
+async def summary_inputs(conn: Executor, space_id: str, now: dt.datetime) -> SummaryInputs:
+    """Statuses, moods, kinds and times only: names, notes and texts are never read."""
+    settings = await conn.fetchval(
+        "SELECT fields::text FROM settings WHERE space_id = $1 AND id = 'settings' AND NOT deleted",
+        space_id,
+    )
+    check_ins = [
+        CheckIn(r["at"], r["status"], r["mood"])
+        for r in await conn.fetch(
+            """
+            (SELECT (fields->>'occurred_at')::timestamptz AS at, fields->>'status' AS status,
+                    (fields->>'mood')::int AS mood
+             FROM check_ins WHERE space_id = $1 AND NOT deleted
+               AND (fields->>'occurred_at')::timestamptz > $2 - interval '3 days')
+            UNION
+            (SELECT (fields->>'occurred_at')::timestamptz, fields->>'status',
+                    (fields->>'mood')::int
+             FROM check_ins WHERE space_id = $1 AND NOT deleted
+               AND (fields->>'occurred_at')::timestamptz <= $2
+             ORDER BY (fields->>'occurred_at')::timestamptz DESC LIMIT 1)
+            """,
+            space_id,
+            now,
+        )
+    ]
+    touches = [
+        Touch(r["at"], r["in_person"])
+        for r in await conn.fetch(
+            """
+            (SELECT (fields->>'occurred_at')::timestamptz AS at,
+                    fields->>'kind' = 'in_person' AS in_person
+             FROM interactions WHERE space_id = $1 AND NOT deleted
+               AND (fields->>'occurred_at')::timestamptz > $2 - interval '13 weeks'
+               AND (fields->>'occurred_at')::timestamptz <= $2)
+            UNION ALL
+            (SELECT (fields->>'occurred_at')::timestamptz, true
+             FROM interactions WHERE space_id = $1 AND NOT deleted
+               AND fields->>'kind' = 'in_person'
+               AND (fields->>'occurred_at')::timestamptz <= $2 - interval '13 weeks'
+             ORDER BY (fields->>'occurred_at')::timestamptz DESC LIMIT 1)
+            """,
+            space_id,
+            now,
+        )
+    ]
+    alerts = await open_alerts(conn, space_id)
+    isolation = bool(
+        await conn.fetchval(
+            """
+            SELECT EXISTS (SELECT 1 FROM insights WHERE space_id = $1 AND NOT deleted
+                           AND fields->>'rule' = 'narrowing'
+                           AND coalesce(fields->>'status', 'open') IN ('open', 'seen'))
+            """,
+            space_id,
+        )
+    )
+    return SummaryInputs(
+        _decode(settings) if settings else None, check_ins, touches, alerts, isolation
+    )
+
+
+async def open_alerts(conn: Executor, space_id: str) -> list[Alert]:
+    rows = await conn.fetch(
+        """
+        SELECT id, kind, priority, raised_at FROM care_alerts
+        WHERE space_id = $1 AND cleared_at IS NULL ORDER BY raised_at
+        """,
+        space_id,
+    )
+    return [Alert(r["id"], r["kind"], r["priority"], r["raised_at"]) for r in rows]
+
+
+async def raise_alert(
+    conn: Executor,
+    space_id: str,
+    alert_id: str,
+    kind: str,
+    priority: str,
+    local_date: dt.date,
+    at: dt.datetime,
+) -> bool:
+    """True if this alert is new (so its pushes go out once)."""
+    value = await conn.fetchval(
+        """
+        INSERT INTO care_alerts (space_id, id, kind, priority, local_date, raised_at)
+        VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (space_id, id) DO NOTHING RETURNING true
+        """,
+        space_id,
+        alert_id,
+        kind,
+        priority,
+        local_date,
+        at,
+    )
+    return bool(value)
+
+
+async def clear_missed_alert(
+    conn: Executor, space_id: str, local_date: dt.date, at: dt.datetime
+) -> bool:
+    """A late check-in clears the day's missed-check-in alert; True if one was open."""
+    value = await conn.fetchval(
+        """
+        UPDATE care_alerts SET cleared_at = $3
+         WHERE space_id = $1 AND kind = 'missed_check_in' AND local_date = $2
+           AND cleared_at IS NULL
+        RETURNING true
+        """,
+        space_id,
+        local_date,
+        at,
+    )
+    return bool(value)
+
+
+async def clear_help_alerts(conn: Executor, space_id: str, at: dt.datetime) -> int:
+    """An ``ok`` check-in after a need-help one closes it."""
+    result = await conn.execute(
+        """
+        UPDATE care_alerts SET cleared_at = $2
+         WHERE space_id = $1 AND kind = 'need_help' AND cleared_at IS NULL
+        """,
+        space_id,
+        at,
+    )
+    return int(result.split()[-1])
+
+
+async def alert_recipients(conn: Executor, space_id: str) -> list[tuple[str, str, str]]:
+    """(caregiver's space id, device id, link label) for every signed-in, push-capable
+    device of every caregiver with an active link and the ``alerts`` scope."""
+    rows = await conn.fetch(
+        """
+        SELECT l.caregiver_space_id, d.id AS device_id, l.label
+        FROM care_links l
+        JOIN devices d ON d.user_id = l.caregiver_user_id
+        WHERE l.space_id = $1 AND l.state = 'active' AND 'alerts' = ANY(l.scopes)
+          AND d.revoked_at IS NULL AND d.push_token IS NOT NULL
+        ORDER BY l.caregiver_space_id, d.id
+        """,
+        space_id,
+    )
+    return [(r["caregiver_space_id"], r["device_id"], r["label"]) for r in rows]
+
+
+async def check_ins_on(
+    conn: Executor, space_id: str, start: dt.datetime, end: dt.datetime
+) -> list[tuple[str, CheckIn]]:
+    """(record id, check-in) between ``start`` and ``end``, in time order."""
+    rows = await conn.fetch(
+        """
+        SELECT id, (fields->>'occurred_at')::timestamptz AS at, fields->>'status' AS status,
+               (fields->>'mood')::int AS mood
+        FROM check_ins WHERE space_id = $1 AND NOT deleted
+          AND (fields->>'occurred_at')::timestamptz >= $2
+          AND (fields->>'occurred_at')::timestamptz < $3
+        ORDER BY 2
+        """,
+        space_id,
+        start,
+        end,
+    )
+    return [(r["id"], CheckIn(r["at"], r["status"], r["mood"])) for r in rows]

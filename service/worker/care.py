@@ -1,0 +1,77 @@
+"""The ``care_push`` job: one caregiver alert, all-clear or check-in reminder to one device.
+
+Sent through the same providers and reason-code policy as nudges
+(:func:`service.worker.nudges.deliver`); the collapse id names the alert, so a retried
+send shows once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import asyncpg
+
+from service.care.escalation import CARE_PUSH
+from service.push.base import Address, Notification, Provider
+from service.store import push as push_store
+from service.worker.nudges import deliver
+from service.worker.runner import Job, Permanent
+
+__all__ = ["CARE_CATEGORY", "CarePushJobs"]
+
+CARE_CATEGORY = "KITH_CARE"  # the app opens the person's summary
+ALERT_TTL_S = 6 * 3600
+log = logging.getLogger("kith.care")
+
+
+class CarePushJobs:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        providers: Mapping[str, Provider],
+        rnd: random.Random | None = None,
+    ) -> None:
+        self._pool = pool
+        self._providers = providers
+        self._rng = rnd or random.Random()  # noqa: S311 - jitter, not secrecy
+
+    def handlers(self) -> dict[str, Callable[[Job], Awaitable[None]]]:
+        return {CARE_PUSH: self.push}
+
+    async def push(self, job: Job) -> None:
+        space_id = job.space_id
+        device_id = str(job.payload.get("device_id", ""))
+        if not space_id or not device_id:
+            raise Permanent("care_push without a space or device")
+        target = await push_store.device_address(self._pool, space_id, device_id)
+        if target is None or target.provider is None or target.token is None:
+            return  # signed out or no push address since
+        provider = self._providers.get(target.provider)
+        if provider is None:
+            log.warning(
+                "no %s credentials configured: a care alert was not pushed", target.provider
+            )
+            return
+        address = Address(
+            device_id,
+            provider.name,
+            target.token,
+            target.registered_at or dt.datetime.now(dt.UTC),
+            target.environment,
+            target.topic,
+            target.keys,
+        )
+        notification = Notification(
+            collapse_id=str(job.payload["collapse_id"]),
+            title=str(job.payload["title"]),
+            body=str(job.payload["body"]),
+            category=CARE_CATEGORY,
+            data={"kind": "care"},
+            ttl_s=ALERT_TTL_S,
+            time_sensitive=bool(job.payload.get("time_sensitive")),
+        )
+        await deliver(self._pool, space_id, provider, address, notification, job, self._rng)
