@@ -48,6 +48,9 @@ CARE_SUMMARY = "care_summary"
 CARE_PUSH = "care_push"
 REMIND_BEFORE = dt.timedelta(minutes=60)
 HELP_WINDOW = dt.timedelta(hours=24)
+#: A phone's clock may run a little ahead of ours (sync clamps stamps at 5 minutes): a
+#: check-in stamped "in a minute" has happened.
+CLOCK_TOLERANCE = dt.timedelta(minutes=5)
 
 log = logging.getLogger("kith.care")
 _encode = msgspec.json.Encoder()
@@ -104,10 +107,14 @@ class Escalation:
 
     # -- scheduling ----------------------------------------------------------------------
 
-    async def schedule(self, space_id: str) -> dt.datetime | None:
-        """Queue the person's next moment (replacing any queued one); None if they have
-        no deadline. Returns when it is due."""
+    async def schedule(
+        self, space_id: str, *, after: dt.datetime | None = None
+    ) -> dt.datetime | None:
+        """Queue the person's next moment (replacing any queued one) — the first one later
+        than now and than ``after`` (the moment a tick just handled: a job may start a
+        little before its instant by the app's clock). None if they have no deadline."""
         now = self._clock()
+        threshold = max(now, after) if after is not None else now
         settings = await push_store.settings_of(self._pool, space_id) or {}
         zone = Budget.from_settings(settings).zone
         today = now.astimezone(zone).date()
@@ -117,18 +124,22 @@ class Escalation:
             if await self._checked_in(space_id, day, zone, now):
                 continue
             for at, event in moments(day, settings):
-                # A moment already past still fires now if it is today's alert that was
-                # never raised (a worker was down at the time); past reminders are moot.
-                late_alert = event == "alert" and offset == 0 and at <= now
-                if at > now or late_alert:
-                    nxt = (max(at, now), event, day)
+                # Only moments still ahead: a deadline set at 20:00 must not alert anyone
+                # about that morning. (A moment missed while workers were down is not lost:
+                # its queued tick is past due, runs when a worker is back, and is never
+                # replaced by a later schedule — see the upsert below.)
+                if at > threshold:
+                    nxt = (at, event, day)
                     break
             if nxt is not None:
                 break
         async with self._pool.acquire() as conn:
             if nxt is None:
                 await conn.execute(
-                    "DELETE FROM jobs WHERE kind = $1 AND dedupe_key = $2 AND state = 'queued'",
+                    """
+                    DELETE FROM jobs WHERE kind = $1 AND dedupe_key = $2 AND state = 'queued'
+                      AND run_at > now()
+                    """,
                     CHECKIN_TICK,
                     space_id,
                 )
@@ -141,6 +152,7 @@ class Escalation:
                 ON CONFLICT (kind, dedupe_key) WHERE state = 'queued' AND dedupe_key IS NOT NULL
                 DO UPDATE SET payload = excluded.payload, run_at = excluded.run_at,
                               updated_at = now()
+                WHERE jobs.run_at > now()  -- a moment already due runs first
                 """,
                 CHECKIN_TICK,
                 space_id,
@@ -152,7 +164,9 @@ class Escalation:
     async def _checked_in(self, space_id: str, day: dt.date, zone: Any, now: dt.datetime) -> bool:
         start = wall_time(day, dt.time(0), zone)
         end = wall_time(day + dt.timedelta(days=1), dt.time(0), zone)
-        found = await store.check_ins_on(self._pool, space_id, start, min(end, now))
+        found = await store.check_ins_on(
+            self._pool, space_id, start, min(end, now + CLOCK_TOLERANCE)
+        )
         return bool(found)
 
     # -- the jobs ------------------------------------------------------------------------
@@ -171,7 +185,8 @@ class Escalation:
                 await self._missed(space_id, day, settings, now)
             elif event in {"remind_before", "remind_due"}:
                 await self._remind(space_id, day, event, settings)
-        await self.schedule(space_id)
+        handled = [at for at, name in moments(day, settings) if name == event]
+        await self.schedule(space_id, after=handled[0] if handled else None)
 
     async def check_in(self, job: Job) -> None:
         """A check-in arrived (or changed): need-help alerts at once; a late one clears the
@@ -182,7 +197,9 @@ class Escalation:
         now = self._clock()
         settings = await push_store.settings_of(self._pool, space_id) or {}
         zone = Budget.from_settings(settings).zone
-        recent = await store.check_ins_on(self._pool, space_id, now - HELP_WINDOW, now)
+        recent = await store.check_ins_on(
+            self._pool, space_id, now - HELP_WINDOW, now + CLOCK_TOLERANCE
+        )
         if recent:
             record_id, latest = recent[-1]
             if latest.status == "need_help":

@@ -342,7 +342,7 @@ async def summary_inputs(conn: Executor, space_id: str, now: dt.datetime) -> Sum
             (SELECT (fields->>'occurred_at')::timestamptz AS at, fields->>'status' AS status,
                     (fields->>'mood')::int AS mood
              FROM check_ins WHERE space_id = $1 AND NOT deleted
-               AND (fields->>'occurred_at')::timestamptz > $2 - interval '3 days')
+               AND (fields->>'occurred_at')::timestamptz > $2::timestamptz - interval '3 days')
             UNION
             (SELECT (fields->>'occurred_at')::timestamptz, fields->>'status',
                     (fields->>'mood')::int
@@ -361,13 +361,13 @@ async def summary_inputs(conn: Executor, space_id: str, now: dt.datetime) -> Sum
             (SELECT (fields->>'occurred_at')::timestamptz AS at,
                     fields->>'kind' = 'in_person' AS in_person
              FROM interactions WHERE space_id = $1 AND NOT deleted
-               AND (fields->>'occurred_at')::timestamptz > $2 - interval '13 weeks'
+               AND (fields->>'occurred_at')::timestamptz > $2::timestamptz - interval '13 weeks'
                AND (fields->>'occurred_at')::timestamptz <= $2)
             UNION ALL
             (SELECT (fields->>'occurred_at')::timestamptz, true
              FROM interactions WHERE space_id = $1 AND NOT deleted
                AND fields->>'kind' = 'in_person'
-               AND (fields->>'occurred_at')::timestamptz <= $2 - interval '13 weeks'
+               AND (fields->>'occurred_at')::timestamptz <= $2::timestamptz - interval '13 weeks'
              ORDER BY (fields->>'occurred_at')::timestamptz DESC LIMIT 1)
             """,
             space_id,

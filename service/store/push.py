@@ -504,9 +504,9 @@ async def effectiveness(
     rows = await conn.fetch(
         """
         SELECT n.rule, count(*) AS sent,
-               count(*) FILTER (WHERE n.sent_at <= $1 - make_interval(days => $3)) AS settled,
+               count(*) FILTER (WHERE n.sent_at <= $1::timestamptz - make_interval(days => $3)) AS settled,
                count(*) FILTER (
-                   WHERE n.sent_at <= $1 - make_interval(days => $3) AND EXISTS (
+                   WHERE n.sent_at <= $1::timestamptz - make_interval(days => $3) AND EXISTS (
                        SELECT 1 FROM interactions i
                        WHERE i.space_id = n.space_id AND NOT i.deleted
                          AND i.fields->>'kind' = 'in_person'
