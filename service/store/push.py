@@ -504,7 +504,9 @@ async def effectiveness(
     rows = await conn.fetch(
         """
         SELECT n.rule, count(*) AS sent,
-               count(*) FILTER (WHERE n.sent_at <= $1::timestamptz - make_interval(days => $3)) AS settled,
+               count(*) FILTER (
+                   WHERE n.sent_at <= $1::timestamptz - make_interval(days => $3)
+               ) AS settled,
                count(*) FILTER (
                    WHERE n.sent_at <= $1::timestamptz - make_interval(days => $3) AND EXISTS (
                        SELECT 1 FROM interactions i
