@@ -87,6 +87,13 @@ class AccountService:
         )
         await sync_store.advance_seq(conn, space_id, seq)
 
+    async def check_password(self, email: str, password: str) -> str | None:
+        """The user id if the password is right (the web page's sign-in), else None —
+        in the same time whether or not the email exists."""
+        user = await store.user_by_email(self._pool, email)
+        ok = await self._passwords.verify(user.password_hash if user else None, password)
+        return user.id if user is not None and ok else None
+
     async def login(self, req: LoginRequest) -> TokenResponse:
         user = await store.user_by_email(self._pool, req.email)
         ok = await self._passwords.verify(user.password_hash if user else None, req.password)

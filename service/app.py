@@ -27,6 +27,9 @@ from service.care.service import CareService
 from service.config import Settings
 from service.db import create_pool
 from service.errors import exception_handlers
+from service.logs import ObservedApp, configure_logging
+from service.metrics import Metrics, flushing, metrics_route, sync_counter
+from service.ratelimit import RateLimiter, rate_limit_guard
 from service.realtime import ChangeNotifier
 from service.routes.auth import AuthController
 from service.routes.care import CareController
@@ -35,6 +38,7 @@ from service.routes.health import live, ready
 from service.routes.nudges import NudgeController
 from service.routes.sync import SyncController
 from service.sync_service import SyncService
+from service.web.pages import CarePages
 from sync.hlc import Clock
 
 __all__ = ["app_from_env", "configure_logging", "create_app"]
@@ -52,6 +56,7 @@ def create_app(settings: Settings) -> Litestar:
     # The server's own HLC node: distinct per process, so two API processes never mint
     # the same stamp for their server writes.
     clock = Clock(f"srv-{secrets.token_hex(4)}")
+    metrics = Metrics()  # this process's deltas, flushed to Redis (service/metrics.py)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -89,6 +94,13 @@ def create_app(settings: Settings) -> Litestar:
             await redis_client.aclose()
             await pool.close()
 
+    @asynccontextmanager
+    async def observability(app: Litestar) -> AsyncIterator[None]:
+        """Rate limits and the metrics flush, on the Redis client ``lifespan`` opened."""
+        app.state.limits = RateLimiter(app.state.redis, settings, metrics, tokens)
+        async with flushing(metrics, app.state.redis):
+            yield
+
     def state(name: str) -> Provide:
         return Provide(_StateGetter(name), sync_to_thread=False)
 
@@ -98,9 +110,11 @@ def create_app(settings: Settings) -> Litestar:
             DeviceController,
             NudgeController,
             CareController,
+            CarePages,
             SyncController,
             live,
             ready,
+            metrics_route(settings.metrics_token),
         ],
         dependencies={
             "pool": state("pool"),
@@ -108,8 +122,13 @@ def create_app(settings: Settings) -> Litestar:
             "accounts": state("accounts"),
             "sync": state("sync"),
             "care": state("care"),
+            "limits": state("limits"),
         },
-        lifespan=[lifespan],
+        lifespan=[lifespan, observability],
+        state=State({"metrics": metrics}),
+        guards=[rate_limit_guard],
+        after_request=sync_counter(metrics),
+        logging_config=None,  # service/logs.py configures logging, once, as JSON
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -138,21 +157,11 @@ class _StateGetter:
         return getattr(state, self.name)
 
 
-def configure_logging(level: str) -> None:
-    """Give Kith's loggers their own handler: the ASGI server configures the root logger
-    its own way, and our warnings must reach the process output either way. Messages
-    carry types, routes and ids — never request bodies, tokens or journal text."""
-    logger = logging.getLogger("kith")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
-
-
-def app_from_env() -> Litestar:
+def app_from_env() -> ObservedApp:
+    """What Granian serves: the app inside :class:`ObservedApp` (request ids, the access
+    line and request latency for every request, unmatched routes included)."""
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
-    logging.getLogger("kith").info("API process ready (environment %s)", settings.environment)
-    return create_app(settings)
+    configure_logging(settings.log_level)  # JSON lines; messages never carry secrets
+    logging.getLogger("kith").info("kith API process ready (environment %s)", settings.environment)
+    app = create_app(settings)
+    return ObservedApp(app, app.state.metrics)

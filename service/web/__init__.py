@@ -1,0 +1,1 @@
+"""The caregiver web page: server-rendered HTML, no front-end build."""

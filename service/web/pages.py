@@ -1,0 +1,283 @@
+"""The caregiver web page: sign in, the people I care for, one page per person.
+
+Server-rendered (Jinja2 with autoescaping; no scripts at all), large type, labelled forms,
+keyboard focus visible, a chart with a text alternative. A cookie session (HttpOnly,
+SameSite=Lax, Secure over HTTPS, path /care) whose token is stored only as a hash; every
+form carries a CSRF token (the session's, or a double-submit cookie before sign-in). Every
+person page is a summary read, audited like the API's. A paused or revoked link shows
+nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Any
+
+import asyncpg
+import jinja2
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.response import Redirect
+from msgspec import Struct
+
+from service.accounts import AccountService
+from service.care.service import CareService
+from service.errors import NotFound
+from service.push.budget import Budget
+from service.store import push as push_store
+from service.store import web as store
+from service.web.chart import weekly_chart
+
+__all__ = ["CarePages"]
+
+SESSION_COOKIE = "kith_care"
+LOGIN_COOKIE = "kith_care_login"
+SESSION_TTL = dt.timedelta(hours=12)
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+_HEADERS = {
+    # No scripts, no frames, forms only to ourselves; the data is private: never cached.
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class LoginForm(Struct):
+    email: str = ""
+    password: str = ""
+    csrf: str = ""
+
+
+class CsrfForm(Struct):
+    csrf: str = ""
+
+
+LoginBody = Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
+CsrfBody = Annotated[CsrfForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+
+def _hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _page(name: str, status: int = 200, **context: Any) -> Response[str]:
+    html = _env.get_template(name).render(**context)
+    return Response(html, status_code=status, media_type="text/html", headers=_HEADERS)
+
+
+def _secure(request: Request[Any, Any, Any]) -> bool:
+    return request.url.scheme == "https"
+
+
+async def _session(
+    request: Request[Any, Any, Any], pool: asyncpg.Pool[Any]
+) -> tuple[str, str] | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token or len(token) > 100:
+        return None
+    return await store.session_user(pool, _hash(token))
+
+
+class CarePages(Controller):
+    path = "/care"
+    include_in_schema = False
+
+    @get("/login")
+    async def login_page(self, request: Request[Any, Any, Any]) -> Response[str]:
+        return self._login_form(request)
+
+    @post("/login", status_code=200)
+    async def login(
+        self,
+        request: Request[Any, Any, Any],
+        pool: NamedDependency[asyncpg.Pool],
+        accounts: NamedDependency[AccountService],
+        data: LoginBody,
+    ) -> Response[Any]:
+        expected = request.cookies.get(LOGIN_COOKIE, "")
+        if not expected or not hmac.compare_digest(expected, data.csrf):
+            return self._login_form(request, "Your sign-in form expired. Please try again.", 403)
+        user_id = await accounts.check_password(data.email[:320], data.password[:1024])
+        if user_id is None:
+            return self._login_form(
+                request, "That email and password don't match.", 401, data.email
+            )
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        await store.insert_session(
+            pool, _hash(token), user_id, csrf, dt.datetime.now(dt.UTC) + SESSION_TTL
+        )
+        response: Response[Any] = Redirect("/care", status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            path="/care",
+            max_age=int(SESSION_TTL.total_seconds()),
+            httponly=True,
+            samesite="lax",
+            secure=_secure(request),
+        )
+        response.delete_cookie(LOGIN_COOKIE, path="/care")
+        return response
+
+    @post("/logout", status_code=200)
+    async def logout(
+        self,
+        request: Request[Any, Any, Any],
+        pool: NamedDependency[asyncpg.Pool],
+        data: CsrfBody,
+    ) -> Response[Any]:
+        session = await _session(request, pool)
+        if session is not None and hmac.compare_digest(session[1], data.csrf):
+            await store.delete_session(pool, _hash(request.cookies[SESSION_COOKIE]))
+        response: Response[Any] = Redirect("/care/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/care")
+        return response
+
+    @get("/")
+    async def people(
+        self,
+        request: Request[Any, Any, Any],
+        pool: NamedDependency[asyncpg.Pool],
+        care: NamedDependency[CareService],
+    ) -> Response[Any]:
+        session = await _session(request, pool)
+        if session is None:
+            return Redirect("/care/login", status_code=303)
+        links = await care.people(session[0])
+        return _page("people.html", people=links, csrf=session[1])
+
+    @get("/{link_id:str}")
+    async def person(
+        self,
+        request: Request[Any, Any, Any],
+        link_id: str,
+        pool: NamedDependency[asyncpg.Pool],
+        care: NamedDependency[CareService],
+    ) -> Response[Any]:
+        session = await _session(request, pool)
+        if session is None:
+            return Redirect("/care/login", status_code=303)
+        user_id, csrf = session
+        if not link_id.startswith("cl") or len(link_id) != 18:
+            return _page("gone.html", 404, csrf=csrf)
+        try:
+            link, summary, now = await care.summary_for(user_id, link_id, "web")
+        except NotFound:
+            return _page("gone.html", 404, csrf=csrf)
+        settings = await push_store.settings_of(pool, link.space_id) or {}
+        zone = Budget.from_settings(settings).zone
+        return _page(
+            "person.html",
+            csrf=csrf,
+            label=link.label,
+            computed_at=_when(now, zone),
+            alerts=_alerts(summary.get("alerts"), zone),
+            check_ins=_check_ins(summary.get("check_ins"), zone),
+            trend=_trend(summary.get("contact_trend")),
+            nothing_shared=not summary,
+        )
+
+    @staticmethod
+    def _login_form(
+        request: Request[Any, Any, Any], error: str = "", status: int = 200, email: str = ""
+    ) -> Response[str]:
+        csrf = secrets.token_urlsafe(24)
+        response = _page("login.html", status, csrf=csrf, error=error, email=email)
+        response.set_cookie(
+            LOGIN_COOKIE,
+            csrf,
+            path="/care",
+            max_age=3600,
+            httponly=True,
+            samesite="strict",
+            secure=_secure(request),
+        )
+        return response
+
+
+def _when(at: dt.datetime | str, zone: zoneinfo.ZoneInfo) -> str:
+    moment = dt.datetime.fromisoformat(at) if isinstance(at, str) else at
+    return moment.astimezone(zone).strftime("%H:%M on %a %d %b") + " (their time)"
+
+
+_TODAY = {
+    "ok": ("Checked in today: doing OK", "status-ok"),
+    "not_great": ("Checked in today: not feeling great", "status-warn"),
+    "need_help": ("Asked for help today", "status-alert"),
+}
+
+
+def _check_ins(section: dict[str, Any] | None, zone: zoneinfo.ZoneInfo) -> dict[str, Any] | None:
+    if section is None:
+        return None
+    status = section["today"]
+    if status in _TODAY:
+        text, css = _TODAY[status]
+    elif section["overdue"]:
+        text, css = "No check-in yet today — it is overdue", "status-alert"
+    else:
+        text, css = "Not checked in yet today", ""
+    last = section["last_check_in_at"]
+    return {
+        "today": text,
+        "css": css,
+        "last": _when(last, zone) if last else None,
+        "mood": section["last_mood"],
+        "deadline": section["deadline"],
+    }
+
+
+def _alerts(section: dict[str, Any] | None, zone: zoneinfo.ZoneInfo) -> dict[str, Any] | None:
+    if section is None:
+        return None
+    texts = {"missed_check_in": "No check-in yet today", "need_help": "Asked for help"}
+    return {
+        "open": [
+            {
+                "text": texts.get(a["kind"], a["kind"]),
+                "when": _when(a["raised_at"], zone),
+                "priority": a["priority"],
+            }
+            for a in section["open"]
+        ],
+        "isolation_risk": section["isolation_risk"],
+    }
+
+
+def _trend(section: dict[str, Any] | None) -> dict[str, Any] | None:
+    if section is None:
+        return None
+    days = section["days_since_in_person"]
+    if days is None:
+        since = "No in-person meetings recorded"
+    elif days == 0:
+        since = "Met someone in person today"
+    else:
+        since = f"Last met someone in person {days} day{'s' if days != 1 else ''} ago"
+    weeks = [
+        {
+            "label": dt.date.fromisoformat(w["week_start"]).strftime("%d %b"),
+            "in_person": w["in_person"],
+            "remote": w["remote"],
+        }
+        for w in section["weeks"]
+    ]
+    return {
+        "since": since,
+        "declining": section["declining"],
+        "svg": weekly_chart(section["weeks"]),
+        "weeks": weeks,
+    }
