@@ -14,7 +14,7 @@ import pytest
 
 from service.worker.nudges import PLAN, SEND
 from service.worker.runner import Job
-from tests.helpers import expect_problem, pull_all
+from tests.helpers import expect_problem, new_id, pull_all, push, stamp
 from tests.integration.push_support import (
     KEY_ID,
     TEAM_ID,
@@ -387,3 +387,46 @@ async def test_web_push_is_encrypted_for_the_browser(
     assert shown["title"] == "Time to see Sam?"
     assert shown["category"] == "KITH_NUDGE"
     assert shown["nudge_id"]
+
+
+async def test_the_report_counts_a_nudge_effective_when_they_met_within_14_days(
+    http: httpx.AsyncClient,
+    pool: asyncpg.Pool[Any],
+    fakes: Fakes,
+    world: PushWorld,
+    database_url: str,
+) -> None:
+    from service.cli import report_lines
+
+    met, not_met = await person_with_nudge(http, pool), await person_with_nudge(http, pool)
+    await drain(pool, world.jobs.handlers(), [met.space_id, not_met.space_id])
+    sent_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=20)
+    await pool.execute(
+        "UPDATE nudge_requests SET sent_at = $2 "
+        "WHERE space_id = ANY($1::text[]) AND state = 'sent'",
+        [met.space_id, not_met.space_id],
+        sent_at,
+    )
+    contact = await pool.fetchval(
+        "SELECT contact_id FROM nudge_requests WHERE space_id = $1", met.space_id
+    )
+    await push(
+        http,
+        met.phone,
+        [
+            {
+                "table": "interactions",
+                "id": new_id("i"),
+                "hlc": stamp(met.phone.device_id),
+                "fields": {
+                    "contact_ids": [contact],
+                    "kind": "in_person",
+                    "occurred_at": (sent_at + dt.timedelta(days=5)).isoformat(),
+                },
+            }
+        ],
+    )
+    lines = await report_lines(database_url, 90)
+    [overdue] = [line.split() for line in lines if line.strip().startswith("overdue")]
+    # rule, sent, settled (14 days passed), effective, rate — other tests' nudges are recent
+    assert overdue[2:] == ["2", "1", "50%"]
