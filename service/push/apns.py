@@ -1,20 +1,20 @@
 """Apple Push Notification service: HTTP/2 with an ES256 provider token.
 
-One ``httpx.AsyncClient`` (HTTP/2: many streams share each connection) per environment;
-the provider token comes from :class:`~service.push.credentials.SharedToken`, minted once
-per team/key for every worker and reused ~45 minutes. Every request has a deadline: APNs
-is known to leave a stream unanswered.
+One :class:`~service.push.h2client.H2Client` (HTTP/2: many streams share one connection;
+see that module for why not httpx) per environment; the provider token comes from
+:class:`~service.push.credentials.SharedToken`, minted once per team/key for every worker
+and reused ~45 minutes. Every request has a deadline: APNs is known to leave a stream
+unanswered (the client then resets that stream).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-import httpx
 import jwt
 import msgspec
 
@@ -28,6 +28,7 @@ from service.push.base import (
     retry_after_s,
 )
 from service.push.credentials import Minted
+from service.push.h2client import H2Client, H2Error, H2Timeout
 
 __all__ = ["PRODUCTION_URL", "SANDBOX_URL", "APNsProvider", "apns_minter", "apns_payload"]
 
@@ -58,17 +59,15 @@ def apns_minter(
 def apns_payload(n: Notification) -> bytes:
     """The JSON body: ``aps`` for the system (alert, category = the action buttons), the
     rest for the app (which nudge, which contact)."""
-    return _encode(
-        {
-            "aps": {
-                "alert": {"title": n.title, "body": n.body},
-                "sound": "default",
-                "category": n.category,
-                "thread-id": "kith-nudges",
-            },
-            **n.data,
-        }
-    )
+    aps: dict[str, Any] = {
+        "alert": {"title": n.title, "body": n.body},
+        "sound": "default",
+        "category": n.category,
+        "thread-id": "kith-care" if n.time_sensitive else "kith-nudges",
+    }
+    if n.time_sensitive:
+        aps["interruption-level"] = "time-sensitive"
+    return _encode({"aps": aps, **n.data})
 
 
 class APNsProvider:
@@ -91,11 +90,8 @@ class APNsProvider:
         self._urls = {"production": production_url, "sandbox": sandbox_url}
         self._timeout_s = timeout_s
         self._clock = clock
-        limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
         self._clients = {
-            env: httpx.AsyncClient(
-                base_url=url, http2=True, verify=verify, timeout=timeout_s, limits=limits
-            )
+            env: H2Client(url, verify=verify, connect_timeout_s=timeout_s)
             for env, url in self._urls.items()
         }
 
@@ -105,40 +101,40 @@ class APNsProvider:
         token = await self._token.get()
         now = self._clock()
         collapse = collapse_key(notification.collapse_id)
-        headers = {
-            "authorization": f"bearer {token}",
-            "apns-topic": address.topic or self._topic,
-            "apns-push-type": "alert",
-            "apns-priority": "10",
-            "apns-expiration": str(int(now.timestamp()) + notification.ttl_s),
-            "apns-collapse-id": collapse,
+        headers = [
+            ("authorization", f"bearer {token}"),
+            ("apns-topic", address.topic or self._topic),
+            ("apns-push-type", "alert"),
+            ("apns-priority", "10"),
+            ("apns-expiration", str(int(now.timestamp()) + notification.ttl_s)),
+            ("apns-collapse-id", collapse),
             # The same id on every retry of this nudge to this device: Apple's logs and ours
             # can be matched, and a resend is recognisable as one.
-            "apns-id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{collapse}/{address.device_id}")),
-        }
+            ("apns-id", str(uuid.uuid5(uuid.NAMESPACE_URL, f"{collapse}/{address.device_id}"))),
+        ]
         try:
-            async with asyncio.timeout(self._timeout_s):
-                r = await client.post(
-                    f"/3/device/{address.token}",
-                    content=apns_payload(notification),
-                    headers=headers,
-                )
-                body = await r.aread()
-        except TimeoutError:
+            r = await client.request(
+                "POST",
+                f"/3/device/{address.token}",
+                headers,
+                apns_payload(notification),
+                timeout_s=self._timeout_s,
+            )
+        except H2Timeout:
             return SendResult(0, "Timeout", credential=token)
-        except httpx.HTTPError as exc:
+        except H2Error as exc:
             return SendResult(0, type(exc).__name__, credential=token)
-        if r.status_code == 200:
+        if r.status == 200:
             return SendResult(200, provider_id=r.headers.get("apns-id"), credential=token)
         reason, timestamp = None, None
         try:
-            doc = _decode(body) if body else {}
+            doc = _decode(r.body) if r.body else {}
             reason = doc.get("reason")
             timestamp = doc.get("timestamp")
         except (msgspec.DecodeError, AttributeError):
             pass
         return SendResult(
-            r.status_code,
+            r.status,
             reason if isinstance(reason, str) else None,
             retry_after_s(r.headers.get("retry-after")),
             int(timestamp) if isinstance(timestamp, int | float) else None,

@@ -30,8 +30,13 @@ success: see :meth:`FakeAPNs.script`. Success is 200 with an empty body and ``ap
 Not modelled: sandbox vs production (one fake = one environment), GOAWAY frames,
 certificate auth, push types other than alert/background, the 5120-byte VoIP limit.
 
+Two engines: Hypercorn (the default) or, with ``engine="h2"``, the raw-h2 server of
+:mod:`tests.fakes.h2server` (same checks and scripting, a fraction of the CPU per request:
+for benchmarks).
+
 Run as a process: ``python -m tests.fakes.apns --cert-dir D --key-file PUBKEY.pem
---team-id T --key-id K --topic BUNDLE [--port N] [--latency-ms MS] [--no-record]``.
+--team-id T --key-id K --topic BUNDLE [--port N] [--latency-ms MS] [--no-record]
+[--engine h2]``.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,8 +57,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 
+from tests.fakes.h2server import Engine, H2FakeServer, H2Request
 from tests.fakes.tls import (
-    FakeServer,
     Scripts,
     read_body,
     respond,
@@ -133,6 +138,10 @@ class _Answer:
     timestamp_ms: int | None = None
 
 
+_HOLD = _Answer(0, "")  # sentinel: a scripted stream that is never answered
+_SHUTDOWN = _Answer(503, "Shutdown")  # what a held stream gets when the fake stops
+
+
 ECKey = str | bytes | ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey
 
 
@@ -153,14 +162,15 @@ def load_ec_public_key(key: ECKey) -> ec.EllipticCurvePublicKey:
     return loaded
 
 
-class FakeAPNs(FakeServer):
+class FakeAPNs(H2FakeServer):
     """Fake APNs for one team, one signing key and one app (bundle id = ``topic``).
 
     Records, for the tests: ``accepted`` (every accepted :class:`APNsNotification`),
     ``rejected`` (every :class:`APNsRejection`, scripted or not), ``provider_tokens``
     (every distinct provider token, :class:`ProviderToken`). With ``record=False`` only
     the counters are kept (see :meth:`stats`), for long benchmarks. ``latency_s`` delays
-    every answer, like the real round trip to Apple.
+    every answer, like the real round trip to Apple. ``engine="h2"`` serves without
+    Hypercorn (see :mod:`tests.fakes.h2server`).
     """
 
     name = "apns"
@@ -179,9 +189,15 @@ class FakeAPNs(FakeServer):
         max_concurrent_streams: int = 1000,
         latency_s: float = 0.0,
         record: bool = True,
+        engine: Engine = "hypercorn",
     ) -> None:
         super().__init__(
-            cert_dir=cert_dir, host=host, port=port, max_concurrent_streams=max_concurrent_streams
+            engine=engine,
+            max_body=MAX_PAYLOAD,
+            cert_dir=cert_dir,
+            host=host,
+            port=port,
+            max_concurrent_streams=max_concurrent_streams,
         )
         self.team_id = team_id
         self.key_id = key_id
@@ -296,36 +312,70 @@ class FakeAPNs(FakeServer):
         if got is None:
             return
         body, size = got
+        apns_id, answer = self._process(
+            scope["method"], scope["path"], scope["headers"], body, size
+        )
+        if answer is _HOLD:
+            self.waiting_never_answer += 1
+            try:
+                if await wait_for_disconnect_or(receive, self.released):
+                    await respond(send, *self._response(apns_id, _SHUTDOWN))
+            finally:
+                self.waiting_never_answer -= 1
+            return
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        await respond(send, *self._response(apns_id, answer))
+
+    def handle_h2(self, request: H2Request) -> None:
+        """The same, for the raw-h2 engine: the answer goes out without a task."""
+        apns_id, answer = self._process(
+            request.method, request.path, request.headers, request.body, request.size
+        )
+        if answer is _HOLD:
+            self.waiting_never_answer += 1
+
+            def end(released: bool) -> None:
+                self.waiting_never_answer -= 1
+                if released:
+                    request.respond(*self._response(apns_id, _SHUTDOWN))
+
+            request.hold(end)
+        elif self.latency_s:
+            request.respond_later(self.latency_s, *self._response(apns_id, answer))
+        else:
+            request.respond(*self._response(apns_id, answer))
+
+    def _process(
+        self,
+        method: str,
+        path: str,
+        raw_headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+        size: int,
+    ) -> tuple[str, _Answer | None]:
+        """Check and record one request (both engines): its ``apns-id`` and the answer,
+        ``None`` for success, :data:`_HOLD` for a stream never to be answered."""
         headers: dict[str, str] = {}
         duplicate = False
-        for k, v in scope["headers"]:
+        for k, v in raw_headers:
             name = k.decode("latin-1")
             if name in headers:
                 duplicate = True
             headers[name] = v.decode("latin-1")
         now = self.clock()
-        path: str = scope["path"]
         token = path[len(_PATH_PREFIX) :] if path.startswith(_PATH_PREFIX) else None
         apns_id = headers.get("apns-id") or str(uuid.uuid4())
 
-        answer = self._check(scope["method"], token, headers, duplicate, body, size, now)
+        answer = self._check(method, token, headers, duplicate, body, size, now)
         if isinstance(answer, dict):
             assert token is not None
             scripted = self._scripts.take(token)
             if scripted is None:
                 self._accept(token, apns_id, headers, answer, now)
-                if self.latency_s:
-                    await asyncio.sleep(self.latency_s)
-                await respond(send, 200, b"", [(b"apns-id", apns_id.encode())])
-                return
+                return apns_id, None
             if scripted.never_answer:
-                self.waiting_never_answer += 1
-                try:
-                    if await wait_for_disconnect_or(receive, self.released):
-                        await self._answer(send, apns_id, _Answer(503, "Shutdown"))
-                finally:
-                    self.waiting_never_answer -= 1
-                return
+                return apns_id, _HOLD
             extra = []
             if scripted.retry_after is not None:
                 extra.append((b"retry-after", f"{scripted.retry_after:g}".encode()))
@@ -336,9 +386,7 @@ class FakeAPNs(FakeServer):
             self._reject(token, answer, now, scripted=True)
         else:
             self._reject(token, answer, now, scripted=False)
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
-        await self._answer(send, apns_id, answer)
+        return apns_id, answer
 
     def _check(
         self,
@@ -497,12 +545,17 @@ class FakeAPNs(FakeServer):
             self.rejected.append(APNsRejection(token, answer.status, answer.reason, now, scripted))
 
     @staticmethod
-    async def _answer(send: ASGISendCallable, apns_id: str, answer: _Answer) -> None:
+    def _response(
+        apns_id: str, answer: _Answer | None
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """Status, body and headers: 200 with an empty body for ``None``, else Apple's
+        JSON reason."""
+        if answer is None:
+            return 200, b"", [(b"apns-id", apns_id.encode())]
         body: dict[str, Any] = {"reason": answer.reason}
         if answer.timestamp_ms is not None:
             body["timestamp"] = answer.timestamp_ms
-        await respond(
-            send,
+        return (
             answer.status,
             json.dumps(body).encode(),
             [(b"apns-id", apns_id.encode()), *answer.extra_headers],
@@ -521,6 +574,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--max-streams", type=int, default=1000)
     parser.add_argument("--no-record", action="store_true", help="keep counters only")
+    parser.add_argument(
+        "--engine", choices=["hypercorn", "h2"], default="hypercorn", help="h2: no Hypercorn"
+    )
     args = parser.parse_args(argv)
     run_process(
         FakeAPNs(
@@ -534,6 +590,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             max_concurrent_streams=args.max_streams,
             latency_s=args.latency_ms / 1000,
             record=not args.no_record,
+            engine=args.engine,
         )
     )
 
