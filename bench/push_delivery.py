@@ -71,7 +71,7 @@ def _fake_apns(tmp: Path, public_pem: bytes) -> Iterator[dict[str, Any]]:
     args = [
         *(sys.executable, "-m", "tests.fakes.apns", "--cert-dir", str(tmp / "certs")),
         *("--key-file", str(key_file), "--team-id", TEAM_ID, "--key-id", KEY_ID),
-        *("--topic", TOPIC, "--no-record"),
+        *("--topic", TOPIC, "--no-record", "--engine", "h2"),
     ]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:

