@@ -23,7 +23,7 @@ import jinja2
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, Parameter
 from litestar.response import Redirect
 from msgspec import Struct
 
@@ -163,9 +163,9 @@ class CarePages(Controller):
     async def person(
         self,
         request: Request[Any, Any, Any],
-        link_id: str,
         pool: NamedDependency[asyncpg.Pool],
         care: NamedDependency[CareService],
+        link_id: str = Parameter(description="A care link id"),
     ) -> Response[Any]:
         session = await _session(request, pool)
         if session is None:
