@@ -35,6 +35,7 @@ __all__ = [
     "links_of_person",
     "list_audit",
     "open_alerts",
+    "purge_invitations",
     "raise_alert",
     "summary_inputs",
     "take_invitation",
@@ -136,6 +137,14 @@ async def take_invitation(
         now,
     )
     return None if row is None else (row["space_id"], row["user_id"], list(row["scopes"]))
+
+
+async def purge_invitations(conn: Executor, before: dt.datetime) -> int:
+    """Invitations used or expired before ``before`` (maintenance; only their hashes)."""
+    result = await conn.execute(
+        "DELETE FROM care_invitations WHERE expires_at < $1 OR used_at < $1", before
+    )
+    return int(result.split()[-1])
 
 
 # -- links ---------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ __all__ = [
     "enqueue_or_advance",
     "extend_leases",
     "fail",
+    "purge_dead",
     "queue_stats",
     "release",
     "requeue_expired",
@@ -168,6 +169,12 @@ async def complete_many(conn: Executor, job_ids: list[int], worker_id: str) -> i
         job_ids,
         worker_id,
     )
+    return int(result.split()[-1])
+
+
+async def purge_dead(conn: Executor, before: dt.datetime) -> int:
+    """Dead jobs an operator has had a month to look at (maintenance)."""
+    result = await conn.execute("DELETE FROM jobs WHERE state = 'dead' AND updated_at < $1", before)
     return int(result.split()[-1])
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 from service.db import Executor
 
-__all__ = ["delete_session", "insert_session", "session_user"]
+__all__ = ["delete_session", "insert_session", "purge_sessions", "session_user"]
 
 
 async def insert_session(
@@ -35,3 +35,9 @@ async def session_user(conn: Executor, token_hash: bytes) -> tuple[str, str] | N
 
 async def delete_session(conn: Executor, token_hash: bytes) -> None:
     await conn.execute("DELETE FROM web_sessions WHERE token_hash = $1", token_hash)
+
+
+async def purge_sessions(conn: Executor, now: dt.datetime) -> int:
+    """Expired web sessions (maintenance)."""
+    result = await conn.execute("DELETE FROM web_sessions WHERE expires_at < $1", now)
+    return int(result.split()[-1])

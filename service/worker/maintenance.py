@@ -1,4 +1,5 @@
-"""The daily maintenance job: purge tombstones past the horizon and expired history.
+"""The daily maintenance job: purge tombstones past the horizon, expired history, web
+sessions and invitations, and dead jobs older than a month.
 
 It reschedules itself for the next day, deduplicated, so any number of workers keep
 exactly one queued.
@@ -14,14 +15,17 @@ from typing import Any
 import asyncpg
 
 from service.config import Settings
+from service.store import care as care_store
 from service.store import jobs as job_store
 from service.store import sync as sync_store
+from service.store import web as web_store
 from service.worker.runner import Job
 
 __all__ = ["KIND", "ensure_scheduled", "make_handler"]
 
 KIND = "maintenance"
 _DEDUPE = "daily"
+DEAD_JOB_DAYS = 30
 log = logging.getLogger("kith.worker")
 
 
@@ -41,11 +45,18 @@ def make_handler(pool: asyncpg.Pool[Any], settings: Settings) -> Callable[[Job],
                 conflicts_before=now - dt.timedelta(days=settings.conflict_retention_days),
                 batches_before=now - dt.timedelta(days=settings.batch_retention_days),
             )
+            sessions = await web_store.purge_sessions(conn, now)
+            invitations = await care_store.purge_invitations(conn, now - dt.timedelta(days=7))
+            dead = await job_store.purge_dead(conn, now - dt.timedelta(days=DEAD_JOB_DAYS))
         log.info(
-            "maintenance: %d tombstones, %d conflicts, %d batches purged",
+            "maintenance: %d tombstones, %d conflicts, %d batches, %d web sessions, "
+            "%d invitations, %d dead jobs purged",
             purged,
             conflicts,
             batches,
+            sessions,
+            invitations,
+            dead,
         )
         await ensure_scheduled(pool, delay_s=24 * 3600)
 
