@@ -12,13 +12,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 from bench.measure import Plan, Result
+from bench.nochange_pull import nochange_pull
 from bench.push_delivery import push_delivery
 from bench.rules_sweep import rules_sweep
 from bench.servers import Stack
+from bench.sse import sse_streams
 from bench.sync_throughput import push_pull
 
 __all__ = ["WORKLOADS", "Workload"]
 
 Workload = Callable[[Stack, Plan], AsyncIterator[Result]]
 
-WORKLOADS: list[Workload] = [push_pull, rules_sweep, push_delivery]
+WORKLOADS: list[Workload] = [push_pull, rules_sweep, push_delivery, nochange_pull, sse_streams]

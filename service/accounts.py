@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -24,7 +25,12 @@ from service.store import sync as sync_store
 from sync.hlc import Clock
 from sync.merge import RecordState
 
-__all__ = ["AccountService"]
+__all__ = ["AccountService", "OnRevoke"]
+
+#: Told after a device's sessions were revoked and committed: ``(user_id, device_id,
+#: keep)`` where ``keep`` is a family of that device that stays live (a new login's).
+#: The app wires it to ``Realtime.session_revoked`` (caches, open streams, other processes).
+OnRevoke = Callable[[str, str, str | None], Awaitable[None]]
 
 
 def _new_id() -> str:
@@ -40,12 +46,14 @@ class AccountService:
         clock: Clock,
         *,
         refresh_ttl_s: int,
+        on_revoke: OnRevoke | None = None,
     ) -> None:
         self._pool = pool
         self._passwords = passwords
         self._tokens = tokens
         self._clock = clock
         self._refresh_ttl_s = refresh_ttl_s
+        self._on_revoke = on_revoke
 
     async def register(self, req: RegisterRequest) -> TokenResponse:
         try:
@@ -99,16 +107,24 @@ class AccountService:
         ok = await self._passwords.verify(user.password_hash if user else None, req.password)
         if user is None or not ok:
             raise Unauthorized("email or password is wrong", code="invalid_credentials")
+        family_id = _new_id()
         async with self._pool.acquire() as conn, conn.transaction():
-            return await self._open_session(conn, user.id, user.space_id, req.device)
+            response = await self._open_session(conn, user.id, user.space_id, req.device, family_id)
+        await self._revoked(user.id, req.device.id, keep=family_id)  # the device's old session
+        return response
 
     async def _open_session(
-        self, conn: Connection, user_id: str, space_id: str, device: DeviceInfo
+        self,
+        conn: Connection,
+        user_id: str,
+        space_id: str,
+        device: DeviceInfo,
+        family_id: str | None = None,
     ) -> TokenResponse:
         await store.upsert_device(
             conn, user_id=user_id, device_id=device.id, platform=device.platform, name=device.name
         )
-        family_id = _new_id()
+        family_id = family_id or _new_id()
         await store.start_family(
             conn, family_id=family_id, user_id=user_id, device_id=device.id, space_id=space_id
         )
@@ -152,10 +168,23 @@ class AccountService:
                 claims = AccessClaims(row.user_id, row.device_id, row.space_id, row.family_id)
                 return await self._issue(conn, claims)
         assert reused
+        await self._revoked(row.user_id, row.device_id)
         raise Unauthorized(
             "this refresh token was already used; the session has been signed out for safety",
             code="refresh_token_reused",
         )
 
-    async def logout(self, family_id: str) -> None:
+    async def logout(
+        self, family_id: str, *, user_id: str | None = None, device_id: str | None = None
+    ) -> None:
         await store.revoke_family(self._pool, family_id, "logout")
+        if user_id is not None and device_id is not None:
+            await self._revoked(user_id, device_id)
+
+    async def device_signed_out(self, user_id: str, device_id: str) -> None:
+        """Tell the process (and the others) that a device was removed (its sessions end)."""
+        await self._revoked(user_id, device_id)
+
+    async def _revoked(self, user_id: str, device_id: str, *, keep: str | None = None) -> None:
+        if self._on_revoke is not None:
+            await self._on_revoke(user_id, device_id, keep)

@@ -22,6 +22,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from service.accounts import AccountService
 from service.auth.passwords import Passwords
+from service.auth.sessions import SessionCache
 from service.auth.tokens import TokenIssuer, load_or_create_keys
 from service.care.service import CareService
 from service.config import Settings
@@ -30,10 +31,11 @@ from service.errors import exception_handlers
 from service.logs import ObservedApp, configure_logging
 from service.metrics import Metrics, flushing, metrics_route, sync_counter
 from service.ratelimit import RateLimiter, rate_limit_guard
-from service.realtime import ChangeNotifier
+from service.realtime import ChangeNotifier, Realtime
 from service.routes.auth import AuthController
 from service.routes.care import CareController
 from service.routes.devices import DeviceController
+from service.routes.events import EventsController
 from service.routes.health import live, ready
 from service.routes.nudges import NudgeController
 from service.routes.sync import SyncController
@@ -70,6 +72,16 @@ def create_app(settings: Settings) -> Litestar:
             socket_connect_timeout=2,
         )
         notifier = ChangeNotifier(redis_client)
+        realtime = Realtime(
+            redis_url=settings.redis_url or "redis://127.0.0.1:6379/0",
+            client=redis_client,
+            pool=pool,
+            sessions=SessionCache(pool, tokens),
+            notifier=notifier,
+            heartbeat_s=settings.sse_heartbeat_s,
+        )
+        app.state.realtime = realtime
+        app.state.sessions = realtime.sessions
         app.state.pool = pool
         app.state.redis = redis_client
         app.state.tokens = tokens
@@ -79,18 +91,24 @@ def create_app(settings: Settings) -> Litestar:
             tokens,
             clock,
             refresh_ttl_s=settings.refresh_token_ttl_s,
+            on_revoke=realtime.session_revoked,
         )
         app.state.sync = SyncService(
             pool,
             clock,
             max_skew_ms=settings.max_clock_skew_ms,
             publish=notifier.publish,
+            announce=notifier.announce,
+            seqs=realtime,
             evaluate_debounce_s=settings.evaluate_debounce_s,
         )
         app.state.care = CareService(pool, app.state.sync)
+        await realtime.start()  # one Redis subscription per process (service/realtime.py)
         try:
             yield
         finally:
+            await realtime.stop()  # ends open event streams with a reconnect hint
+            await notifier.close()
             await redis_client.aclose()
             await pool.close()
 
@@ -112,6 +130,7 @@ def create_app(settings: Settings) -> Litestar:
             CareController,
             CarePages,
             SyncController,
+            EventsController,
             live,
             ready,
             metrics_route(settings.metrics_token),

@@ -66,12 +66,20 @@ def _dev(settings: Settings) -> None:
 
 
 def _serve(settings: Settings) -> None:
+    import logging
+
     from granian import Granian
     from granian.constants import Interfaces
 
+    from service.logs import configure_logging, granian_log_config
+
+    configure_logging(settings.log_level)  # one JSON object per line, Granian's lines too
     scheme = "https" if settings.tls_cert else "http"
-    print(f"Kith API on {scheme}://{settings.host}:{settings.port}", flush=True)
-    print(f"OpenAPI docs: {scheme}://{settings.host}:{settings.port}/docs", flush=True)
+    log = logging.getLogger("kith")
+    log.info("Kith API on %s://%s:%d", scheme, settings.host, settings.port)
+    log.info("OpenAPI docs: %s://%s:%d/docs", scheme, settings.host, settings.port)
+    # SIGTERM: Granian stops accepting, lets in-flight requests finish, then runs the
+    # lifespan shutdown; a process still busy after the grace period is killed.
     Granian(
         "service.app:app_from_env",
         factory=True,
@@ -82,7 +90,21 @@ def _serve(settings: Settings) -> None:
         ssl_cert=settings.tls_cert,
         ssl_key=settings.tls_key,
         log_access=False,
+        log_dictconfig=granian_log_config(),
+        workers_kill_timeout=settings.shutdown_grace_s,
+        backpressure=_concurrent_requests(),
     ).serve()
+
+
+def _concurrent_requests() -> int:
+    """How many requests one worker handles at once. Granian's default (1024 / workers)
+    counts every open ``/v1/sync/events`` stream, so the 1025th idle stream would stall
+    every other request; the real bound on connections is the file-descriptor limit.
+    Database work is bounded anyway by the pool (``KITH_DB_POOL_MAX``)."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(1024, soft if soft != resource.RLIM_INFINITY else 65536)
 
 
 def _migrate(settings: Settings) -> None:
@@ -222,7 +244,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
     elif args.command == "worker":
         if not settings.database_url:
             raise SettingsError("DATABASE_URL is not set")
-        from service.app import configure_logging
+        from service.logs import configure_logging
         from service.worker.main import run_worker
 
         configure_logging(settings.log_level)

@@ -6,6 +6,7 @@ edge reads ``os.environ`` — the app factory, the CLI and the worker receive a 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,15 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 0) -> in
     if value < low:
         raise SettingsError(f"{name} must be >= {low}, got {value}")
     return value
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR blocks, normalised (``10.0.0.0/8, ::1``)."""
+    entries = [p.strip() for p in env.get(name, "").split(",") if p.strip()]
+    try:
+        return tuple(str(ipaddress.ip_network(p, strict=False)) for p in entries)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
 
 
 def _pem(env: Mapping[str, str], name: str) -> str | None:
@@ -71,6 +81,7 @@ class Settings:
     db_pool_min: int = 2
     db_pool_max: int = 10
     evaluate_debounce_s: int = 60
+    sse_heartbeat_s: int = 15
     sweep_morning_hour: int = 7
     sweep_chunk: int = 250
     tls_cert: Path | None = None
@@ -94,6 +105,15 @@ class Settings:
     vapid_private_key: str | None = None
     vapid_subject: str | None = None
     webpush_allow_private_hosts: bool = False
+    ratelimit_window_s: int = 60
+    ratelimit_login_per_ip: int = 10
+    ratelimit_login_per_email: int = 10
+    ratelimit_register_per_ip: int = 10
+    ratelimit_refresh_per_ip: int = 60
+    ratelimit_sync_per_user: int = 600
+    trusted_proxies: tuple[str, ...] = ()
+    metrics_token: str | None = None
+    shutdown_grace_s: int = 25
 
     @property
     def is_production(self) -> bool:
@@ -131,6 +151,7 @@ class Settings:
             db_pool_min=_int(e, "KITH_DB_POOL_MIN", 2, low=1),
             db_pool_max=_int(e, "KITH_DB_POOL_MAX", 10, low=1),
             evaluate_debounce_s=_int(e, "KITH_EVALUATE_DEBOUNCE_S", 60, low=0),
+            sse_heartbeat_s=_int(e, "KITH_SSE_HEARTBEAT_S", 15, low=1),
             sweep_morning_hour=_int(e, "KITH_SWEEP_MORNING_HOUR", 7, low=0),
             sweep_chunk=_int(e, "KITH_SWEEP_CHUNK", 250, low=1),
             tls_cert=Path(e["KITH_TLS_CERT"]) if e.get("KITH_TLS_CERT") else None,
@@ -155,6 +176,15 @@ class Settings:
             vapid_subject=e.get("KITH_VAPID_SUBJECT") or None,
             webpush_allow_private_hosts=e.get("KITH_WEBPUSH_ALLOW_PRIVATE_HOSTS", "").lower()
             in {"1", "true", "yes"},
+            ratelimit_window_s=_int(e, "KITH_RATELIMIT_WINDOW_S", 60, low=1),
+            ratelimit_login_per_ip=_int(e, "KITH_RATELIMIT_LOGIN_PER_IP", 10),
+            ratelimit_login_per_email=_int(e, "KITH_RATELIMIT_LOGIN_PER_EMAIL", 10),
+            ratelimit_register_per_ip=_int(e, "KITH_RATELIMIT_REGISTER_PER_IP", 10),
+            ratelimit_refresh_per_ip=_int(e, "KITH_RATELIMIT_REFRESH_PER_IP", 60),
+            ratelimit_sync_per_user=_int(e, "KITH_RATELIMIT_SYNC_PER_USER", 600),
+            trusted_proxies=_networks(e, "KITH_TRUSTED_PROXIES"),
+            metrics_token=e.get("KITH_METRICS_TOKEN") or None,
+            shutdown_grace_s=_int(e, "KITH_SHUTDOWN_GRACE_S", 25, low=1),
         )
         if settings.is_production and not (settings.jwt_private_key and settings.jwt_public_key):
             raise SettingsError(

@@ -61,11 +61,15 @@ class InsightEvaluator:
         *,
         catalog: Catalog | None = None,
         publish: Publish | None = None,
+        announce: Publish | None = None,
     ) -> None:
+        """``announce``/``publish``: before and after the COMMIT that writes insights (see
+        ``service.realtime``: the announcement keeps no-change pulls exact)."""
         self._pool = pool
         self._clock = clock
         self._catalog = catalog or default_catalog()
         self._publish = publish
+        self._announce = announce
 
     def plan(self, raw: store.RawHistory, now: dt.datetime) -> Plan:
         """The pure part: what should change for one person."""
@@ -141,6 +145,8 @@ class InsightEvaluator:
                 await job_store.enqueue_or_advance(
                     conn, NUDGE_PLAN, space_id=space_id, dedupe_key=space_id
                 )
+            if writes and self._announce is not None:
+                await self._announce(space_id, seq)
         if writes and self._publish is not None:
             await self._publish(space_id, seq)
         return len(nudges)

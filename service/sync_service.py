@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import msgspec
@@ -39,11 +39,22 @@ from sync.cursor import InvalidCursor, decode_cursor, encode_cursor
 from sync.hlc import Clock
 from sync.merge import Loss, RecordState, apply, tombstone
 
-__all__ = ["Publish", "SyncService"]
+__all__ = ["Publish", "SeqOracle", "SyncService"]
 
 log = logging.getLogger("kith.sync")
 
 Publish = Callable[[str, int], Awaitable[None]]
+
+
+class SeqOracle(Protocol):
+    """Where the pull learns a space's seq without PostgreSQL (``service.realtime``)."""
+
+    async def latest(self, space_id: str) -> int | None:
+        """A seq at least as new as every commit made before the call, or None."""
+
+    async def learned(self, space_id: str, seq: int) -> None:
+        """``seq`` was just read from PostgreSQL (the oracle had none)."""
+
 
 EVALUATE_JOB = "evaluate"  # handled by service/worker/evaluation.py
 CARE_CHECK_IN_JOB = "care_check_in"  # handled by service/care/escalation.py
@@ -81,12 +92,19 @@ class SyncService:
         *,
         max_skew_ms: int,
         publish: Publish | None = None,
+        announce: Publish | None = None,
+        seqs: SeqOracle | None = None,
         evaluate_debounce_s: float | None = None,
     ) -> None:
+        """``announce(space, seq)`` runs before each COMMIT that advances a space (holding
+        its lock) and ``publish(space, seq)`` after it; ``seqs`` lets a pull whose cursor
+        is the space's latest seq answer without PostgreSQL (see ``service.realtime``)."""
         self._pool = pool
         self._clock = clock
         self._max_skew_ms = max_skew_ms
         self._publish = publish
+        self._announce = announce
+        self._seqs = seqs
         self._evaluate_debounce_s = evaluate_debounce_s
 
     async def server_write(
@@ -119,6 +137,8 @@ class SyncService:
                 conn, space_id, table, [store.RecordWrite(record_id, state, seq)]
             )
             await store.advance_seq(conn, space_id, seq)
+            if self._announce is not None:
+                await self._announce(space_id, seq)
         if self._publish is not None:
             await self._publish(space_id, seq)
         return fields is not None
@@ -186,6 +206,10 @@ class SyncService:
                 _push_encoder.encode(response),
                 request_hash,
             )
+            if seq > position.seq and self._announce is not None:
+                # Last, still holding the space lock: the new seq is known before it can be
+                # read, so no reader can take the old value for the latest.
+                await self._announce(caller.space_id, seq)
         if seq > position.seq and self._publish is not None:
             await self._publish(caller.space_id, seq)
         return response
@@ -270,7 +294,16 @@ class SyncService:
 
     # -- pull ---------------------------------------------------------------------------
 
-    async def pull(self, caller: Caller, req: PullRequest) -> PullResponse:
+    async def pull(
+        self,
+        caller: Caller,
+        req: PullRequest,
+        *,
+        confirm_session: Callable[[], Awaitable[None]] | None = None,
+    ) -> PullResponse:
+        """One page after the cursor. A cursor at the space's latest seq is answered from
+        the seq oracle alone; anything else first awaits ``confirm_session`` (given when
+        the caller's session is known live only from a cache), then reads PostgreSQL."""
         check_schema_version(req.schema_version)
         after = 0
         if req.cursor is not None:
@@ -280,7 +313,16 @@ class SyncService:
                 raise BadRequest(
                     str(exc), code="invalid_cursor", errors=[FieldError("cursor", str(exc))]
                 ) from None
+        latest = None
+        if req.cursor is not None and self._seqs is not None:
+            latest = await self._seqs.latest(caller.space_id)
+            if latest == after:  # nothing committed since the cursor: no database needed
+                return PullResponse([], encode_cursor(after), False, self._clock.now(), False)
+        if confirm_session is not None:
+            await confirm_session()
         position = await store.space_position(self._pool, caller.space_id)
+        if latest is None and self._seqs is not None and req.cursor is not None:
+            await self._seqs.learned(caller.space_id, position.seq)
         # A cursor older than a purged tombstone (or from the future: another account, a
         # restored backup) cannot be continued safely: start over, and say so.
         reset = req.cursor is not None and (after < position.purged_seq or after > position.seq)

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -81,7 +81,14 @@ def server_env(
         "KITH_LOG_LEVEL": "INFO",
         # Queue a person's rule evaluation at once (production debounces a minute).
         "KITH_EVALUATE_DEBOUNCE_S": "0",
+        # Every test talks from 127.0.0.1 and registers hundreds of people: limits far above
+        # that (the limiter still counts every request). tests/integration/test_limits.py
+        # runs its own servers with small limits.
+        **{f"KITH_RATELIMIT_{name}": "1000000" for name in _LIMITS},
     }
+
+
+_LIMITS = ("LOGIN_PER_IP", "LOGIN_PER_EMAIL", "REGISTER_PER_IP", "REFRESH_PER_IP", "SYNC_PER_USER")
 
 
 @pytest.fixture(scope="session")
@@ -115,6 +122,65 @@ def live_server(server_env: dict[str, str]) -> Iterator[str]:
     log.close()
 
 
+class ApiProcess:
+    """One more API server (``python -m service.cli api``) with its own settings, port and
+    log file (``test-output/<name>.log``): for tests that need several processes, other
+    limits, or to signal the server."""
+
+    def __init__(self, env: dict[str, str], name: str) -> None:
+        port = _free_port()
+        OUTPUT.mkdir(exist_ok=True)
+        self.log_path = OUTPUT / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.base = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "api"],
+            env={**env, "KITH_PORT": str(port)},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout_s: float = 30) -> ApiProcess:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if httpx.get(f"{self.base}/health/live", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"API server did not start; see {self.log_path}")
+            time.sleep(0.1)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def api_process(server_env: dict[str, str]) -> Iterator[Callable[..., ApiProcess]]:
+    """Start an extra API process: ``api_process("name", KITH_SETTING="value", ...)``
+    (not yet ready: call ``wait_ready()``). Whatever is still running at the end is stopped."""
+    started: list[ApiProcess] = []
+
+    def start(name: str, **settings: str) -> ApiProcess:
+        started.append(ApiProcess({**server_env, **settings}, name))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.stop()
+
+
 @pytest.fixture(scope="session")
 def key_dir(server_env: dict[str, str]) -> Path:
     """Where the test server keeps its (dev) signing keys."""
@@ -133,3 +199,17 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database_url)
     yield conn
     await conn.close()
+
+
+# -- ordering: the log audit runs after every test that writes to the logs ------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "run_last: run after every other test (e.g. to audit the run's logs)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move ``run_last`` tests to the end, whatever their file's place in the alphabet."""
+    items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)

@@ -13,11 +13,18 @@ from typing import Any
 import asyncpg
 from litestar import Request
 
-from service.auth.tokens import InvalidToken, TokenIssuer
+from service.auth.sessions import SessionCache
+from service.auth.tokens import AccessClaims, InvalidToken, TokenIssuer
 from service.errors import Unauthorized
 from service.store import accounts as store
 
-__all__ = ["Caller", "resolve_caller"]
+__all__ = [
+    "Caller",
+    "confirm_session",
+    "resolve_caller",
+    "resolve_caller_lazily",
+    "verified_session",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,30 +33,87 @@ class Caller:
     device_id: str
     space_id: str
     family_id: str
+    # False only from ``resolve_caller_lazily``: the session is live as far as this
+    # process knows (its cache), not yet confirmed in PostgreSQL for this request.
+    session_confirmed: bool = True
 
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="kith"'}
 
 
 async def resolve_caller(request: Request[Any, Any, Any]) -> Caller:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    """The caller, with the token's session and device confirmed live in PostgreSQL."""
+    claims = await verified_session(request, _bearer(request))
+    return Caller(claims.user_id, claims.device_id, claims.space_id, claims.family_id)
+
+
+async def resolve_caller_lazily(request: Request[Any, Any, Any]) -> Caller:
+    """For ``POST /v1/sync/pull`` only: like :func:`resolve_caller`, but a session this
+    process knows to be live (see ``service.auth.sessions``) is not re-checked now. The
+    pull confirms it (:func:`confirm_session`) before it reads anything from the database;
+    only a "nothing new" answer is ever given on the cache's word."""
+    token = _bearer(request)
+    sessions: SessionCache | None = getattr(request.app.state, "sessions", None)
+    if sessions is not None:
+        claims = _claims(request, token)
+        if sessions.known_live(claims):
+            return Caller(
+                claims.user_id,
+                claims.device_id,
+                claims.space_id,
+                claims.family_id,
+                session_confirmed=False,
+            )
+    return await resolve_caller(request)
+
+
+async def confirm_session(request: Request[Any, Any, Any], caller: Caller) -> None:
+    """Check in PostgreSQL that ``caller``'s session and device are still live; else 401."""
+    claims = AccessClaims(caller.user_id, caller.device_id, caller.space_id, caller.family_id)
+    if not await _is_live(request, claims):
+        raise Unauthorized(
+            "this session was signed out", code="session_revoked", headers=_CHALLENGE
+        )
+
+
+async def verified_session(request: Request[Any, Any, Any], token: str) -> AccessClaims:
+    """The claims of ``token`` if it is valid and its session and device are live (checked
+    in PostgreSQL); else 401."""
+    claims = _claims(request, token)
+    if not await _is_live(request, claims):
+        raise Unauthorized(
+            "this session was signed out", code="session_revoked", headers=_CHALLENGE
+        )
+    return claims
+
+
+def _bearer(request: Request[Any, Any, Any]) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send 'Authorization: Bearer <access token>'", headers=_CHALLENGE)
-    issuer: TokenIssuer = request.app.state.tokens
+    return token.strip()
+
+
+def _claims(request: Request[Any, Any, Any], token: str) -> AccessClaims:
+    sessions: SessionCache | None = getattr(request.app.state, "sessions", None)
     try:
-        claims = issuer.verify_access(token.strip())
+        if sessions is not None:
+            return sessions.claims(token)
+        issuer: TokenIssuer = request.app.state.tokens
+        return issuer.verify_access(token)
     except InvalidToken:
         raise Unauthorized(
             "the access token is invalid or expired; refresh it",
             code="invalid_token",
             headers=_CHALLENGE,
         ) from None
+
+
+async def _is_live(request: Request[Any, Any, Any], claims: AccessClaims) -> bool:
+    sessions: SessionCache | None = getattr(request.app.state, "sessions", None)
+    if sessions is not None:
+        return await sessions.confirm(claims)
     pool: asyncpg.Pool = request.app.state.pool
-    if not await store.family_is_active(
+    return await store.family_is_active(
         pool, family_id=claims.family_id, user_id=claims.user_id, device_id=claims.device_id
-    ):
-        raise Unauthorized(
-            "this session was signed out", code="session_revoked", headers=_CHALLENGE
-        )
-    return Caller(claims.user_id, claims.device_id, claims.space_id, claims.family_id)
+    )

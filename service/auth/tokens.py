@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = [
+    "LEEWAY_S",
     "AccessClaims",
     "InvalidToken",
     "TokenIssuer",
@@ -29,6 +30,7 @@ __all__ = [
 _ALGORITHM = "EdDSA"
 _ISSUER = "kith"
 _AUDIENCE = "kith-api"
+LEEWAY_S = 5  # seconds of clock difference tolerated on exp/iat
 
 
 class InvalidToken(Exception):
@@ -41,6 +43,7 @@ class AccessClaims:
     device_id: str
     space_id: str
     family_id: str
+    expires_at: int = 0  # the token's exp (set when a token is verified)
 
 
 def load_or_create_keys(
@@ -110,7 +113,7 @@ class TokenIssuer:
                 audience=_AUDIENCE,
                 issuer=_ISSUER,
                 options={"require": ["exp", "iat", "sub", "did", "spc", "fam"]},
-                leeway=5,
+                leeway=LEEWAY_S,
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(type(exc).__name__) from None
@@ -119,6 +122,7 @@ class TokenIssuer:
             device_id=str(payload["did"]),
             space_id=str(payload["spc"]),
             family_id=str(payload["fam"]),
+            expires_at=int(payload["exp"]),
         )
 
     @staticmethod

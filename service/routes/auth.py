@@ -9,6 +9,7 @@ from litestar.params import JSONBody
 from schemas.auth import LoginRequest, RefreshRequest, RegisterRequest, TokenResponse
 from service.accounts import AccountService
 from service.auth.guard import Caller, resolve_caller
+from service.ratelimit import RateLimiter
 
 __all__ = ["AuthController"]
 
@@ -25,8 +26,13 @@ class AuthController(Controller):
 
     @post("/login", status_code=200, summary="Sign in a device")
     async def login(
-        self, data: JSONBody[LoginRequest], accounts: NamedDependency[AccountService]
+        self,
+        data: JSONBody[LoginRequest],
+        accounts: NamedDependency[AccountService],
+        limits: NamedDependency[RateLimiter],
     ) -> TokenResponse:
+        # Per client address is checked by the app's guard; per account needs the body.
+        await limits.check_login_email(data.email)
         return await accounts.login(data)
 
     @post("/refresh", status_code=200, summary="Rotate the refresh token, get a new access token")
@@ -45,4 +51,4 @@ class AuthController(Controller):
     async def logout(
         self, caller: NamedDependency[Caller], accounts: NamedDependency[AccountService]
     ) -> None:
-        await accounts.logout(caller.family_id)
+        await accounts.logout(caller.family_id, user_id=caller.user_id, device_id=caller.device_id)

@@ -10,6 +10,7 @@ from litestar.params import JSONBody, Parameter
 
 from schemas.auth import DeviceOut, DevicesResponse, PushTokenRequest
 from schemas.common import ID_PATTERN
+from service.accounts import AccountService
 from service.auth.guard import Caller, resolve_caller
 from service.errors import NotFound
 from service.store import accounts as store
@@ -75,9 +76,11 @@ class DeviceController(Controller):
         self,
         caller: NamedDependency[Caller],
         pool: NamedDependency[asyncpg.Pool],
+        accounts: NamedDependency[AccountService],
         device_id: str = DeviceId,
     ) -> None:
         async with pool.acquire() as conn, conn.transaction():
             ok = await store.revoke_device(conn, user_id=caller.user_id, device_id=device_id)
         if not ok:
             raise NotFound("no device of yours has this id")
+        await accounts.device_signed_out(caller.user_id, device_id)  # caches, open streams

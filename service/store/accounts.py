@@ -15,6 +15,7 @@ __all__ = [
     "DeviceRow",
     "RefreshRow",
     "UserRow",
+    "active_families",
     "family_is_active",
     "insert_refresh_token",
     "insert_user",
@@ -228,6 +229,21 @@ async def family_is_active(conn: Executor, *, family_id: str, user_id: str, devi
             device_id,
         )
     )
+
+
+async def active_families(conn: Executor, family_ids: list[str]) -> set[str]:
+    """Which of ``family_ids`` are still live sessions of live devices (one query for every
+    open event stream of a process, on each heartbeat)."""
+    rows = await conn.fetch(
+        """
+        SELECT f.id
+        FROM token_families f
+        JOIN devices d ON d.user_id = f.user_id AND d.id = f.device_id
+        WHERE f.id = ANY($1::text[]) AND f.revoked_at IS NULL AND d.revoked_at IS NULL
+        """,
+        family_ids,
+    )
+    return {r["id"] for r in rows}
 
 
 async def list_devices(conn: Executor, user_id: str) -> list[DeviceRow]:

@@ -38,6 +38,7 @@ __all__ = [
     "purge_expired",
     "purge_tombstones",
     "space_position",
+    "space_seqs",
     "store_batch",
     "stored_batch",
     "write_records",
@@ -108,6 +109,12 @@ async def space_position(conn: Executor, space_id: str) -> SpacePosition:
     if row is None:
         raise LookupError("space does not exist")
     return SpacePosition(row["seq"], row["purged_seq"])
+
+
+async def space_seqs(conn: Executor, space_ids: list[str]) -> dict[str, int]:
+    """The current seq of each of ``space_ids`` (the event streams' catch-up)."""
+    rows = await conn.fetch("SELECT id, seq FROM spaces WHERE id = ANY($1::text[])", space_ids)
+    return {r["id"]: r["seq"] for r in rows}
 
 
 async def advance_seq(conn: Connection, space_id: str, seq: int) -> None:

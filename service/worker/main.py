@@ -14,6 +14,7 @@ from service.care.service import CareService
 from service.config import Settings
 from service.db import create_pool
 from service.insights import InsightEvaluator
+from service.metrics import Metrics, flushing
 from service.push.factory import build_providers
 from service.realtime import ChangeNotifier
 from service.sync_service import SyncService
@@ -40,8 +41,12 @@ async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    notifier = ChangeNotifier(redis_client)
     evaluator = InsightEvaluator(
-        pool, Clock(f"wrk-{secrets.token_hex(4)}"), publish=ChangeNotifier(redis_client).publish
+        pool,
+        Clock(f"wrk-{secrets.token_hex(4)}"),
+        publish=notifier.publish,
+        announce=notifier.announce,
     )
     handlers: dict[str, Handler] = {
         maintenance.KIND: maintenance.make_handler(pool, settings),
@@ -50,12 +55,14 @@ async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> 
         ),
     }
     providers = build_providers(settings, pool)
-    handlers |= NudgeJobs(pool, providers).handlers()
+    metrics = Metrics()  # flushed to Redis every second, like the API's (service/metrics.py)
+    handlers |= NudgeJobs(pool, providers, metrics=metrics).handlers()
     sync = SyncService(
         pool,
         Clock(f"wrk-{secrets.token_hex(4)}"),
         max_skew_ms=settings.max_clock_skew_ms,
-        publish=ChangeNotifier(redis_client).publish,
+        publish=notifier.publish,
+        announce=notifier.announce,
     )
     handlers |= Escalation(pool, CareService(pool, sync)).handlers()
     handlers |= CarePushJobs(pool, providers).handlers()
@@ -64,7 +71,7 @@ async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> 
     config = config or WorkerConfig(
         concurrency=settings.worker_concurrency, lease_s=float(settings.worker_lease_s)
     )
-    worker = Worker(pool, handlers, config)
+    worker = Worker(pool, handlers, config, metrics=metrics)
     await maintenance.ensure_scheduled(pool)
     await evaluation.ensure_sweep_scheduled(pool)
     listener = (
@@ -73,11 +80,13 @@ async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> 
         else None
     )
     try:
-        await worker.run(stop)
+        async with flushing(metrics, redis_client):
+            await worker.run(stop)
     finally:
         if listener is not None:
             stop.set()
             await listener
+        await notifier.close()
         await redis_client.aclose()
         for provider in providers.values():
             await provider.aclose()

@@ -26,14 +26,24 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import msgspec
 
+from service.logs import request_id_var
 from service.store import jobs as store
 
-__all__ = ["Handler", "Job", "Permanent", "Retry", "Worker", "WorkerConfig", "backoff_s"]
+__all__ = [
+    "Handler",
+    "Job",
+    "JobObserver",
+    "Permanent",
+    "Retry",
+    "Worker",
+    "WorkerConfig",
+    "backoff_s",
+]
 
 log = logging.getLogger("kith.worker")
 
@@ -60,6 +70,15 @@ class Job:
 
 
 Handler = Callable[[Job], Awaitable[None]]
+
+
+class JobObserver(Protocol):
+    """Where the worker reports what happens to jobs (``service.metrics.Metrics``)."""
+
+    def job_claimed(self, kind: str) -> None: ...
+
+    def job_finished(self, kind: str, outcome: str, seconds: float) -> None:
+        """``outcome``: succeeded, failed (to be retried) or dead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +111,10 @@ class Worker:
         *,
         wakeup: asyncio.Event | None = None,
         rnd: random.Random | None = None,
+        metrics: JobObserver | None = None,
     ) -> None:
         self._pool = pool
+        self._metrics = metrics
         self._handlers = handlers
         self._kinds = sorted(handlers)
         self.config = config or WorkerConfig()
@@ -134,6 +155,8 @@ class Worker:
                     )
                 for row in claimed:
                     self.counters["claimed"] += 1
+                    if self._metrics is not None:
+                        self._metrics.job_claimed(row.kind)
                     self._inflight[row.id] = asyncio.create_task(self._run_one(row))
                 if len(claimed) == free and free > 0:
                     await asyncio.sleep(0)  # more may be due: claim again at once
@@ -168,6 +191,9 @@ class Worker:
 
     async def _run_one(self, row: store.JobRow) -> None:
         cfg = self.config
+        request_id_var.set(f"job-{row.id}")  # this task's log lines name their job
+        started = time.monotonic()
+        outcome: str | None = None  # stays None if cancelled (handed back at shutdown)
         try:
             handler = self._handlers.get(row.kind)
             if handler is None:
@@ -176,30 +202,36 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Permanent as exc:
-            await self._fail(row, f"permanent: {exc}", None)
+            outcome = await self._fail(row, f"permanent: {exc}", None)
         except Retry as exc:
-            await self._fail(row, f"retry: {exc}", exc.after_s)
+            outcome = await self._fail(row, f"retry: {exc}", exc.after_s)
         except Exception as exc:
             # The type only: messages can carry personal data from a payload.
             delay = backoff_s(row.attempts, cfg.backoff_base_s, cfg.backoff_cap_s, self._rnd)
-            await self._fail(row, f"{type(exc).__name__}", delay)
+            outcome = await self._fail(row, f"{type(exc).__name__}", delay)
         else:
+            outcome = "succeeded"
             self._done.append(row.id)
             if len(self._done) >= COMPLETE_BATCH:
                 self._done_ready.set()
         finally:
             self._inflight.pop(row.id, None)
             self._wakeup.set()  # a slot is free
+            if outcome is not None and self._metrics is not None:
+                self._metrics.job_finished(row.kind, outcome, time.monotonic() - started)
 
-    async def _fail(self, row: store.JobRow, error: str, retry_in_s: float | None) -> None:
+    async def _fail(self, row: store.JobRow, error: str, retry_in_s: float | None) -> str:
+        """Record the failure; return ``dead`` or ``failed`` (for the metrics)."""
         state = await store.fail(self._pool, row.id, self.config.worker_id, error, retry_in_s)
         if state == "dead":
             self.counters["dead"] += 1
             log.warning(
                 "job %d (%s) is dead after %d attempts: %s", row.id, row.kind, row.attempts, error
             )
-        elif state == "queued":
+            return "dead"
+        if state == "queued":
             self.counters["retried"] += 1
+        return "failed"
 
     async def _complete_loop(self) -> None:
         while True:

@@ -8,6 +8,7 @@ endpoint cannot ship without its cross-account test.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from tests.helpers import (
     register,
     stamp,
 )
+from tests.integration.realtime_support import SseReader
 
 #: Routes anyone may call. Everything else must need a token and be in BOLA_CHECKS.
 PUBLIC = {
@@ -38,8 +40,13 @@ PUBLIC = {
     ("POST", "/v1/auth/refresh"),
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
+    ("GET", "/metrics"),  # no personal data; KITH_METRICS_TOKEN protects it when set
 }
 PUBLIC_PREFIXES = ("/docs",)  # the OpenAPI document and its renderers
+#: The caregiver web page: a cookie session, not a bearer token. Signed out, every page
+#: sends the browser to the sign-in form; another caregiver's or a revoked link shows
+#: nothing (tests/integration/test_care_page.py).
+COOKIE_PREFIXES = ("/care",)
 
 #: Every authenticated route -> the tests below that attack it with another user's ids.
 BOLA_CHECKS: dict[tuple[str, str], list[str]] = {
@@ -64,6 +71,25 @@ BOLA_CHECKS: dict[tuple[str, str], list[str]] = {
         "test_batch_ids_are_per_space",
     ],
     ("GET", "/v1/sync/conflicts"): ["test_conflict_history_is_only_the_callers"],
+    ("GET", "/v1/sync/events"): ["test_an_event_stream_tells_only_of_the_callers_space"],
+    ("GET", "/v1/nudges"): ["test_nudges_are_only_the_callers"],
+    ("POST", "/v1/nudges/{nudge_id}/feedback"): ["test_nudges_are_only_the_callers"],
+    **{
+        route: ["test_another_users_care_links_are_out_of_reach"]
+        for route in (
+            ("POST", "/v1/care/invitations"),
+            ("POST", "/v1/care/invitations/accept"),
+            ("GET", "/v1/care/caregivers"),
+            ("PUT", "/v1/care/caregivers/{link_id}/scopes"),
+            ("POST", "/v1/care/caregivers/{link_id}/pause"),
+            ("POST", "/v1/care/caregivers/{link_id}/resume"),
+            ("DELETE", "/v1/care/caregivers/{link_id}"),
+            ("GET", "/v1/care/audit"),
+            ("GET", "/v1/care/people"),
+            ("GET", "/v1/care/people/{link_id}/summary"),
+            ("DELETE", "/v1/care/people/{link_id}"),
+        )
+    },
 }
 
 SECRET = "Ana's private journal entry"
@@ -181,7 +207,7 @@ def _app_routes(tmp_path: Path) -> set[tuple[str, str]]:
 
 
 def _is_public(route: tuple[str, str]) -> bool:
-    return route in PUBLIC or route[1].startswith(PUBLIC_PREFIXES)
+    return route in PUBLIC or route[1].startswith(PUBLIC_PREFIXES + COOKIE_PREFIXES)
 
 
 def test_every_authenticated_route_has_a_bola_test(tmp_path: Path) -> None:
@@ -220,7 +246,11 @@ async def test_the_openapi_document_marks_every_checked_route_as_needing_a_token
 async def test_every_authenticated_route_refuses_a_caller_without_a_token(
     http: httpx.AsyncClient, method: str, path: str
 ) -> None:
-    url = path.replace("{device_id}", new_id("dev"))
+    url = (
+        path.replace("{device_id}", new_id("dev"))
+        .replace("{link_id}", "cl0123456789abcdef")
+        .replace("{nudge_id}", "ins-x.at_risk")
+    )
     body: dict[str, Any] | None = {} if method in {"POST", "PUT"} else None
     r = await http.request(method, url, json=body)
     expect_problem(r, 401, "unauthenticated")
@@ -481,6 +511,39 @@ async def test_conflict_history_is_only_the_callers(http: httpx.AsyncClient, ana
         assert r.json() == {"conflicts": [], "next": None}, params
 
 
+async def test_an_event_stream_tells_only_of_the_callers_space(
+    http: httpx.AsyncClient, ana: Victim
+) -> None:
+    """Ben's stream is never poked by Ana's commits, whatever id he claims to have seen;
+    the seqs it does carry are his own space's."""
+    ben = await register(http)
+    timeout = httpx.Timeout(10, read=None)
+    for headers in ({}, {"Last-Event-ID": "1"}, {"Last-Event-ID": "999999"}):
+        async with http.stream(
+            "GET", "/v1/sync/events", headers={**ben.headers, **headers}, timeout=timeout
+        ) as r:
+            assert r.status_code == 200
+            stream = SseReader(r)
+            status = await stream.next()
+            assert status is not None
+            assert status.event == "status"
+            change = {
+                "table": "contacts",
+                "id": new_id("c"),
+                "hlc": stamp(ana.account.device_id),
+                "fields": {"display_name": "Sam"},
+            }
+            await push(http, ana.account, [change])
+            with contextlib.suppress(TimeoutError):
+                poke = await stream.until("change", within_s=1.0)
+                raise AssertionError(f"Ben was poked by Ana's push: {poke}")
+    async with http.stream(
+        "GET", "/v1/sync/events", headers=ben.headers, params={"since": "0"}, timeout=timeout
+    ) as r:
+        own = await SseReader(r).until("change", within_s=2.0)
+        assert own.json() == {"seq": 1}  # his own settings record, nothing of Ana's
+
+
 # -- devices and sessions ------------------------------------------------------------------
 
 
@@ -577,3 +640,87 @@ async def test_logout_ends_only_the_callers_session(http: httpx.AsyncClient, ana
         assert (await http.get("/v1/devices", headers=account.headers)).status_code == 200
     r = await http.post("/v1/auth/refresh", json={"refresh_token": ana.account.refresh_token})
     assert r.status_code == 200, r.text
+
+
+# -- nudges and caregivers ------------------------------------------------------------------
+
+
+async def test_nudges_are_only_the_callers(
+    http: httpx.AsyncClient, ana: Victim, db: asyncpg.Connection
+) -> None:
+    nudge_id = "ins-ana.at_risk"
+    await db.execute(
+        """
+        INSERT INTO nudge_requests (space_id, id, insight_id, contact_id, rule, level, title,
+                                    body, state, sent_at)
+        VALUES ($1, $2, 'ins-ana', $3, 'overdue', 'at_risk', 't', $4, 'sent', now())
+        """,
+        ana.space_id,
+        nudge_id,
+        ana.contact_id,
+        SECRET,
+    )
+    ben = await register(http)
+    r = await http.get("/v1/nudges", headers=ben.headers)
+    assert r.json()["nudges"] == []
+    for action in ("plan", "already_saw", "snooze"):
+        r = await http.post(
+            f"/v1/nudges/{nudge_id}/feedback", headers=ben.headers, json={"action": action}
+        )
+        expect_problem(r, 404)
+    row = await db.fetchrow(
+        "SELECT feedback, state FROM nudge_requests WHERE space_id = $1 AND id = $2",
+        ana.space_id,
+        nudge_id,
+    )
+    assert row is not None
+    assert (row["feedback"], row["state"]) == (None, "sent")
+    state, _ = await pull_all(http, ana.account)
+    assert state[("contacts", ana.contact_id)]["fields"]["snoozed_until"] is None
+    r = await http.get("/v1/nudges", headers=ana.account.headers)
+    assert [n["id"] for n in r.json()["nudges"]] == [nudge_id]
+
+
+async def test_another_users_care_links_are_out_of_reach(
+    http: httpx.AsyncClient, ana: Victim, db: asyncpg.Connection
+) -> None:
+    """Ana shares with Carol. Ben, holding their ids, can neither see nor change the link,
+    read the summary, read Ana's audit, nor reuse the code."""
+    carol = await register(http)
+    r = await http.post(
+        "/v1/care/invitations", headers=ana.account.headers, json={"scopes": ["check_ins"]}
+    )
+    code = r.json()["code"]
+    r = await http.post("/v1/care/invitations/accept", headers=carol.headers, json={"code": code})
+    link_id = r.json()["link_id"]
+    ben = await register(http)
+    base = f"/v1/care/caregivers/{link_id}"
+    attempts = [
+        http.put(f"{base}/scopes", headers=ben.headers, json={"scopes": ["alerts"]}),
+        http.post(f"{base}/pause", headers=ben.headers),
+        http.post(f"{base}/resume", headers=ben.headers),
+        http.delete(base, headers=ben.headers),
+        http.get(f"/v1/care/people/{link_id}/summary", headers=ben.headers),
+        http.delete(f"/v1/care/people/{link_id}", headers=ben.headers),
+        http.post("/v1/care/invitations/accept", headers=ben.headers, json={"code": code}),
+    ]
+    for attempt in attempts:
+        expect_problem(await attempt, 404)
+    assert (await http.get("/v1/care/caregivers", headers=ben.headers)).json()["caregivers"] == []
+    assert (await http.get("/v1/care/people", headers=ben.headers)).json()["people"] == []
+    assert (await http.get("/v1/care/audit", headers=ben.headers)).json()["views"] == []
+    # Ben's own invitation shares Ben, never Ana.
+    r = await http.post("/v1/care/invitations", headers=ben.headers, json={})
+    dave = await register(http)
+    r = await http.post(
+        "/v1/care/invitations/accept", headers=dave.headers, json={"code": r.json()["code"]}
+    )
+    owner = await db.fetchval("SELECT space_id FROM care_links WHERE id = $1", r.json()["link_id"])
+    assert owner != ana.space_id
+    # Ana's link is as she left it.
+    row = await db.fetchrow("SELECT scopes, state FROM care_links WHERE id = $1", link_id)
+    assert row is not None
+    assert (list(row["scopes"]), row["state"]) == (["check_ins"], "active")
+    r = await http.get(f"/v1/care/people/{link_id}/summary", headers=carol.headers)
+    assert r.status_code == 200
+    assert SECRET not in r.text

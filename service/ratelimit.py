@@ -1,0 +1,265 @@
+"""Rate limits, counted in Redis so that every API process sees the same numbers.
+
+* per client IP on ``register``, ``login`` and ``refresh`` — checked by a guard before the
+  body is even read, so a flood costs one Redis round trip per request;
+* per email on ``login`` (the body names it) — password guessing against one account from
+  many addresses. The price: whoever knows an email can keep that account's logins refused
+  for a window at a time; devices already signed in are untouched (they refresh);
+* per user on ``push`` and ``pull`` (the bearer token names them) — generous: it stops a
+  runaway client loop, not a person.
+
+Each check is a fixed window: one Lua script ``INCR``\\s every counter of a request and
+sets its expiry on first use, atomically, so N processes cannot race past a limit. A
+refused request gets ``429`` problem+json with ``Retry-After`` (seconds until its window
+ends). A fixed window lets through at most twice the limit around a window boundary; for
+brute-force protection with Argon2 behind it that is fine, and it costs one key per
+counter instead of a sorted set per client.
+
+**Redis down → fail open.** Redis is an accelerator in Kith (sync works without it); if
+the limiter failed closed, a Redis outage would sign nobody in and sync nothing — a
+complete outage caused by a protective feature. The cost of failing open is that brute
+force is bounded only by Argon2's cost while Redis is out, and that is logged (at most
+once a minute per process) and counted (``kith_rate_limit_fail_open_total``). After a
+failure the limiter does not try Redis again for a few seconds, so a Redis that hangs
+adds no latency to every request.
+
+**The client's address.** ``X-Forwarded-For`` is believed only when the connection comes
+from a proxy listed in ``KITH_TRUSTED_PROXIES``; then the address is the right-most entry
+that is not itself a trusted proxy (entries further left are whatever the client wrote).
+IPv6 clients are counted per /64, the block one subscriber gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+from redis.exceptions import RedisError
+
+from service.auth.tokens import InvalidToken, TokenIssuer
+from service.config import Settings
+from service.errors import TooManyRequests
+from service.metrics import RATE_LIMIT_OPEN, RATE_LIMITED, Metrics
+
+__all__ = ["Check", "RateLimiter", "client_ip", "parse_networks", "rate_limit_guard"]
+
+log = logging.getLogger("kith.ratelimit")
+
+# KEYS: the counters; ARGV[1]: the window in ms; ARGV[i + 1]: the limit of KEYS[i].
+# Returns the longest wait (ms) among the counters over their limit, 0 if none is.
+_SCRIPT = """
+local window = tonumber(ARGV[1])
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  local ttl = redis.call('PTTL', key)
+  if n == 1 or ttl < 0 then
+    redis.call('PEXPIRE', key, window)
+    ttl = window
+  end
+  if n > tonumber(ARGV[i + 1]) and ttl > wait then
+    wait = ttl
+  end
+end
+return wait
+"""
+# One hash tag: every counter of a request is in the same cluster slot.
+_PREFIX = "kith:{rl}:"
+REDIS_TIMEOUT_S = 0.5
+SKIP_AFTER_FAILURE_S = 5.0
+WARN_EVERY_S = 60.0
+_TOKEN_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One counter a request increments: ``rule`` (a metrics label), who, and the limit."""
+
+    rule: str
+    subject: str
+    limit: int
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_networks(entries: Sequence[str]) -> tuple[Network, ...]:
+    """``KITH_TRUSTED_PROXIES`` entries (addresses or CIDR blocks) as networks."""
+    return tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries if e.strip())
+
+
+def _address(raw: str) -> Address | None:
+    try:
+        return ipaddress.ip_address(raw.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def _subject(address: Address) -> str:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def client_ip(peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[Network]) -> str:
+    """Who the client is, for counting: the peer, or — behind a trusted proxy — the
+    right-most ``X-Forwarded-For`` hop that is not a trusted proxy."""
+    peer_address = _address(peer) if peer else None
+    if peer_address is None:
+        return peer or "unknown"
+    if not trusted or not any(peer_address in n for n in trusted):
+        return _subject(peer_address)
+    hops = [h for value in forwarded_for for h in value.split(",") if h.strip()]
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            return _subject(peer_address)  # garbage a proxy would not have written
+        if not any(address in n for n in trusted):
+            return _subject(address)
+    first = _address(hops[0]) if hops else None
+    return _subject(first or peer_address)
+
+
+def _email_subject(email: str) -> str:
+    """Emails are hashed: Redis keys are visible to operators and in Redis' own logs."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+
+
+class RateLimiter:
+    """The limits of one API process, counted in the shared Redis."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        settings: Settings,
+        metrics: Metrics,
+        tokens: TokenIssuer,
+    ) -> None:
+        self._script = client.register_script(_SCRIPT)
+        self._window_ms = settings.ratelimit_window_s * 1000
+        self._trusted = parse_networks(settings.trusted_proxies)
+        self._metrics = metrics
+        self._tokens = tokens
+        self._login_per_email = settings.ratelimit_login_per_email
+        self._per_ip = {
+            "/v1/auth/login": ("login_ip", settings.ratelimit_login_per_ip),
+            "/v1/auth/register": ("register_ip", settings.ratelimit_register_per_ip),
+            "/v1/auth/refresh": ("refresh_ip", settings.ratelimit_refresh_per_ip),
+        }
+        self._per_user = {
+            "/v1/sync/push": settings.ratelimit_sync_per_user,
+            "/v1/sync/pull": settings.ratelimit_sync_per_user,
+        }
+        self._skip_until = 0.0
+        self._warned_at = -math.inf
+        self._users: OrderedDict[str, str] = OrderedDict()
+
+    # -- what a request counts against ---------------------------------------------------
+
+    async def check_route(self, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+        """The guard's part: the per-IP limits of the auth routes, the per-user limit of
+        push and pull. Other routes are not limited."""
+        template = connection.scope.get("path_template")
+        if template in self._per_ip:
+            rule, limit = self._per_ip[template]
+            await self.hit([Check(rule, self.client_of(connection), limit)])
+        elif template in self._per_user:
+            user = self._user_of(connection.headers.get("authorization", ""))
+            if user is not None:  # no valid token: the handler answers 401 at once
+                await self.hit([Check("sync_user", user, self._per_user[template])])
+
+    async def check_login_email(self, email: str) -> None:
+        """The login handler's part, once the body has named the account."""
+        await self.hit([Check("login_email", _email_subject(email), self._login_per_email)])
+
+    def client_of(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+        client = connection.scope.get("client")
+        peer = str(client[0]) if client else None
+        return client_ip(peer, connection.headers.getall("x-forwarded-for", []), self._trusted)
+
+    def _user_of(self, authorization: str) -> str | None:
+        """The user a bearer token was issued to. The signature is checked (a forged
+        ``sub`` must not spend someone else's allowance) once per token per process: the
+        answer is cached, and expiry does not matter for choosing whose counter to use."""
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None
+        user = self._users.get(token)
+        if user is not None:
+            self._users.move_to_end(token)
+            return user
+        try:
+            user = self._tokens.verify_access(token).user_id
+        except InvalidToken:
+            return None
+        self._users[token] = user
+        if len(self._users) > _TOKEN_CACHE_SIZE:
+            self._users.popitem(last=False)
+        return user
+
+    # -- counting -------------------------------------------------------------------------
+
+    async def hit(self, checks: Sequence[Check]) -> None:
+        """Count one request against every check; raise 429 if any is over its limit.
+        A limit of 0 means unlimited. Redis trouble lets the request through (see above)."""
+        active = [c for c in checks if c.limit > 0]
+        if not active:
+            return
+        wait_ms = await self._count(active)
+        if wait_ms > 0:
+            retry_after = max(1, math.ceil(wait_ms / 1000))
+            for check in active:
+                self._metrics.inc(RATE_LIMITED, check.rule)
+            raise TooManyRequests(
+                f"too many requests; try again in {retry_after} s",
+                headers={"Retry-After": str(retry_after)},
+            )
+
+    async def _count(self, checks: Sequence[Check]) -> int:
+        now = time.monotonic()
+        if now < self._skip_until:
+            self._metrics.inc(RATE_LIMIT_OPEN)
+            return 0
+        keys = [f"{_PREFIX}{c.rule}:{c.subject}" for c in checks]
+        args = [self._window_ms, *(c.limit for c in checks)]
+        try:
+            result = await asyncio.wait_for(self._script(keys=keys, args=args), REDIS_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._fail_open(now, exc)
+            return 0
+        return int(result)
+
+    def _fail_open(self, now: float, exc: BaseException) -> None:
+        self._skip_until = now + SKIP_AFTER_FAILURE_S
+        self._metrics.inc(RATE_LIMIT_OPEN)
+        if now - self._warned_at >= WARN_EVERY_S:
+            self._warned_at = now
+            log.warning(
+                "rate limits not enforced: Redis did not answer (%s); letting requests "
+                "through for now",
+                type(exc).__name__,
+            )
+
+
+async def rate_limit_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """An app-wide Litestar guard: guards run before the request body is read."""
+    limiter: RateLimiter | None = getattr(connection.app.state, "limits", None)
+    if limiter is not None:
+        await limiter.check_route(connection)
