@@ -159,6 +159,14 @@ def _api_env(database_url: str, redis_url: str, data_dir: str, port: int) -> dic
         # Cheap password hashes: accounts are set-up, not what is measured.
         "KITH_ARGON2_TIME_COST": "1",
         "KITH_ARGON2_MEMORY_KIB": "1024",
+        # One client address and one user drive the whole run: per-address and per-user
+        # limits (0 = none) would measure the limiter, not the service. Each request still
+        # pays for the limiter's guard.
+        "KITH_RATELIMIT_REGISTER_PER_IP": "0",
+        "KITH_RATELIMIT_LOGIN_PER_IP": "0",
+        "KITH_RATELIMIT_LOGIN_PER_EMAIL": "0",
+        "KITH_RATELIMIT_REFRESH_PER_IP": "0",
+        "KITH_RATELIMIT_SYNC_PER_USER": "0",
     }
 
 

@@ -41,6 +41,7 @@ from service.routes.nudges import NudgeController
 from service.routes.sync import SyncController
 from service.sync_service import SyncService
 from service.web.pages import CarePages
+from service.worker.wakeup import notify
 from sync.hlc import Clock
 
 __all__ = ["app_from_env", "configure_logging", "create_app"]
@@ -101,6 +102,7 @@ def create_app(settings: Settings) -> Litestar:
             announce=notifier.announce,
             seqs=realtime,
             evaluate_debounce_s=settings.evaluate_debounce_s,
+            wake_workers=lambda: notify(redis_client),
         )
         app.state.care = CareService(pool, app.state.sync)
         await realtime.start()  # one Redis subscription per process (service/realtime.py)

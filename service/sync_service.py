@@ -95,6 +95,7 @@ class SyncService:
         announce: Publish | None = None,
         seqs: SeqOracle | None = None,
         evaluate_debounce_s: float | None = None,
+        wake_workers: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """``announce(space, seq)`` runs before each COMMIT that advances a space (holding
         its lock) and ``publish(space, seq)`` after it; ``seqs`` lets a pull whose cursor
@@ -106,6 +107,7 @@ class SyncService:
         self._announce = announce
         self._seqs = seqs
         self._evaluate_debounce_s = evaluate_debounce_s
+        self._wake_workers = wake_workers
 
     async def server_write(
         self,
@@ -185,7 +187,8 @@ class SyncService:
                     dedupe_key=caller.space_id,
                     delay_s=self._evaluate_debounce_s,
                 )
-            if _touches(batch, "check_ins"):
+            urgent = _touches(batch, "check_ins")
+            if urgent:
                 # At once, not debounced: a "need help" check-in alerts caregivers now.
                 await job_store.enqueue(
                     conn, CARE_CHECK_IN_JOB, space_id=caller.space_id, dedupe_key=caller.space_id
@@ -212,6 +215,8 @@ class SyncService:
                 await self._announce(caller.space_id, seq)
         if seq > position.seq and self._publish is not None:
             await self._publish(caller.space_id, seq)
+        if urgent and self._wake_workers is not None:
+            await self._wake_workers()  # idle workers take it now, not at their next poll
         return response
 
     async def _merge(self, conn: Connection, space_id: str, changes: list[ValidChange]) -> _Batch:

@@ -22,8 +22,10 @@ log = logging.getLogger("kith.worker")
 async def notify(client: aioredis.Redis) -> None:
     """Tell idle workers there is work (call after the enqueueing transaction commits)."""
     try:
-        await client.publish(JOBS_CHANNEL, b"1")
-    except (RedisError, OSError) as exc:
+        # Bounded: with Redis unreachable the request that queued the job must not wait
+        # on it (workers poll anyway).
+        await asyncio.wait_for(client.publish(JOBS_CHANNEL, b"1"), 0.5)
+    except (RedisError, OSError, TimeoutError) as exc:
         log.debug("job wake-up not published: %s", type(exc).__name__)
 
 

@@ -385,3 +385,30 @@ def check_in(who: Account, at: dt.datetime, status: str) -> dict[str, Any]:
         "hlc": stamp(who.device_id),
         "fields": {"occurred_at": at.isoformat(), "status": status},
     }
+
+
+async def test_a_check_in_wakes_the_workers_at_once(
+    http: httpx.AsyncClient, redis_url: str
+) -> None:
+    """A need-help check-in must not wait for a worker's next poll."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from service.worker.wakeup import JOBS_CHANNEL
+
+    mum = await register(http)
+    client = aioredis.Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    try:
+        await pubsub.subscribe(JOBS_CHANNEL)
+        await pubsub.get_message(timeout=1.0)  # the subscription confirmation
+        await push(http, mum, [check_in(mum, dt.datetime.now(dt.UTC), "need_help")])
+        message = None
+        async with asyncio.timeout(2):
+            while message is None:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+        assert message["channel"] == JOBS_CHANNEL.encode()
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.aclose()
