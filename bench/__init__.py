@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 from bench.measure import Plan, Result
+from bench.mixed_load import mixed_load
 from bench.nochange_pull import nochange_pull
 from bench.push_delivery import push_delivery
 from bench.rules_sweep import rules_sweep
@@ -23,4 +24,11 @@ __all__ = ["WORKLOADS", "Workload"]
 
 Workload = Callable[[Stack, Plan], AsyncIterator[Result]]
 
-WORKLOADS: list[Workload] = [push_pull, rules_sweep, push_delivery, nochange_pull, sse_streams]
+WORKLOADS: list[Workload] = [
+    push_pull,
+    nochange_pull,
+    mixed_load,
+    sse_streams,
+    rules_sweep,
+    push_delivery,
+]

@@ -126,6 +126,7 @@ class Worker:
         # at-least-once handlers already allow.
         self._done: list[int] = []
         self._done_ready = asyncio.Event()
+        self._completing = True
         self.counters = {"claimed": 0, "succeeded": 0, "retried": 0, "dead": 0}
 
     def wake(self) -> None:
@@ -134,6 +135,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.config
         heartbeat = asyncio.create_task(self._heartbeat(stop))
+        self._completing = True
         completer = asyncio.create_task(self._complete_loop())
         log.info("worker %s started (concurrency %d)", cfg.worker_id, cfg.concurrency)
         next_reap = 0.0
@@ -164,10 +166,15 @@ class Worker:
                 await self._idle(stop)
         finally:
             await self._drain()
-            for task in (heartbeat, completer):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            # Let the completer finish its current delete rather than cancel it mid-flight
+            # (a cancelled DELETE may still run on the server, and its count would be lost);
+            # then record whatever finished since.
+            self._completing = False
+            self._done_ready.set()
+            await completer
             await self._flush_done()
             log.info("worker %s stopped", cfg.worker_id)
 
@@ -234,7 +241,7 @@ class Worker:
         return "failed"
 
     async def _complete_loop(self) -> None:
-        while True:
+        while self._completing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._done_ready.wait(), COMPLETE_EVERY_S)
             self._done_ready.clear()
