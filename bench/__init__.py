@@ -29,6 +29,6 @@ WORKLOADS: list[Workload] = [
     nochange_pull,
     mixed_load,
     sse_streams,
-    rules_sweep,
     push_delivery,
+    rules_sweep,
 ]

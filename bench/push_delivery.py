@@ -167,6 +167,9 @@ async def push_delivery(stack: Stack, plan: Plan) -> AsyncIterator[Result]:
                 "KITH_DATA_DIR": str(tmp / "data"),
                 "KITH_LOG_LEVEL": "WARNING",
                 "KITH_WORKER_CONCURRENCY": str(CONCURRENCY),
+                # Delivery only: a whole worker would also sweep the people other
+                # workloads seeded into this database, and that is not what is measured.
+                "KITH_WORKER_KINDS": "push_send",
                 "KITH_PUSH_CA_FILE": fake["ca_file"],
                 "KITH_APNS_TEAM_ID": TEAM_ID,
                 "KITH_APNS_KEY_ID": KEY_ID,

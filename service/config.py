@@ -89,6 +89,7 @@ class Settings:
     log_level: str = "INFO"
     worker_concurrency: int = 64
     worker_lease_s: int = 60
+    worker_kinds: tuple[str, ...] = ()  # empty: every kind of job
     push_timeout_s: int = 10
     push_ca_file: Path | None = None
     apns_team_id: str | None = None
@@ -159,6 +160,9 @@ class Settings:
             log_level=e.get("KITH_LOG_LEVEL", "INFO").upper(),
             worker_concurrency=_int(e, "KITH_WORKER_CONCURRENCY", 64, low=1),
             worker_lease_s=_int(e, "KITH_WORKER_LEASE_S", 60, low=3),
+            worker_kinds=tuple(
+                k.strip() for k in e.get("KITH_WORKER_KINDS", "").split(",") if k.strip()
+            ),
             push_timeout_s=_int(e, "KITH_PUSH_TIMEOUT_S", 10, low=1),
             push_ca_file=Path(e["KITH_PUSH_CA_FILE"]) if e.get("KITH_PUSH_CA_FILE") else None,
             apns_team_id=e.get("KITH_APNS_TEAM_ID") or None,

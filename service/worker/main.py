@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from service.care.escalation import Escalation
 from service.care.service import CareService
-from service.config import Settings
+from service.config import Settings, SettingsError
 from service.db import create_pool
 from service.insights import InsightEvaluator
 from service.metrics import Metrics, flushing
@@ -71,9 +71,18 @@ async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> 
     config = config or WorkerConfig(
         concurrency=settings.worker_concurrency, lease_s=float(settings.worker_lease_s)
     )
+    if settings.worker_kinds:
+        # A dedicated pool (say, delivery only): take just these kinds; the rest, and the
+        # recurring jobs, are left to the workers that run everything.
+        unknown = set(settings.worker_kinds) - handlers.keys()
+        if unknown:
+            raise SettingsError(f"KITH_WORKER_KINDS names unknown job kinds: {sorted(unknown)}")
+        handlers = {k: h for k, h in handlers.items() if k in settings.worker_kinds}
     worker = Worker(pool, handlers, config, metrics=metrics)
-    await maintenance.ensure_scheduled(pool)
-    await evaluation.ensure_sweep_scheduled(pool)
+    if maintenance.KIND in handlers:
+        await maintenance.ensure_scheduled(pool)
+    if evaluation.SWEEP in handlers:
+        await evaluation.ensure_sweep_scheduled(pool)
     listener = (
         asyncio.create_task(listen(settings.redis_url, worker.wake, stop))
         if settings.redis_url

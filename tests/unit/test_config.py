@@ -66,3 +66,9 @@ def test_bad_settings_fail_at_start_with_the_name_of_the_setting(
 ) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)
+
+
+def test_a_worker_can_be_limited_to_some_kinds_of_job() -> None:
+    settings = Settings.from_env({"KITH_WORKER_KINDS": "push_send, care_push,"})
+    assert settings.worker_kinds == ("push_send", "care_push")
+    assert Settings.from_env({}).worker_kinds == ()
