@@ -12,10 +12,10 @@ from typing import Any
 import msgspec
 
 from service.db import Connection, Executor
+from service.push.nudges import Pending
 
 __all__ = [
     "Credential",
-    "NudgeRow",
     "PlanInputs",
     "PushTarget",
     "RuleEffect",
@@ -109,18 +109,6 @@ async def disable_credential(conn: Executor, key: str, reason: str, at: dt.datet
 
 
 @dataclass(frozen=True, slots=True)
-class NudgeRow:
-    id: str
-    insight_id: str
-    contact_id: str | None
-    rule: str
-    level: str
-    title: str
-    body: str
-    created_at: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
 class TieRow:
     id: str
     name: str
@@ -131,7 +119,7 @@ class TieRow:
 
 @dataclass(frozen=True, slots=True)
 class PlanInputs:
-    pending: list[NudgeRow]
+    pending: list[Pending]
     settings: dict[str, Any] | None
     sent: list[dt.datetime]
     open_insights: set[str]
@@ -152,7 +140,7 @@ async def load_plan_inputs(conn: Connection, space_id: str, now: dt.datetime) ->
         """,
         space_id,
     )
-    pending = [NudgeRow(*r.values()) for r in rows]
+    pending = [Pending(*r.values()) for r in rows]
     settings_text = await conn.fetchval(
         "SELECT fields::text FROM settings WHERE space_id = $1 AND id = 'settings' AND NOT deleted",
         space_id,

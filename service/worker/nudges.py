@@ -29,7 +29,7 @@ from service.insights import NUDGE_PLAN
 from service.push.base import Address, Notification, Provider, SendResult
 from service.push.budget import Budget, in_quiet_hours, next_slot, wall_time
 from service.push.credentials import Disabled
-from service.push.nudges import Decision, Pending, Tie, compose, decide
+from service.push.nudges import Decision, Tie, compose, decide
 from service.push.policy import Action, Verdict, judge
 from service.store import jobs as job_store
 from service.store import push as store
@@ -127,7 +127,7 @@ class NudgeJobs:
                 for t in inputs.ties.values()
             }
             decision = decide(
-                [_pending(p) for p in inputs.pending],
+                inputs.pending,
                 ties,
                 inputs.open_insights,
                 now=now,
@@ -299,10 +299,6 @@ class Batcher(Generic[K, V]):
 
 
 _background: set[asyncio.Task[None]] = set()
-
-
-def _pending(p: store.NudgeRow) -> Pending:
-    return Pending(p.id, p.insight_id, p.contact_id, p.rule, p.level, p.title, p.body, p.created_at)
 
 
 def _nowhere_to_push(decision: Decision, outcomes: list[Outcome]) -> list[Outcome]:

@@ -9,19 +9,16 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.fakes.apns import FakeAPNs
 from tests.fakes.fcm import FakeFCM
 from tests.fakes.webpush import FakeWebPush
 from tests.integration.push_support import (
     FCM_EMAIL,
     FCM_PROJECT,
-    KEY_ID,
-    TEAM_ID,
-    TOPIC,
     Fakes,
     PushKeys,
     PushWorld,
     SimClock,
+    fake_apns,
     make_keys,
     next_local,
     push_world,
@@ -49,22 +46,8 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
 @pytest.fixture
 async def fakes(push_keys: PushKeys, cert_dir: Path) -> AsyncIterator[Fakes]:
     clock = SimClock(next_local(18))  # the default preferred time, in Lisbon
-    apns = FakeAPNs(
-        team_id=TEAM_ID,
-        key_id=KEY_ID,
-        public_key=push_keys.apns_public,
-        topic=TOPIC,
-        clock=clock.epoch,
-        cert_dir=cert_dir,
-    )
-    sandbox = FakeAPNs(
-        team_id=TEAM_ID,
-        key_id=KEY_ID,
-        public_key=push_keys.apns_public,
-        topic=TOPIC,
-        clock=clock.epoch,
-        cert_dir=cert_dir,
-    )
+    apns = fake_apns(push_keys, cert_dir, clock)
+    sandbox = fake_apns(push_keys, cert_dir, clock)
     fcm = FakeFCM(
         project_id=FCM_PROJECT,
         client_email=FCM_EMAIL,

@@ -9,6 +9,7 @@ import datetime as dt
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -155,6 +156,20 @@ class Fakes:
             "KITH_APNS_URL": self.apns.url,
             "KITH_APNS_SANDBOX_URL": self.sandbox.url,
         }
+
+
+def fake_apns(keys: PushKeys, cert_dir: Path, clock: SimClock | None = None, **kw: Any) -> FakeAPNs:
+    """A fake APNs for this project's team, key and app, on ``clock`` if given."""
+    if clock is not None:
+        kw["clock"] = clock.epoch
+    return FakeAPNs(
+        team_id=TEAM_ID,
+        key_id=KEY_ID,
+        public_key=keys.apns_public,
+        topic=TOPIC,
+        cert_dir=cert_dir,
+        **kw,
+    )
 
 
 def apns_token() -> str:

@@ -19,15 +19,12 @@ import pytest
 
 from service.push.base import Address, Notification
 from service.push.factory import build_providers
-from tests.fakes.apns import FakeAPNs
 from tests.integration.push_support import (
-    KEY_ID,
-    TEAM_ID,
-    TOPIC,
     Fakes,
     PushKeys,
     SimClock,
     apns_token,
+    fake_apns,
     make_keys,
     remove_backlog,
     seed_send_backlog,
@@ -65,14 +62,7 @@ async def test_sigkill_mid_batch_loses_no_nudge_and_shows_none_twice(
     tmp_path: Path,
 ) -> None:
     # Apple takes 50 ms to answer, so a worker always has sends in flight when it dies.
-    apns = FakeAPNs(
-        team_id=TEAM_ID,
-        key_id=KEY_ID,
-        public_key=push_keys.apns_public,
-        topic=TOPIC,
-        cert_dir=tmp_path,
-        latency_s=0.05,
-    )
+    apns = fake_apns(push_keys, tmp_path, latency_s=0.05)
     await apns.start()
     backlog = await seed_send_backlog(pool, 400)
     fakes = Fakes(apns, apns, SimClock(dt.datetime.now(dt.UTC)), push_keys)
@@ -129,14 +119,7 @@ async def test_three_hours_of_restarting_workers_mint_one_provider_token_per_45_
     them restarts (its memory is gone). Apple must never see two tokens within 20 minutes
     (TooManyProviderTokenUpdates) nor a token over an hour old (ExpiredProviderToken)."""
     clock = SimClock(dt.datetime.now(dt.UTC))
-    apns = FakeAPNs(
-        team_id=TEAM_ID,
-        key_id=KEY_ID,
-        public_key=push_keys.apns_public,
-        topic=TOPIC,
-        clock=clock.epoch,
-        cert_dir=tmp_path,
-    )
+    apns = fake_apns(push_keys, tmp_path, clock)
     await apns.start()
     settings = Fakes(apns, apns, clock, push_keys).settings(database_url)
 
