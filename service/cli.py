@@ -206,11 +206,17 @@ async def report_lines(database_url: str, days: int) -> list[str]:
         stats = await job_store.queue_stats(pool)
         dead = await job_store.dead_jobs(pool, 20)
         effects = await push_store.effectiveness(pool, now, now - dt.timedelta(days=days))
+        disabled = await push_store.disabled_credentials(pool)
     finally:
         await pool.close()
     lines = [
         f"jobs: {stats['queued']} queued, {stats['running']} running, {stats['dead']} dead",
         *(f"  dead #{j.id} {j.kind} after {j.attempts} attempts: {j.last_error}" for j in dead),
+        *(
+            f"push credential {key} DISABLED since {at:%Y-%m-%d %H:%M} UTC: {why} "
+            f"(fix the key, then `kith enable-push {key}`)"
+            for key, why, at in disabled
+        ),
         f"nudges sent in the last {days} days, and in-person meetings within 14 days after:",
         f"  {'rule':<12} {'sent':>6} {'settled':>8} {'effective':>10} {'rate':>6}",
     ]
@@ -220,6 +226,27 @@ async def report_lines(database_url: str, days: int) -> list[str]:
     if not effects:
         lines.append("  (none sent)")
     return lines
+
+
+async def operate(database_url: str, action: str, target: str) -> str | None:
+    """An operator's fix: ``retry`` a dead job (by id) or ``enable-push`` a credential (by
+    key). Returns what was done, or None if there was nothing to do."""
+    from service.db import create_pool
+    from service.store import jobs as job_store
+    from service.store import push as push_store
+
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    try:
+        if action == "retry":
+            async with pool.acquire() as conn:
+                done = await job_store.retry_dead(conn, int(target))
+            return f"job {target} queued again with fresh attempts" if done else None
+        done = await push_store.enable_credential(pool, target)
+        return (
+            f"push credential {target} enabled; the next send mints a new token" if done else None
+        )
+    finally:
+        await pool.close()
 
 
 def _add_seed_parser(sub: Any) -> None:
@@ -232,6 +259,10 @@ def _add_seed_parser(sub: Any) -> None:
     p_seed.add_argument("--now", help="ISO time the histories end at (default: now)")
     p_seed.add_argument("--chunk", type=int, default=250, help="people per transaction")
     p_seed.add_argument("--password", default="kith-seed-password", help="every account's")
+
+
+class OperatorError(Exception):
+    """An operator command found nothing to act on."""
 
 
 def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
@@ -261,6 +292,14 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         if not settings.database_url:
             raise SettingsError("DATABASE_URL is not set")
         print("\n".join(asyncio.run(report_lines(settings.database_url, args.days))))
+    elif args.command in {"retry", "enable-push"}:
+        if not settings.database_url:
+            raise SettingsError("DATABASE_URL is not set")
+        target = str(args.job_id if args.command == "retry" else args.key)
+        done = asyncio.run(operate(settings.database_url, args.command, target))
+        if done is None:
+            raise OperatorError(f"nothing to do: no dead job or disabled credential {target!r}")
+        print(done)
     elif args.command == "seed":
         _seed(settings, args)
 
@@ -281,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("maintain", help="purge expired tombstones, conflicts and batch records")
     p_report = sub.add_parser("report", help="job queue, dead letters, nudge effectiveness")
     p_report.add_argument("--days", type=int, default=90, help="nudges sent in the last N days")
+    p_retry = sub.add_parser("retry", help="send a dead job back to the queue")
+    p_retry.add_argument("job_id", type=int)
+    p_enable = sub.add_parser("enable-push", help="resume a push credential a provider refused")
+    p_enable.add_argument("key", help="as `kith report` names it, e.g. apns:TEAM:KEYID")
     p_openapi = sub.add_parser("openapi", help="write the OpenAPI document and table schemas")
     p_openapi.add_argument("--out-dir", help="a folder (default: print to stdout)")
     _add_seed_parser(sub)
@@ -296,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"kith: {exc}", file=sys.stderr)
         return 2
+    except OperatorError as exc:
+        print(f"kith: {exc}", file=sys.stderr)
+        return 1
     except SeedError as exc:
         print(f"kith seed: {exc}", file=sys.stderr)
         return 1

@@ -22,8 +22,10 @@ __all__ = [
     "TieRow",
     "device_address",
     "disable_credential",
+    "disabled_credentials",
     "drop_token",
     "effectiveness",
+    "enable_credential",
     "list_nudges",
     "load_plan_inputs",
     "lock_credential",
@@ -102,6 +104,33 @@ async def disable_credential(conn: Executor, key: str, reason: str, at: dt.datet
         key,
         reason,
         at,
+    )
+
+
+async def disabled_credentials(conn: Executor) -> list[tuple[str, str, dt.datetime]]:
+    """(key, why, since) of every credential a provider refused (the operator's report)."""
+    rows = await conn.fetch(
+        """
+        SELECT key, disabled_reason, disabled_at FROM push_credentials
+        WHERE disabled_reason IS NOT NULL ORDER BY disabled_at
+        """
+    )
+    return [(r["key"], r["disabled_reason"], r["disabled_at"]) for r in rows]
+
+
+async def enable_credential(conn: Executor, key: str) -> bool:
+    """An operator fixed the key: sends resume, and the next one mints a fresh token."""
+    return bool(
+        await conn.fetchval(
+            """
+            UPDATE push_credentials
+               SET disabled_reason = NULL, disabled_at = NULL, token = '', minted_at = 'epoch',
+                   expires_at = 'epoch'
+             WHERE key = $1 AND disabled_reason IS NOT NULL
+            RETURNING true
+            """,
+            key,
+        )
     )
 
 

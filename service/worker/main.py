@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import signal
+from typing import Any
 
+import asyncpg
 import redis.asyncio as aioredis
 
 from service.care.escalation import Escalation
@@ -28,6 +31,29 @@ from sync.hlc import Clock
 __all__ = ["run_worker"]
 
 log = logging.getLogger("kith.worker")
+
+
+RECURRING_CHECK_S = 600.0
+
+
+async def ensure_recurring(pool: asyncpg.Pool[Any], kinds: set[str]) -> None:
+    """Queue the recurring jobs this worker runs unless one is queued already (deduplicated):
+    a recurring job that died or was deleted comes back within one check, without a
+    restart."""
+    if maintenance.KIND in kinds:
+        await maintenance.ensure_scheduled(pool)
+    if evaluation.SWEEP in kinds:
+        await evaluation.ensure_sweep_scheduled(pool)
+
+
+async def keep_recurring(pool: asyncpg.Pool[Any], kinds: set[str], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await ensure_recurring(pool, kinds)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("recurring jobs not checked: %s", type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), RECURRING_CHECK_S)
 
 
 async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> None:
@@ -79,10 +105,7 @@ async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> 
             raise SettingsError(f"KITH_WORKER_KINDS names unknown job kinds: {sorted(unknown)}")
         handlers = {k: h for k, h in handlers.items() if k in settings.worker_kinds}
     worker = Worker(pool, handlers, config, metrics=metrics)
-    if maintenance.KIND in handlers:
-        await maintenance.ensure_scheduled(pool)
-    if evaluation.SWEEP in handlers:
-        await evaluation.ensure_sweep_scheduled(pool)
+    keeper = asyncio.create_task(keep_recurring(pool, set(handlers), stop))
     listener = (
         asyncio.create_task(listen(settings.redis_url, worker.wake, stop))
         if settings.redis_url
@@ -92,8 +115,9 @@ async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> 
         async with flushing(metrics, redis_client):
             await worker.run(stop)
     finally:
+        stop.set()
+        await keeper
         if listener is not None:
-            stop.set()
             await listener
         await notifier.close()
         await redis_client.aclose()
