@@ -36,7 +36,6 @@ from service.worker.runner import Job, Permanent
 __all__ = [
     "CARE_CHECK_IN",
     "CARE_PUSH",
-    "CARE_SUMMARY",
     "CHECKIN_TICK",
     "Escalation",
     "moments",
@@ -44,7 +43,6 @@ __all__ = [
 
 CHECKIN_TICK = "checkin_tick"
 CARE_CHECK_IN = "care_check_in"
-CARE_SUMMARY = "care_summary"
 CARE_PUSH = "care_push"
 REMIND_BEFORE = dt.timedelta(minutes=60)
 HELP_WINDOW = dt.timedelta(hours=24)
@@ -102,7 +100,6 @@ class Escalation:
         return {
             CHECKIN_TICK: self.tick,
             CARE_CHECK_IN: self.check_in,
-            CARE_SUMMARY: self.summary,
         }
 
     # -- scheduling ----------------------------------------------------------------------
@@ -220,10 +217,6 @@ class Escalation:
                     )
         await self._care.refresh(space_id)
         await self.schedule(space_id)
-
-    async def summary(self, job: Job) -> None:
-        if job.space_id:
-            await self._care.refresh(job.space_id)
 
     # -- what each moment does -----------------------------------------------------------
 

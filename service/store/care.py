@@ -28,7 +28,6 @@ __all__ = [
     "create_invitation",
     "create_link",
     "enqueue_followups",
-    "enqueue_for_spaces",
     "link_for_caregiver",
     "link_for_owner",
     "links_of_caregiver",
@@ -251,22 +250,6 @@ async def update_link(
         list(scopes) if scopes is not None else None,
         state,
         new_generation,
-    )
-
-
-async def enqueue_for_spaces(conn: Executor, kind: str, space_ids: Sequence[str]) -> None:
-    """Queue ``kind`` (debounced per space) for those of ``space_ids`` that have an active
-    caregiver link — most people have none, and then this inserts nothing."""
-    await conn.execute(
-        """
-        INSERT INTO jobs (kind, space_id, dedupe_key)
-        SELECT DISTINCT $1, l.space_id, l.space_id FROM care_links l
-        WHERE l.space_id = ANY($2::text[]) AND l.state = 'active'
-        ON CONFLICT (kind, dedupe_key) WHERE state = 'queued' AND dedupe_key IS NOT NULL
-        DO NOTHING
-        """,
-        kind,
-        list(space_ids),
     )
 
 
