@@ -155,6 +155,7 @@ class RateLimiter:
         self._metrics = metrics
         self._tokens = tokens
         self._login_per_email = settings.ratelimit_login_per_email
+        self._login_per_ip = settings.ratelimit_login_per_ip
         self._per_ip = {
             "/v1/auth/login": ("login_ip", settings.ratelimit_login_per_ip),
             "/v1/auth/register": ("register_ip", settings.ratelimit_register_per_ip),
@@ -185,6 +186,19 @@ class RateLimiter:
     async def check_login_email(self, email: str) -> None:
         """The login handler's part, once the body has named the account."""
         await self.hit([Check("login_email", _email_subject(email), self._login_per_email)])
+
+    async def check_web_sign_in(
+        self, connection: ASGIConnection[Any, Any, Any, Any], email: str
+    ) -> None:
+        """The caregiver page's sign-in: the same counters as ``/v1/auth/login`` (per
+        address and per email), so guessing a password through the page is no cheaper. It
+        is checked in the handler, not the guard, so a browser gets a page, not JSON."""
+        await self.hit(
+            [
+                Check("login_ip", self.client_of(connection), self._login_per_ip),
+                Check("login_email", _email_subject(email), self._login_per_email),
+            ]
+        )
 
     def client_of(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
         client = connection.scope.get("client")

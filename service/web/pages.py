@@ -29,8 +29,9 @@ from msgspec import Struct
 
 from service.accounts import AccountService
 from service.care.service import CareService
-from service.errors import NotFound
+from service.errors import NotFound, TooManyRequests
 from service.push.budget import Budget
+from service.ratelimit import RateLimiter
 from service.store import push as push_store
 from service.store import web as store
 from service.web.chart import weekly_chart
@@ -105,11 +106,24 @@ class CarePages(Controller):
         request: Request[Any, Any, Any],
         pool: NamedDependency[asyncpg.Pool],
         accounts: NamedDependency[AccountService],
+        limits: NamedDependency[RateLimiter],
         data: LoginBody,
     ) -> Response[Any]:
         expected = request.cookies.get(LOGIN_COOKIE, "")
         if not expected or not hmac.compare_digest(expected, data.csrf):
             return self._login_form(request, "Your sign-in form expired. Please try again.", 403)
+        try:
+            await limits.check_web_sign_in(request, data.email[:320])
+        except TooManyRequests as exc:
+            wait = exc.headers.get("Retry-After", "60")
+            refused = self._login_form(
+                request,
+                f"Too many sign-in attempts. Please wait {wait} seconds and try again.",
+                429,
+                data.email,
+            )
+            refused.headers["Retry-After"] = wait
+            return refused
         user_id = await accounts.check_password(data.email[:320], data.password[:1024])
         if user_id is None:
             return self._login_form(

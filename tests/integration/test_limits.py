@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -238,3 +239,31 @@ def _refusing_port() -> Iterator[int]:
 
 def _json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+async def test_the_caregiver_page_sign_in_shares_the_login_limits(
+    clients: list[httpx.AsyncClient],
+) -> None:
+    """Guessing a password through the web page is no cheaper than through the API: the
+    same per-email counter, and the browser gets the sign-in page with the reason."""
+    email = f"{new_id('carer')}@example.org"
+    assert (await _register(clients[0], _forwarded(), email)).status_code == 201
+    for i in range(LOGIN_PER_EMAIL):
+        wrong = _login_body(email, password=f"guess-{i}")
+        expect_problem(
+            await clients[i % 2].post("/v1/auth/login", json=wrong, headers=_forwarded()), 401
+        )
+    web = clients[1]
+    form = await web.get("/care/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    r = await web.post(
+        "/care/login",
+        data={"email": email, "password": PASSWORD, "csrf": csrf.group(1)},
+        headers=_forwarded(),
+    )
+    assert r.status_code == 429
+    assert r.headers["content-type"].startswith("text/html")
+    assert 1 <= int(r.headers["retry-after"]) <= WINDOW_S
+    assert "Too many sign-in attempts" in r.text
+    assert "kith_care=" not in r.headers.get("set-cookie", "")
