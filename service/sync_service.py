@@ -33,6 +33,7 @@ from schemas.tables import TABLES
 from service.auth.guard import Caller
 from service.db import Connection
 from service.errors import BadRequest, Conflict, Forbidden, Unprocessable
+from service.store import care as care_store
 from service.store import jobs as job_store
 from service.store import sync as store
 from service.sync_validation import ValidChange, check_schema_version, validate_changes
@@ -191,10 +192,10 @@ class SyncService:
                 )
             urgent = _touches(batch, "check_ins")
             if urgent:
-                # At once, not debounced: a "need help" check-in alerts caregivers now.
-                await job_store.enqueue(
-                    conn, CARE_CHECK_IN_JOB, space_id=caller.space_id, dedupe_key=caller.space_id
-                )
+                # At once, not debounced: a "need help" check-in alerts caregivers now —
+                # for people with a caregiver or a check-in deadline (nobody else's
+                # check-ins need anything done).
+                await care_store.enqueue_followups(conn, CARE_CHECK_IN_JOB, [caller.space_id])
             response = PushResponse(
                 batch_id=req.batch_id,
                 accepted=len(changes),

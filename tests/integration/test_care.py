@@ -412,3 +412,23 @@ async def test_a_check_in_wakes_the_workers_at_once(
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
         await client.aclose()
+
+
+async def test_only_check_ins_someone_acts_on_queue_escalation_work(
+    http: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """No caregiver and no deadline: nothing to do for a check-in. Either one: a job."""
+    alone = await register(http)
+    await push(http, alone, [check_in(alone, dt.datetime.now(dt.UTC), "ok")])
+    shared, _, _ = await linked(http, ["check_ins"])
+    await push(http, shared, [check_in(shared, dt.datetime.now(dt.UTC), "ok")])
+    queued = {
+        r["owner_id"]
+        for r in await db.fetch(
+            "SELECT s.owner_id FROM jobs j JOIN spaces s ON s.id = j.space_id "
+            "WHERE j.kind = $1 AND s.owner_id = ANY($2::text[])",
+            CARE_CHECK_IN,
+            [alone.user_id, shared.user_id],
+        )
+    }
+    assert queued == {shared.user_id}
