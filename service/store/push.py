@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from service.db import Connection, Executor
+from service.push.base import Address
 from service.push.nudges import Pending
 
 __all__ = [
@@ -386,7 +387,7 @@ async def push_targets(
     return out
 
 
-async def device_address(conn: Executor, space_id: str, device_id: str) -> PushTarget | None:
+async def device_address(conn: Executor, space_id: str, device_id: str) -> Address | None:
     """A signed-in device's push address, found through its owner's space."""
     r = await conn.fetchrow(
         """
@@ -400,21 +401,14 @@ async def device_address(conn: Executor, space_id: str, device_id: str) -> PushT
     )
     if r is None:
         return None
-    return PushTarget(
-        "sent",
-        None,
-        None,
-        None,
-        "",
-        "",
+    return Address(
+        device_id,
         r["push_provider"],
         r["push_token"],
+        r["push_token_updated_at"],
         r["push_environment"],
         r["push_topic"],
         _decode(r["keys"]) if r["keys"] else None,
-        r["push_token_updated_at"],
-        None,
-        None,
     )
 
 

@@ -7,7 +7,6 @@ send shows once.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -16,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from service.care.escalation import CARE_PUSH
-from service.push.base import Address, Notification, Provider
+from service.push.base import Notification, Provider
 from service.store import push as push_store
 from service.worker.nudges import deliver
 from service.worker.runner import Job, Permanent
@@ -47,24 +46,15 @@ class CarePushJobs:
         device_id = str(job.payload.get("device_id", ""))
         if not space_id or not device_id:
             raise Permanent("care_push without a space or device")
-        target = await push_store.device_address(self._pool, space_id, device_id)
-        if target is None or target.provider is None or target.token is None:
+        address = await push_store.device_address(self._pool, space_id, device_id)
+        if address is None:
             return  # signed out or no push address since
-        provider = self._providers.get(target.provider)
+        provider = self._providers.get(address.provider)
         if provider is None:
             log.warning(
-                "no %s credentials configured: a care alert was not pushed", target.provider
+                "no %s credentials configured: a care alert was not pushed", address.provider
             )
             return
-        address = Address(
-            device_id,
-            provider.name,
-            target.token,
-            target.registered_at or dt.datetime.now(dt.UTC),
-            target.environment,
-            target.topic,
-            target.keys,
-        )
         notification = Notification(
             collapse_id=str(job.payload["collapse_id"]),
             title=str(job.payload["title"]),
