@@ -58,6 +58,10 @@ def _dev(settings: Settings) -> None:
     settings = _embedded_env(settings)
     _migrate(settings)
     worker = _start_dev_worker()
+    # Plain lines for the person at the terminal; the JSON log lines follow.
+    base = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{settings.port}"
+    print(f"\nKith is starting on {base}\n  OpenAPI docs:   {base}/docs", flush=True)
+    print(f"  caregiver page: {base}/care\n", flush=True)
     try:
         _serve(settings)
     finally:
