@@ -28,6 +28,7 @@ from service.care.service import CareService
 from service.config import Settings
 from service.db import create_pool
 from service.errors import exception_handlers
+from service.fastpath import FastPull
 from service.logs import ObservedApp, configure_logging
 from service.metrics import Metrics, flushing, metrics_route, sync_counter
 from service.ratelimit import RateLimiter, rate_limit_guard
@@ -180,9 +181,10 @@ class _StateGetter:
 
 def app_from_env() -> ObservedApp:
     """What Granian serves: the app inside :class:`ObservedApp` (request ids, the access
-    line and request latency for every request, unmatched routes included)."""
+    line and request latency for every request, unmatched routes included), with the
+    no-change pull answered in front of Litestar (:class:`FastPull`)."""
     settings = Settings.from_env()
     configure_logging(settings.log_level)  # JSON lines; messages never carry secrets
     logging.getLogger("kith").info("kith API process ready (environment %s)", settings.environment)
     app = create_app(settings)
-    return ObservedApp(app, app.state.metrics)
+    return ObservedApp(FastPull(app, app.state), app.state.metrics)

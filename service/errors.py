@@ -46,6 +46,7 @@ __all__ = [
     "UpgradeRequired",
     "exception_handlers",
     "field_errors_from_msgspec",
+    "problem_body",
 ]
 
 log = logging.getLogger("kith.errors")
@@ -144,6 +145,26 @@ def field_errors_from_msgspec(exc: msgspec.ValidationError, prefix: str = "") ->
     return [_locate(_join(prefix, path), message)]
 
 
+def _problem(
+    status: int, code: str, title: str, detail: str = "", errors: list[FieldError] | None = None
+) -> bytes:
+    return _problem_encoder.encode(
+        Problem(
+            type=f"https://kith.dev/problems/{code}",
+            title=title,
+            status=status,
+            code=code,
+            detail=detail,
+            errors=errors or [],
+        )
+    )
+
+
+def problem_body(exc: KithError) -> bytes:
+    """The problem-details body of ``exc``, for code that answers outside Litestar."""
+    return _problem(exc.status, exc.code, exc.title, exc.detail, exc.errors)
+
+
 def _respond(
     status: int,
     code: str,
@@ -152,16 +173,8 @@ def _respond(
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[bytes]:
-    body = Problem(
-        type=f"https://kith.dev/problems/{code}",
-        title=title,
-        status=status,
-        code=code,
-        detail=detail,
-        errors=errors or [],
-    )
     return Response(
-        _problem_encoder.encode(body),
+        _problem(status, code, title, detail, errors),
         status_code=status,
         media_type="application/problem+json",
         headers=headers,

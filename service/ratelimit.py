@@ -52,7 +52,14 @@ from service.config import Settings
 from service.errors import TooManyRequests
 from service.metrics import RATE_LIMIT_OPEN, RATE_LIMITED, Metrics
 
-__all__ = ["Check", "RateLimiter", "client_ip", "parse_networks", "rate_limit_guard"]
+__all__ = [
+    "RATE_COUNTED",
+    "Check",
+    "RateLimiter",
+    "client_ip",
+    "parse_networks",
+    "rate_limit_guard",
+]
 
 log = logging.getLogger("kith.ratelimit")
 
@@ -169,6 +176,11 @@ class RateLimiter:
         self._warned_at = -math.inf
         self._users: OrderedDict[str, str] = OrderedDict()
 
+    @property
+    def per_user_sync_limit(self) -> int:
+        """Push and pull requests a user may make per window (0: unlimited)."""
+        return self._per_user["/v1/sync/pull"]
+
     # -- what a request counts against ---------------------------------------------------
 
     async def check_route(self, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
@@ -270,10 +282,16 @@ class RateLimiter:
             )
 
 
+#: Set in the scope by code that counted a request before Litestar saw it
+#: (``service/fastpath.py``), so the guard does not count it twice.
+RATE_COUNTED = "kith.rate_counted"
+
+
 async def rate_limit_guard(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
     """An app-wide Litestar guard: guards run before the request body is read."""
     limiter: RateLimiter | None = getattr(connection.app.state, "limits", None)
-    if limiter is not None:
+    # service/fastpath.py may have counted this request already before passing it on.
+    if limiter is not None and not connection.scope.get(RATE_COUNTED):
         await limiter.check_route(connection)

@@ -308,6 +308,18 @@ class SyncService:
 
     # -- pull ---------------------------------------------------------------------------
 
+    async def pull_if_unchanged(self, space_id: str, req: PullRequest) -> PullResponse | None:
+        """The answer to a pull whose cursor is the space's latest seq, known without
+        PostgreSQL; None when that cannot be known so (the caller then uses :meth:`pull`).
+        The caller has authenticated the request (``service/fastpath.py``)."""
+        if req.cursor is None or self._seqs is None:
+            return None
+        check_schema_version(req.schema_version)
+        after = _cursor_position(req.cursor)
+        if await self._seqs.latest(space_id) != after:
+            return None
+        return PullResponse([], encode_cursor(after), False, self._clock.now(), False)
+
     async def pull(
         self,
         caller: Caller,
@@ -319,14 +331,7 @@ class SyncService:
         the seq oracle alone; anything else first awaits ``confirm_session`` (given when
         the caller's session is known live only from a cache), then reads PostgreSQL."""
         check_schema_version(req.schema_version)
-        after = 0
-        if req.cursor is not None:
-            try:
-                after = decode_cursor(req.cursor)
-            except InvalidCursor as exc:
-                raise BadRequest(
-                    str(exc), code="invalid_cursor", errors=[FieldError("cursor", str(exc))]
-                ) from None
+        after = _cursor_position(req.cursor)
         latest = None
         if req.cursor is not None and self._seqs is not None:
             latest = await self._seqs.latest(caller.space_id)
@@ -450,3 +455,16 @@ def _complete_new_record(work: _Working) -> None:
     fields: dict[str, Any] = dict(spec.defaults)
     fields.update(work.state.fields)
     work.state = RecordState(fields, dict(work.state.clocks))
+
+
+def _cursor_position(cursor: str | None) -> int:
+    """The seq a pull continues after (0 without a cursor); 400 naming ``cursor`` if it is
+    not one this server issued."""
+    if cursor is None:
+        return 0
+    try:
+        return decode_cursor(cursor)
+    except InvalidCursor as exc:
+        raise BadRequest(
+            str(exc), code="invalid_cursor", errors=[FieldError("cursor", str(exc))]
+        ) from None

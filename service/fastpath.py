@@ -1,0 +1,153 @@
+"""The no-change pull, answered in front of Litestar.
+
+``POST /v1/sync/pull`` with the space's latest cursor — the app opened, nothing new — is
+the request Kith answers most often, and its answer needs no database: the caller's token
+and session are known to this process (``service.auth.sessions``) and the space's seq is
+known from Redis or memory (``service.realtime``). Litestar's routing, guards, dependency
+injection and response machinery cost ten times more than that answer (decision 0008).
+
+:class:`FastPull` sits between :class:`service.logs.ObservedApp` (request id, access line,
+latency metric — so nothing about observability changes) and Litestar. It answers only
+when everything is certain: a bearer token it has verified, a session known live, a valid
+body whose cursor is the space's latest seq. Anything else — another route, a bad or
+missing token, a session not in the cache, a malformed body, an unsupported schema
+version, a stale cursor, Redis down — goes to Litestar untouched (the body it read is
+replayed), which answers exactly as it always did, errors included. So the fast path can
+only ever give the answer the full path would give, sooner
+(``tests/integration/test_fast_pull.py`` holds it to that).
+
+Litestar middleware, guards or hooks added later do not run for a request answered here:
+whoever adds one decides whether the no-change pull needs it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+from litestar.datastructures import State
+
+from schemas.sync import PullRequest
+from service.auth.tokens import InvalidToken
+from service.errors import KithError, TooManyRequests, problem_body
+from service.ratelimit import RATE_COUNTED, Check
+
+__all__ = ["PULL_PATH", "FastPull"]
+
+PULL_PATH = "/v1/sync/pull"
+# A pull request is about 60 bytes; a body larger than this takes the full path (which
+# enforces the real body limit and says so).
+MAX_BODY = 1024
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[..., Awaitable[None]]
+
+_JSON_HEADERS = (b"content-type", b"application/json")
+_PROBLEM_HEADERS = (b"content-type", b"application/problem+json")
+
+
+class FastPull:
+    """ASGI: answer the no-change pull without Litestar; pass everything else through."""
+
+    def __init__(self, app: ASGIApp, state: State) -> None:
+        """``app``: Litestar (or anything wrapping it); ``state``: its ``app.state``, where
+        the lifespan puts the session cache, the sync service and the rate limiter."""
+        self.app = app
+        self._state = state
+        self._decode = msgspec.json.Decoder(PullRequest).decode
+        self._encode = msgspec.json.Encoder().encode
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PULL_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        received, body = await _read_small_body(receive)
+        answer = None if body is None else await self._answer(scope, body)
+        if answer is None:
+            await self.app(scope, _replay(received, receive), send)
+            return
+        status, content_type, payload, extra = answer
+        scope["path_template"] = PULL_PATH  # the access line and metrics name the route
+        headers = [content_type, (b"content-length", b"%d" % len(payload)), *extra]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+    async def _answer(
+        self, scope: Scope, body: bytes
+    ) -> tuple[int, tuple[bytes, bytes], bytes, list[tuple[bytes, bytes]]] | None:
+        """(status, content type, body, extra headers) when this request can be answered
+        here, else None (Litestar answers it)."""
+        state = self._state
+        sessions, sync = getattr(state, "sessions", None), getattr(state, "sync", None)
+        if sessions is None or sync is None:
+            return None  # not started yet, or shutting down
+        token = _bearer(scope)
+        if token is None:
+            return None
+        try:
+            request = self._decode(body)
+            claims = sessions.claims(token)
+        except (msgspec.DecodeError, InvalidToken):
+            return None
+        if request.cursor is None or not sessions.known_live(claims):
+            return None
+        limits = getattr(state, "limits", None)
+        if limits is not None and limits.per_user_sync_limit > 0:
+            try:
+                await limits.hit([Check("sync_user", claims.user_id, limits.per_user_sync_limit)])
+            except TooManyRequests as exc:
+                retry = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+                return exc.status, _PROBLEM_HEADERS, problem_body(exc), retry
+            scope[RATE_COUNTED] = True
+        try:
+            response = await sync.pull_if_unchanged(claims.space_id, request)
+        except KithError:
+            return None  # e.g. an unsupported schema version: Litestar says so
+        if response is None:
+            return None
+        return 200, _JSON_HEADERS, self._encode(response), []
+
+
+def _bearer(scope: Scope) -> str | None:
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            scheme, _, token = bytes(value).decode("latin-1").partition(" ")
+            token = token.strip()
+            return token if scheme.lower() == "bearer" and token else None
+    return None
+
+
+async def _read_small_body(receive: Receive) -> tuple[list[Message], bytes | None]:
+    """The messages read, and the whole body if it arrived within ``MAX_BODY`` bytes
+    (None if it is larger, or the client went away)."""
+    received: list[Message] = []
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        received.append(message)
+        if message["type"] != "http.request":
+            return received, None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return received, None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return received, b"".join(chunks)
+
+
+def _replay(received: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that gives back what was already read, then reads on."""
+    pending = list(received)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
