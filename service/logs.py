@@ -290,8 +290,7 @@ class ObservedApp:
         if self._observer is not None:
             self._observer.http_request(method, route, status, seconds)
         level = logging.DEBUG if route in _QUIET_ROUTES and status < 500 else logging.INFO
-        if access_log.isEnabledFor(level):
-            write_access_line(level, method, route, status, seconds)
+        write_access_line(level, method, route, status, seconds)
 
 
 # -- the access line, written directly --------------------------------------------------------
@@ -333,6 +332,8 @@ def _direct_handler() -> logging.StreamHandler[Any] | None:
 
 def write_access_line(level: int, method: str, route: str, status: int, seconds: float) -> None:
     """Log one request's access line (``kith.access``) as JsonFormatter would."""
+    if not access_log.isEnabledFor(level):
+        return
     handler = _direct_handler()
     duration_ms = round(seconds * 1000, 2)
     if handler is None or level < handler.level:
