@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,9 +123,18 @@ class Subscription:
     (re)subscription, ``on_state(False)`` when the connection is lost."""
 
     def __init__(
-        self, url: str, channels: tuple[str, ...], on_message: OnMessage, on_state: OnState
+        self,
+        url: str,
+        channels: tuple[str, ...],
+        on_message: OnMessage,
+        on_state: OnState,
+        *,
+        keepalive_s: float = KEEPALIVE_S,
     ) -> None:
         self._address = redis_address(url)
+        self._keepalive_s = keepalive_s
+        self._heard = 0.0  # monotonic time of the last byte read
+        self._silent = False  # the watchdog dropped the connection
         self._channels = [c.encode() for c in channels]
         self._on_message = on_message
         self._on_state = on_state
@@ -231,30 +241,47 @@ class Subscription:
         return reader
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
-        idle = 0
+        # No timeout per read (``wait_for`` costs a task and a timer per message, and every
+        # no-change pull's barrier is a message): a watchdog checks for silence instead.
+        self._heard = time.monotonic()
+        watchdog = asyncio.create_task(self._watch(), name="kith-redis-keepalive")
+        try:
+            while True:
+                first = await reader.readline()
+                self._heard = time.monotonic()
+                self._handle(await _read_reply(reader, first))
+        finally:
+            watchdog.cancel()
+            if self._silent:
+                raise TimeoutError("Redis stopped answering on the subscription")
+
+    async def _watch(self) -> None:
+        """PING a connection silent for ``keepalive_s``; drop one silent for two periods
+        (the read loop then ends, and ``_run`` reconnects)."""
+        self._silent = False
         while True:
-            try:
-                # Only the first line waits with a timeout: a cancelled ``readline`` leaves
-                # the buffer untouched, so no reply is ever cut in half.
-                first = await asyncio.wait_for(reader.readline(), KEEPALIVE_S)
-            except TimeoutError:
-                idle += 1
-                if idle >= 2:
-                    raise
-                assert self._writer is not None
-                self._writer.write(_command(b"PING", b"k"))
-                continue
-            idle = 0
-            reply = await _read_reply(reader, first)
-            if not isinstance(reply, list) or len(reply) < 2:
-                raise RespError("unexpected reply on a subscribed connection")
-            kind = reply[0]
-            if kind == b"message" and len(reply) == 3:
-                channel, data = reply[1], reply[2]
-                if isinstance(channel, bytes) and isinstance(data, bytes):
-                    self._on_message(channel, data)
-            elif kind == b"pong" and isinstance(reply[1], bytes):
-                self._pong(reply[1])
+            await asyncio.sleep(self._keepalive_s / 2)
+            silent_for = time.monotonic() - self._heard
+            writer = self._writer
+            if writer is None:
+                return
+            if silent_for >= 2 * self._keepalive_s:
+                self._silent = True
+                writer.transport.abort()
+                return
+            if silent_for >= self._keepalive_s:
+                writer.write(_command(b"PING", b"k"))
+
+    def _handle(self, reply: object) -> None:
+        if not isinstance(reply, list) or len(reply) < 2:
+            raise RespError("unexpected reply on a subscribed connection")
+        kind = reply[0]
+        if kind == b"message" and len(reply) == 3:
+            channel, data = reply[1], reply[2]
+            if isinstance(channel, bytes) and isinstance(data, bytes):
+                self._on_message(channel, data)
+        elif kind == b"pong" and isinstance(reply[1], bytes):
+            self._pong(reply[1])
 
     def _lost(self) -> None:
         was = self.connected

@@ -62,12 +62,14 @@ class Upstream:
 
 class TcpProxy:
     """Forward 127.0.0.1:``port`` to ``upstream``; count the bytes clients send; ``cut()``
-    drops every connection and refuses new ones until ``restore()``."""
+    drops every connection and refuses new ones until ``restore()``; while ``stalled``,
+    connections stay open but nothing gets through either way (a hung server or network)."""
 
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
         self.port = free_port()
         self.sent_upstream = 0  # bytes from clients towards the server
+        self.stalled = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -131,6 +133,8 @@ class TcpProxy:
     ) -> None:
         try:
             while data := await reader.read(65536):
+                if self.stalled:
+                    continue  # swallowed: the other side hears nothing
                 if count:
                     self.sent_upstream += len(data)
                 writer.write(data)
