@@ -20,6 +20,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from service import heap
 from service.accounts import AccountService
 from service.auth.passwords import Passwords
 from service.auth.sessions import SessionCache
@@ -107,6 +108,7 @@ def create_app(settings: Settings) -> Litestar:
         )
         app.state.care = CareService(pool, app.state.sync)
         await realtime.start()  # one Redis subscription per process (service/realtime.py)
+        heap.settle()  # start-up objects frozen, fewer collections (service/heap.py)
         try:
             yield
         finally:

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from service import heap
 from service.care.escalation import Escalation
 from service.care.service import CareService
 from service.config import Settings, SettingsError
@@ -105,6 +106,7 @@ async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> 
             raise SettingsError(f"KITH_WORKER_KINDS names unknown job kinds: {sorted(unknown)}")
         handlers = {k: h for k, h in handlers.items() if k in settings.worker_kinds}
     worker = Worker(pool, handlers, config, metrics=metrics)
+    heap.settle()  # start-up objects frozen, fewer collections (service/heap.py)
     keeper = asyncio.create_task(keep_recurring(pool, set(handlers), stop))
     listener = (
         asyncio.create_task(listen(settings.redis_url, worker.wake, stop))
