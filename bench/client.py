@@ -1,5 +1,8 @@
 """Kith over HTTP as a device speaks it: register, log in, push batches, pull pages.
 
+Set-up (register, log in) goes through httpx; the timed pushes and pulls through
+:class:`bench.wire.Wire`, a lean keep-alive connection (see its docstring for why).
+
 Every timed exchange is recorded byte for byte (:class:`bench.http_floor.Exchange`) so the
 transport floor can replay exactly the same traffic.
 """
@@ -15,6 +18,7 @@ import httpx
 import msgspec
 
 from bench.http_floor import Exchange
+from bench.wire import Wire
 from schemas.sync import PullResponse, PushResponse
 from sync.hlc import Clock
 
@@ -110,35 +114,34 @@ def push_bodies(
 
 
 async def push_batches(
-    http: httpx.AsyncClient, account: Account, bodies: list[bytes], record: list[Exchange]
+    wire: Wire, account: Account, bodies: list[bytes], record: list[Exchange]
 ) -> float:
     """Send the batches one after another; return the seconds taken."""
-    headers = {**account.headers, "Content-Type": "application/json"}
+    requests = [wire.request_bytes("POST", "/v1/sync/push", b, account.headers) for b in bodies]
     start = time.perf_counter()
-    for body in bodies:
-        r = await http.post("/v1/sync/push", content=body, headers=headers)
-        if r.status_code != 200:
-            raise RuntimeError(f"push answered {r.status_code}: {r.text[:500]}")
-        push_decoder.decode(r.content)
-        record.append(Exchange(body, r.content))
+    for body, request in zip(bodies, requests, strict=True):
+        status, content = await wire.send(request)
+        if status != 200:
+            raise RuntimeError(f"push answered {status}: {content[:500]!r}")
+        push_decoder.decode(content)
+        record.append(Exchange(body, content))
     return time.perf_counter() - start
 
 
 async def pull_all(
-    http: httpx.AsyncClient, account: Account, page: int, *, max_pages: int, record: list[Exchange]
+    wire: Wire, account: Account, page: int, *, max_pages: int, record: list[Exchange]
 ) -> tuple[float, int]:
     """Pull every page from scratch; return the seconds taken and the records received."""
-    headers = {**account.headers, "Content-Type": "application/json"}
     cursor: str | None = None
     records = 0
     start = time.perf_counter()
     for _ in range(max_pages):
         body = _encode({"schema_version": 1, "cursor": cursor, "limit": page})
-        r = await http.post("/v1/sync/pull", content=body, headers=headers)
-        if r.status_code != 200:
-            raise RuntimeError(f"pull answered {r.status_code}: {r.text[:500]}")
-        answer = pull_decoder.decode(r.content)
-        record.append(Exchange(body, r.content))
+        status, content = await wire.post("/v1/sync/pull", body, account.headers)
+        if status != 200:
+            raise RuntimeError(f"pull answered {status}: {content[:500]!r}")
+        answer = pull_decoder.decode(content)
+        record.append(Exchange(body, content))
         records += len(answer.changes)
         cursor = answer.cursor
         if not answer.has_more:

@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import msgspec
 
+from bench.wire import Wire
+
 __all__ = ["Exchange", "app", "replay"]
 
 Scope = MutableMapping[str, Any]
@@ -67,16 +69,23 @@ class Exchange:
 
 
 async def replay(
-    http: httpx.AsyncClient, exchanges: list[Exchange], decoder: msgspec.json.Decoder[Any]
+    http: httpx.AsyncClient,
+    wire: Wire,
+    exchanges: list[Exchange],
+    decoder: msgspec.json.Decoder[Any],
 ) -> float:
-    """Seconds to send ``exchanges`` one after another and decode each answer."""
+    """Seconds to send ``exchanges`` one after another through ``wire`` (the same lean
+    client the workload used against Kith) and decode each answer; ``http`` loads the
+    recorded answers into the floor server first."""
     for i, ex in enumerate(exchanges):
         (await http.put(f"/r/{i}", content=ex.response)).raise_for_status()
-    headers = {"Content-Type": "application/json"}
+    requests = [
+        wire.request_bytes("POST", f"/r/{i}", ex.request, {}) for i, ex in enumerate(exchanges)
+    ]
     start = time.perf_counter()
-    for i, ex in enumerate(exchanges):
-        r = await http.post(f"/r/{i}", content=ex.request, headers=headers)
-        if r.status_code != 200:
-            raise RuntimeError(f"the floor server answered {r.status_code}")
-        decoder.decode(r.content)
+    for request in requests:
+        status, content = await wire.send(request)
+        if status != 200:
+            raise RuntimeError(f"the floor server answered {status}")
+        decoder.decode(content)
     return time.perf_counter() - start

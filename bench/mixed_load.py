@@ -25,9 +25,9 @@ import msgspec
 
 from bench import client
 from bench.measure import Plan, Result
-from bench.nochange_pull import _read_response
 from bench.servers import Stack
 from bench.sync_throughput import _UPSERT, make_contacts
+from bench.wire import read_response
 from schemas.tables import TABLES
 
 __all__ = ["mixed_load"]
@@ -84,12 +84,12 @@ async def _device(
             )
             started = time.perf_counter()
             writer.write(_request("/v1/sync/push", host, token, push))
-            status, _ = await _read_response(reader)
+            status, _ = await read_response(reader)
             if status != 200:
                 raise RuntimeError(f"push answered {status}")
             pull = _encode({"schema_version": 1, "cursor": cursor, "limit": 1000})
             writer.write(_request("/v1/sync/pull", host, token, pull))
-            status, body = await _read_response(reader)
+            status, body = await read_response(reader)
             if status != 200:
                 raise RuntimeError(f"pull answered {status}")
             cursor = _decode_pull(body).cursor

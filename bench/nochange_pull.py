@@ -41,6 +41,7 @@ from litestar import Litestar, Request, post
 from bench import client
 from bench.measure import Plan, Result
 from bench.servers import Stack, _api_env, _free_port, _process
+from bench.wire import read_response
 
 __all__ = ["floor_app", "nochange_pull"]
 
@@ -234,7 +235,7 @@ async def _still_no_change(api_url: str, requests: list[bytes]) -> None:
     try:
         for raw in requests[:8]:
             writer.write(raw)
-            status, body = await _read_response(reader)
+            status, body = await read_response(reader)
             answer = json.loads(body)
             if status != 200 or answer["changes"] or answer["has_more"]:
                 raise RuntimeError(f"not a no-change pull: {status} {body[:200]!r}")
@@ -359,7 +360,7 @@ async def _generator(
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
                 writer.write(requests[i % len(requests)])
-                status, _ = await _read_response(reader)
+                status, _ = await read_response(reader)
                 latencies.append(time.perf_counter() - started)
                 errors += status != 200
                 i += 1
@@ -368,15 +369,3 @@ async def _generator(
 
     await asyncio.gather(*(one(k) for k in range(connections)))
     return len(latencies), errors, latencies
-
-
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split()[1])
-    length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    return status, await reader.readexactly(length)

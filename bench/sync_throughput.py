@@ -33,6 +33,7 @@ from bench import client
 from bench.http_floor import Exchange, replay
 from bench.measure import Plan, Result, Samples, rounds
 from bench.servers import Stack
+from bench.wire import Wire
 from schemas.common import Circle, Relationship
 from schemas.tables import TABLES
 
@@ -101,6 +102,8 @@ async def push_pull(stack: Stack, plan: Plan) -> AsyncIterator[Result]:
     async with (
         _http(stack.base_url) as http,
         _http(stack.floor_url) as floor_http,
+        Wire(stack.base_url) as wire,
+        Wire(stack.floor_url) as floor_wire,
         _connect(stack.database_url) as conn,
     ):
         await conn.execute("CREATE TABLE bench_contacts (LIKE contacts INCLUDING ALL)")
@@ -113,9 +116,9 @@ async def push_pull(stack: Stack, plan: Plan) -> AsyncIterator[Result]:
             rows = [(c.id, c.fields, h) for c, h in zip(contacts, hlcs, strict=True)]
             bodies = client.push_bodies(account.device_id, "contacts", rows, PUSH_BATCH)
             exchanges: list[Exchange] = []
-            kith.add(r, await client.push_batches(http, account, bodies, exchanges))
+            kith.add(r, await client.push_batches(wire, account, bodies, exchanges))
             ceiling.add(r, await _ceiling_push(conn, f"ceiling-{r.index}", contacts, hlcs))
-            floor.add(r, await replay(floor_http, exchanges, client.push_decoder))
+            floor.add(r, await replay(floor_http, floor_wire, exchanges, client.push_decoder))
         assert account is not None
         n = len(contacts)
         yield Result(
@@ -137,12 +140,12 @@ async def push_pull(stack: Stack, plan: Plan) -> AsyncIterator[Result]:
             exchanges = []
             exact = stack.api.reset_peak_rss() and exact
             seconds, pulled = await client.pull_all(
-                http, device, PULL_PAGE, max_pages=n // PULL_PAGE + 5, record=exchanges
+                wire, device, PULL_PAGE, max_pages=n // PULL_PAGE + 5, record=exchanges
             )
             peak = max(peak, stack.api.peak_rss())
             kith.add(r, seconds)
             ceiling.add(r, await _ceiling_pull(conn, space_id, n))
-            floor.add(r, await replay(floor_http, exchanges, client.pull_decoder))
+            floor.add(r, await replay(floor_http, floor_wire, exchanges, client.pull_decoder))
         mib = 1024 * 1024
         yield Result(
             f"pull {pulled:,} records (fresh device), pages of {PULL_PAGE:,}",
@@ -174,7 +177,7 @@ def _notes(
     return (
         f"{name} — kith: {kith.spread()}",
         f"{name} — ceiling: {ceiling.spread()}",
-        f"{name} — transport floor (same bytes through httpx and Granian, no app): "
+        f"{name} — transport floor (same bytes through the lean client and Granian, no app): "
         f"{f:,.0f} records/s, {floor.spread()}; best reachable ratio ≈ {f / (f + c):.2f}",
     )
 
