@@ -67,8 +67,7 @@ _push_decoder = msgspec.json.Decoder(PushResponse)
 _encode_value = msgspec.json.Encoder(order="sorted")
 
 
-@dataclass(slots=True)
-class _Working:
+class _Working(msgspec.Struct):  # a Struct: one is built per changed record
     """A record being changed by this batch."""
 
     table: str

@@ -7,11 +7,10 @@ ahead of the server's clock are clamped here (design brief §4, clock defence).
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import msgspec.structs
 
 from schemas.common import SCHEMA_VERSION_MAX, SCHEMA_VERSION_MIN
 from schemas.problem import FieldError
@@ -23,8 +22,7 @@ from sync.hlc import Clock, format_hlc, parse
 __all__ = ["ValidChange", "check_schema_version", "validate_changes"]
 
 
-@dataclass(frozen=True, slots=True)
-class ValidChange:
+class ValidChange(msgspec.Struct, frozen=True):  # a Struct: one is built per change
     index: int
     table: str
     id: str
@@ -122,7 +120,8 @@ def _clamp(
         tick = parse(clock.now())
         clamped[change.index] = format_hlc(tick.ms, tick.counter, parse(change.hlc).node)
     return [
-        dataclasses.replace(c, hlc=clamped[c.index]) if c.index in clamped else c for c in changes
+        msgspec.structs.replace(c, hlc=clamped[c.index]) if c.index in clamped else c
+        for c in changes
     ], skew
 
 

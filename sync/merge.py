@@ -21,7 +21,6 @@ both go to the conflict history so no write is ever silently lost.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -37,12 +36,15 @@ EMPTY_CLOCK = ""
 _canonical = msgspec.json.Encoder(order="sorted")
 
 
-@dataclass(frozen=True, slots=True)
-class RecordState:
+# The types below are msgspec Structs rather than frozen dataclasses: the push path builds
+# one or more per change, and a Struct costs a tenth as much to build.
+
+
+class RecordState(msgspec.Struct, frozen=True):
     """One replica's view of a record."""
 
-    fields: Mapping[str, Any] = field(default_factory=dict)
-    clocks: Mapping[str, str] = field(default_factory=dict)
+    fields: Mapping[str, Any] = msgspec.field(default_factory=dict)
+    clocks: Mapping[str, str] = msgspec.field(default_factory=dict)
     deleted: bool = False
     deleted_hlc: str = EMPTY_CLOCK
 
@@ -52,8 +54,7 @@ class RecordState:
         return max([self.deleted_hlc, *self.clocks.values()], default=EMPTY_CLOCK)
 
 
-@dataclass(frozen=True, slots=True)
-class Loss:
+class Loss(msgspec.Struct, frozen=True):
     """A field value that did not survive a merge, kept so its owner can recover it."""
 
     field: str
@@ -63,8 +64,7 @@ class Loss:
     reason: str  # "older" (a newer write won), "deleted" (the record is deleted), "overwritten"
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True):
     state: RecordState
     superseded: list[Loss]
     displaced: list[Loss]

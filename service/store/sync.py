@@ -63,8 +63,7 @@ class SpacePosition:
     purged_seq: int
 
 
-@dataclass(frozen=True, slots=True)
-class RecordWrite:
+class RecordWrite(msgspec.Struct, frozen=True):  # one per written record
     id: str
     state: RecordState
     seq: int
