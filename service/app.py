@@ -28,11 +28,11 @@ from service.auth.tokens import TokenIssuer, load_or_create_keys
 from service.care.service import CareService
 from service.config import Settings
 from service.db import create_pool
-from service.errors import exception_handlers
+from service.errors import ASGIApp, exception_handlers
 from service.fastpath import FastPull
 from service.logs import ObservedApp, configure_logging
 from service.metrics import Metrics, flushing, metrics_route, sync_counter
-from service.ratelimit import RateLimiter, rate_limit_guard
+from service.ratelimit import RateLimiter, RateLimits
 from service.realtime import ChangeNotifier, Realtime
 from service.routes.auth import AuthController
 from service.routes.care import CareController
@@ -46,7 +46,7 @@ from service.web.pages import CarePages
 from service.worker.wakeup import notify
 from sync.hlc import Clock
 
-__all__ = ["app_from_env", "configure_logging", "create_app"]
+__all__ = ["app_from_env", "configure_logging", "create_app", "served"]
 
 log = logging.getLogger("kith")
 
@@ -150,7 +150,6 @@ def create_app(settings: Settings) -> Litestar:
         },
         lifespan=[lifespan, observability],
         state=State({"metrics": metrics}),
-        guards=[rate_limit_guard],
         after_request=sync_counter(metrics),
         logging_config=None,  # service/logs.py configures logging, once, as JSON
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
@@ -181,12 +180,19 @@ class _StateGetter:
         return getattr(state, self.name)
 
 
+def served(app: Litestar, inner: ASGIApp | None = None) -> ObservedApp:
+    """``app`` as the server runs it, outermost first: :class:`ObservedApp` (request id,
+    access line and latency for every request, unmatched routes included),
+    :class:`RateLimits` (429 before anything else runs), :class:`FastPull` (the no-change
+    pull answered without Litestar), then Litestar — or ``inner``, a wrapper of it (tests
+    count what reaches Litestar)."""
+    core = FastPull(inner or app, app.state)
+    return ObservedApp(RateLimits(core, app.state), app.state.metrics)
+
+
 def app_from_env() -> ObservedApp:
-    """What Granian serves: the app inside :class:`ObservedApp` (request ids, the access
-    line and request latency for every request, unmatched routes included), with the
-    no-change pull answered in front of Litestar (:class:`FastPull`)."""
+    """What Granian serves: :func:`served` of the app built from the environment."""
     settings = Settings.from_env()
     configure_logging(settings.log_level)  # JSON lines; messages never carry secrets
     logging.getLogger("kith").info("kith API process ready (environment %s)", settings.environment)
-    app = create_app(settings)
-    return ObservedApp(FastPull(app, app.state), app.state.metrics)
+    return served(create_app(settings))

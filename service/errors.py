@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import asyncpg
@@ -47,7 +48,16 @@ __all__ = [
     "exception_handlers",
     "field_errors_from_msgspec",
     "problem_body",
+    "send_problem",
 ]
+
+# ASGI, for the layers that answer in front of Litestar (service/fastpath.py,
+# service/ratelimit.py).
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[..., Awaitable[None]]
 
 log = logging.getLogger("kith.errors")
 
@@ -163,6 +173,18 @@ def _problem(
 def problem_body(exc: KithError) -> bytes:
     """The problem-details body of ``exc``, for code that answers outside Litestar."""
     return _problem(exc.status, exc.code, exc.title, exc.detail, exc.errors)
+
+
+async def send_problem(send: Send, exc: KithError) -> None:
+    """Answer ``exc`` on a raw ASGI ``send``, as the exception handlers would."""
+    body = problem_body(exc)
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", b"%d" % len(body)),
+        *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _respond(

@@ -14,7 +14,8 @@ missing token, a session not in the cache, a malformed body, an unsupported sche
 version, a stale cursor, Redis down — goes to Litestar untouched (the body it read is
 replayed), which answers exactly as it always did, errors included. So the fast path can
 only ever give the answer the full path would give, sooner
-(``tests/integration/test_fast_pull.py`` holds it to that).
+(``tests/integration/test_fast_pull.py`` holds it to that). Rate limits are counted
+before it, by ``service.ratelimit.RateLimits``, for every request alike.
 
 Litestar middleware, guards or hooks added later do not run for a request answered here:
 whoever adds one decides whether the no-change pull needs it too.
@@ -22,16 +23,12 @@ whoever adds one decides whether the no-change pull needs it too.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
-
 import msgspec
 from litestar.datastructures import State
 
 from schemas.sync import PullRequest
 from service.auth.tokens import InvalidToken
-from service.errors import KithError, TooManyRequests, problem_body
-from service.ratelimit import RATE_COUNTED, Check
+from service.errors import ASGIApp, KithError, Message, Receive, Scope, Send
 
 __all__ = ["PULL_PATH", "FastPull"]
 
@@ -40,22 +37,13 @@ PULL_PATH = "/v1/sync/pull"
 # enforces the real body limit and says so).
 MAX_BODY = 1024
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[..., Awaitable[None]]
-
-_JSON_HEADERS = (b"content-type", b"application/json")
-_PROBLEM_HEADERS = (b"content-type", b"application/problem+json")
-
 
 class FastPull:
     """ASGI: answer the no-change pull without Litestar; pass everything else through."""
 
     def __init__(self, app: ASGIApp, state: State) -> None:
         """``app``: Litestar (or anything wrapping it); ``state``: its ``app.state``, where
-        the lifespan puts the session cache, the sync service and the rate limiter."""
+        the lifespan puts the session cache and the sync service."""
         self.app = app
         self._state = state
         self._decode = msgspec.json.Decoder(PullRequest).decode
@@ -70,17 +58,14 @@ class FastPull:
         if answer is None:
             await self.app(scope, _replay(received, receive), send)
             return
-        status, content_type, payload, extra = answer
         scope["path_template"] = PULL_PATH  # the access line and metrics name the route
-        headers = [content_type, (b"content-length", b"%d" % len(payload)), *extra]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload, "more_body": False})
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer, "more_body": False})
 
-    async def _answer(
-        self, scope: Scope, body: bytes
-    ) -> tuple[int, tuple[bytes, bytes], bytes, list[tuple[bytes, bytes]]] | None:
-        """(status, content type, body, extra headers) when this request can be answered
-        here, else None (Litestar answers it)."""
+    async def _answer(self, scope: Scope, body: bytes) -> bytes | None:
+        """The encoded answer when this request is a no-change pull known to be one, else
+        None (Litestar answers it)."""
         state = self._state
         sessions, sync = getattr(state, "sessions", None), getattr(state, "sync", None)
         if sessions is None or sync is None:
@@ -95,21 +80,13 @@ class FastPull:
             return None
         if request.cursor is None or not sessions.known_live(claims):
             return None
-        limits = getattr(state, "limits", None)
-        if limits is not None and limits.per_user_sync_limit > 0:
-            try:
-                await limits.hit([Check("sync_user", claims.user_id, limits.per_user_sync_limit)])
-            except TooManyRequests as exc:
-                retry = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-                return exc.status, _PROBLEM_HEADERS, problem_body(exc), retry
-            scope[RATE_COUNTED] = True
         try:
             response = await sync.pull_if_unchanged(claims.space_id, request)
         except KithError:
             return None  # e.g. an unsupported schema version: Litestar says so
         if response is None:
             return None
-        return 200, _JSON_HEADERS, self._encode(response), []
+        return self._encode(response)
 
 
 def _bearer(scope: Scope) -> str | None:

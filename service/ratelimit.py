@@ -1,7 +1,8 @@
 """Rate limits, counted in Redis so that every API process sees the same numbers.
 
-* per client IP on ``register``, ``login`` and ``refresh`` — checked by a guard before the
-  body is even read, so a flood costs one Redis round trip per request;
+* per client IP on ``register``, ``login`` and ``refresh`` — checked in front of the app
+  (:class:`RateLimits`) before the body is even read, so a flood costs one Redis round
+  trip per request;
 * per email on ``login`` (the body names it) — password guessing against one account from
   many addresses. The price: whoever knows an email can keep that account's logins refused
   for a window at a time; devices already signed in are untouched (they refresh);
@@ -40,26 +41,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from litestar.connection import ASGIConnection
-from litestar.handlers import BaseRouteHandler
+from litestar.datastructures import State
 from redis.exceptions import RedisError
 
 from service.auth.tokens import InvalidToken, TokenIssuer
 from service.config import Settings
-from service.errors import TooManyRequests
+from service.errors import ASGIApp, Receive, Scope, Send, TooManyRequests, send_problem
 from service.metrics import RATE_LIMIT_OPEN, RATE_LIMITED, Metrics
 
-__all__ = [
-    "RATE_COUNTED",
-    "Check",
-    "RateLimiter",
-    "client_ip",
-    "parse_networks",
-    "rate_limit_guard",
-]
+__all__ = ["Check", "RateLimiter", "RateLimits", "client_ip", "parse_networks"]
 
 log = logging.getLogger("kith.ratelimit")
 
@@ -183,17 +177,20 @@ class RateLimiter:
 
     # -- what a request counts against ---------------------------------------------------
 
-    async def check_route(self, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
-        """The guard's part: the per-IP limits of the auth routes, the per-user limit of
-        push and pull. Other routes are not limited."""
-        template = connection.scope.get("path_template")
-        if template in self._per_ip:
-            rule, limit = self._per_ip[template]
-            await self.hit([Check(rule, self.client_of(connection), limit)])
-        elif template in self._per_user:
-            user = self._user_of(connection.headers.get("authorization", ""))
+    async def check_request(self, scope: Scope) -> None:
+        """What :class:`RateLimits` counts before the app sees a request: the per-address
+        limits of the auth routes, the per-user limit of push and pull. Other requests are
+        not limited."""
+        if scope["method"] != "POST":
+            return
+        path = scope["path"]
+        if path in self._per_ip:
+            rule, limit = self._per_ip[path]
+            await self.hit([Check(rule, self.client_of(scope), limit)])
+        elif path in self._per_user and self._per_user[path] > 0:
+            user = self._user_of(_header(scope, b"authorization") or "")
             if user is not None:  # no valid token: the handler answers 401 at once
-                await self.hit([Check("sync_user", user, self._per_user[template])])
+                await self.hit([Check("sync_user", user, self._per_user[path])])
 
     async def check_login_email(self, email: str) -> None:
         """The login handler's part, once the body has named the account."""
@@ -205,17 +202,21 @@ class RateLimiter:
         """The caregiver page's sign-in: the same counters as ``/v1/auth/login`` (per
         address and per email), so guessing a password through the page is no cheaper. It
         is checked in the handler, not the guard, so a browser gets a page, not JSON."""
+        client = self.client_of(cast(Scope, connection.scope))
         await self.hit(
             [
-                Check("login_ip", self.client_of(connection), self._login_per_ip),
+                Check("login_ip", client, self._login_per_ip),
                 Check("login_email", _email_subject(email), self._login_per_email),
             ]
         )
 
-    def client_of(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-        client = connection.scope.get("client")
+    def client_of(self, scope: Scope) -> str:
+        client = scope.get("client")
         peer = str(client[0]) if client else None
-        return client_ip(peer, connection.headers.getall("x-forwarded-for", []), self._trusted)
+        forwarded = [
+            bytes(v).decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"
+        ]
+        return client_ip(peer, forwarded, self._trusted)
 
     def _user_of(self, authorization: str) -> str | None:
         """The user a bearer token was issued to. The signature is checked (a forged
@@ -282,16 +283,30 @@ class RateLimiter:
             )
 
 
-#: Set in the scope by code that counted a request before Litestar saw it
-#: (``service/fastpath.py``), so the guard does not count it twice.
-RATE_COUNTED = "kith.rate_counted"
+class RateLimits:
+    """ASGI, in front of the app: count each request against its limits before anything
+    else runs (routing, authentication, the body) and answer 429 problem+json with
+    ``Retry-After`` when one is over. The limiter lives in ``state.limits`` (made by the
+    app's lifespan); until it exists, requests pass uncounted."""
+
+    def __init__(self, app: ASGIApp, state: State) -> None:
+        self.app = app
+        self._state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limiter: RateLimiter | None = getattr(self._state, "limits", None)
+        if limiter is not None and scope["type"] == "http":
+            try:
+                await limiter.check_request(scope)
+            except TooManyRequests as exc:
+                scope["path_template"] = scope["path"]  # the access line names the route
+                await send_problem(send, exc)
+                return
+        await self.app(scope, receive, send)
 
 
-async def rate_limit_guard(
-    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
-) -> None:
-    """An app-wide Litestar guard: guards run before the request body is read."""
-    limiter: RateLimiter | None = getattr(connection.app.state, "limits", None)
-    # service/fastpath.py may have counted this request already before passing it on.
-    if limiter is not None and not connection.scope.get(RATE_COUNTED):
-        await limiter.check_route(connection)
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None

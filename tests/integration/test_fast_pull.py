@@ -3,8 +3,9 @@ the answer the full path gives — and every request it is not sure about reache
 unchanged, body included.
 
 Each request below is sent twice to one running app (real PostgreSQL and Redis): once
-through ``FastPull`` and once straight to Litestar. A counting wrapper shows which ones
-the fast path answered itself.
+through the stack the server runs (``service.app.served``: rate limits, ``FastPull``) and
+once straight to Litestar. A counting wrapper shows which ones the fast path answered
+itself.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ import httpx
 import pytest
 from litestar import Litestar
 
-from service.app import create_app
+from service.app import create_app, served
 from service.config import Settings
-from service.fastpath import FastPull
 from service.logs import ObservedApp
 from sync.cursor import encode_cursor
 from tests.helpers import Account, new_id, pull_all, push, register, stamp
@@ -88,8 +88,8 @@ class Apps:
 async def apps(server_env: dict[str, str]) -> AsyncIterator[Apps]:
     app = create_app(Settings.from_env(server_env))
     counted = Counted(app)
-    fast_app = ObservedApp(FastPull(counted, app.state))
-    full_app = ObservedApp(app)
+    fast_app = served(app, inner=counted)  # as app_from_env serves it
+    full_app = ObservedApp(app)  # Litestar alone
     async with (
         _running(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=fast_app), base_url="http://k") as fast,
@@ -266,7 +266,7 @@ async def test_a_request_it_counted_and_passed_on_is_not_counted_twice(
     env = server_env | {"KITH_RATELIMIT_SYNC_PER_USER": str(limit)}
     app = create_app(Settings.from_env(env))
     counted = Counted(app)
-    transport = httpx.ASGITransport(app=ObservedApp(FastPull(counted, app.state)))
+    transport = httpx.ASGITransport(app=served(app, inner=counted))
     async with _running(app), httpx.AsyncClient(transport=transport, base_url="http://k") as http:
         account = await register(http)  # registering is not a sync request
 
@@ -277,8 +277,8 @@ async def test_a_request_it_counted_and_passed_on_is_not_counted_twice(
         first = await pull(None)  # confirms the session: the fast path knows it from now on
         assert first.status_code == 200, first.text
         await asyncio.sleep(3.5)  # the process trusts its seq memory shortly after starting
-        # From the start again: the fast path counts each of these against the limit, finds
-        # the cursor behind the space and passes the request on to Litestar.
+        # From the start again: each of these is counted against the limit in front of the
+        # app, then the fast path finds the cursor behind the space and passes it on.
         statuses, passed_on = [first.status_code], 0
         for _ in range(limit - 1):
             calls = counted.calls
