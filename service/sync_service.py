@@ -48,6 +48,17 @@ log = logging.getLogger("kith.sync")
 Publish = Callable[[str, int], Awaitable[None]]
 
 
+class SessionCheck(Protocol):
+    """A caller's session to be confirmed by the query that reads for it (see
+    ``service.auth.guard.PendingSession``): ``settle`` raises if it is not live."""
+
+    family_id: str
+    user_id: str
+    device_id: str
+
+    def settle(self, live: bool) -> None: ...
+
+
 class SeqOracle(Protocol):
     """Where the pull learns a space's seq without PostgreSQL (``service.realtime``)."""
 
@@ -320,15 +331,12 @@ class SyncService:
         return PullResponse([], encode_cursor(after), False, self._clock.now(), False)
 
     async def pull(
-        self,
-        caller: Caller,
-        req: PullRequest,
-        *,
-        confirm_session: Callable[[], Awaitable[None]] | None = None,
+        self, caller: Caller, req: PullRequest, *, session: SessionCheck | None = None
     ) -> PullResponse:
         """One page after the cursor. A cursor at the space's latest seq is answered from
-        the seq oracle alone; anything else first awaits ``confirm_session`` (given when
-        the caller's session is known live only from a cache), then reads PostgreSQL."""
+        the seq oracle alone; anything else is one query (``store.pull_page``), which also
+        confirms ``session`` (given when the caller's session is known live only from a
+        cache) before anything it read is returned."""
         check_schema_version(req.schema_version)
         after = _cursor_position(req.cursor)
         latest = None
@@ -336,24 +344,24 @@ class SyncService:
             latest = await self._seqs.latest(caller.space_id)
             if latest == after:  # nothing committed since the cursor: no database needed
                 return PullResponse([], encode_cursor(after), False, self._clock.now(), False)
-        if confirm_session is not None:
-            await confirm_session()
-        position = await store.space_position(self._pool, caller.space_id)
+        page = await store.pull_page(
+            self._pool,
+            caller.space_id,
+            after,
+            req.limit,
+            from_cursor=req.cursor is not None,
+            session=(session.family_id, session.user_id, session.device_id) if session else None,
+        )
+        if session is not None:
+            session.settle(bool(page.session_live))
         if latest is None and self._seqs is not None and req.cursor is not None:
-            await self._seqs.learned(caller.space_id, position.seq)
-        # A cursor older than a purged tombstone (or from the future: another account, a
-        # restored backup) cannot be continued safely: start over, and say so.
-        reset = req.cursor is not None and (after < position.purged_seq or after > position.seq)
-        if reset:
-            after = 0
-        if after >= position.seq:
-            return PullResponse([], encode_cursor(after), False, self._clock.now(), reset)
-        rows = await store.changes_since(self._pool, caller.space_id, after, req.limit + 1)
+            await self._seqs.learned(caller.space_id, page.seq)
+        rows = page.rows
         has_more = len(rows) > req.limit
         rows = rows[: req.limit]
         changes = [ChangeOut(r[0], r[1], msgspec.Raw(r[2]), r[3], r[4]) for r in rows]
-        cursor = encode_cursor(rows[-1][5] if rows else after)
-        return PullResponse(changes, cursor, has_more, self._clock.now(), reset)
+        cursor = encode_cursor(rows[-1][5] if rows else page.after)
+        return PullResponse(changes, cursor, has_more, self._clock.now(), page.reset)
 
     # -- conflict history ---------------------------------------------------------------
 

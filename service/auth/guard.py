@@ -20,7 +20,7 @@ from service.store import accounts as store
 
 __all__ = [
     "Caller",
-    "confirm_session",
+    "PendingSession",
     "resolve_caller",
     "resolve_caller_lazily",
     "verified_session",
@@ -67,13 +67,28 @@ async def resolve_caller_lazily(request: Request[Any, Any, Any]) -> Caller:
     return await resolve_caller(request)
 
 
-async def confirm_session(request: Request[Any, Any, Any], caller: Caller) -> None:
-    """Check in PostgreSQL that ``caller``'s session and device are still live; else 401."""
-    claims = AccessClaims(caller.user_id, caller.device_id, caller.space_id, caller.family_id)
-    if not await _is_live(request, claims):
-        raise Unauthorized(
-            "this session was signed out", code="session_revoked", headers=_CHALLENGE
+class PendingSession:
+    """``caller``'s session, live as far as this process's cache knows, to be confirmed in
+    PostgreSQL by the query that reads for the request (``SyncService.pull`` asks along
+    with the page, one round trip): :meth:`settle` with that answer refreshes the cache
+    and raises 401 for a signed-out session."""
+
+    def __init__(self, request: Request[Any, Any, Any], caller: Caller) -> None:
+        self.family_id, self.user_id = caller.family_id, caller.user_id
+        self.device_id = caller.device_id
+        self._claims = AccessClaims(
+            caller.user_id, caller.device_id, caller.space_id, caller.family_id
         )
+        self._sessions: SessionCache | None = getattr(request.app.state, "sessions", None)
+        self._generation = self._sessions.generation if self._sessions is not None else 0
+
+    def settle(self, live: bool) -> None:
+        if self._sessions is not None:
+            self._sessions.remember(self._claims, live, self._generation)
+        if not live:
+            raise Unauthorized(
+                "this session was signed out", code="session_revoked", headers=_CHALLENGE
+            )
 
 
 async def verified_session(request: Request[Any, Any, Any], token: str) -> AccessClaims:

@@ -74,19 +74,35 @@ class SessionCache:
 
     async def confirm(self, claims: AccessClaims) -> bool:
         """Ask PostgreSQL whether the session and its device are live; remember a yes."""
-        generation = self._generation
+        generation = self.generation
         active = await store.family_is_active(
             self._pool,
             family_id=claims.family_id,
             user_id=claims.user_id,
             device_id=claims.device_id,
         )
-        if active and self._trusted and generation == self._generation:
+        self.remember(claims, active, generation)
+        return active
+
+    @property
+    def generation(self) -> int:
+        """Read before asking PostgreSQL; pass to :meth:`remember` with the answer."""
+        return self._generation
+
+    def remember(self, claims: AccessClaims, active: bool, generation: int) -> None:
+        """PostgreSQL said ``active`` of ``claims``' session (asked at ``generation``, by
+        :meth:`confirm` or by a query that checked it along with other work): keep a yes,
+        unless a revocation was heard of since the question was asked; forget a no."""
+        key = (claims.user_id, claims.device_id)
+        if not active:
+            hit = self._sessions.get(key)
+            if hit is not None and hit[0] == claims.family_id:
+                del self._sessions[key]
+            return
+        if self._trusted and generation == self._generation:
             if len(self._sessions) >= MAX_SESSIONS:
                 self._sessions.clear()
-            key = (claims.user_id, claims.device_id)
             self._sessions[key] = (claims.family_id, time.monotonic() + self._ttl_s)
-        return active
 
     def invalidate(self, user_id: str, device_id: str, *, keep: str | None = None) -> None:
         """Sessions of ``(user, device)`` other than family ``keep`` were revoked."""

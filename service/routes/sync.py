@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from functools import partial
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
@@ -14,7 +13,7 @@ from schemas.common import ID_PATTERN
 from schemas.problem import FieldError
 from schemas.sync import ConflictsResponse, PullRequest, PullResponse, PushRequest, PushResponse
 from schemas.tables import TableName
-from service.auth.guard import Caller, confirm_session, resolve_caller, resolve_caller_lazily
+from service.auth.guard import Caller, PendingSession, resolve_caller, resolve_caller_lazily
 from service.errors import Unprocessable
 from service.sync_service import SyncService
 
@@ -53,9 +52,9 @@ class SyncController(Controller):
         # dependencies in an anyio task group — which costs more than the whole answer.
         sync: SyncService = request.app.state.sync
         # The session may only be known live from this process's cache: enough to say
-        # "nothing new", but confirmed in PostgreSQL before anything is read from it.
-        confirm = None if caller.session_confirmed else partial(confirm_session, request, caller)
-        return await sync.pull(caller, data, confirm_session=confirm)
+        # "nothing new", but confirmed in PostgreSQL before anything read is returned.
+        pending = None if caller.session_confirmed else PendingSession(request, caller)
+        return await sync.pull(caller, data, session=pending)
 
     @get("/conflicts", summary="Values that lost a merge, kept 30 days for their owner")
     async def conflicts(

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from litestar import Litestar
@@ -292,3 +293,32 @@ async def test_a_request_it_counted_and_passed_on_is_not_counted_twice(
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["code"] == "rate_limited"
         assert int(r.headers["retry-after"]) >= 1
+
+
+async def test_a_session_revoked_unheard_is_refused_as_soon_as_a_pull_reads_data(
+    rig: Rig, database_url: str
+) -> None:
+    """If this process never hears of a revocation (the Redis message lost), its cache
+    still says "live" — enough to answer "nothing new" (the documented bound), never enough
+    to hand out data: the page query confirms the session in the same round trip."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "UPDATE token_families SET revoked_at = now() WHERE user_id = $1 AND device_id = $2",
+            rig.account.user_id,
+            rig.account.device_id,
+        )
+    finally:
+        await conn.close()
+    unchanged = await rig.fast.post("/v1/sync/pull", headers=rig.account.headers, json=_body(rig))
+    assert unchanged.status_code == 200
+    assert unchanged.json()["changes"] == []
+    from_start = await rig.fast.post(
+        "/v1/sync/pull", headers=rig.account.headers, json=_body(rig, cursor=None)
+    )
+    assert from_start.status_code == 401, from_start.text
+    assert from_start.json()["code"] == "session_revoked"
+    assert "Sam" not in from_start.text
+    # And the cache has let go of it: the no-change pull is refused now too.
+    again = await rig.fast.post("/v1/sync/pull", headers=rig.account.headers, json=_body(rig))
+    assert again.status_code == 401

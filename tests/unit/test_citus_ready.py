@@ -548,7 +548,7 @@ def test_the_store_reads_and_writes_every_synced_table_by_space() -> None:
         assert upserts, table
         assert loads, table
         assert not unscoped_tables(upserts[0].sql, SPACE_KEYED | {table})
-    pull = [s for s in statements if s.function == "changes_since"]
+    pull = [s for s in statements if s.function == "pull_page"]
     assert len(pull) == 1
     assert all(f"FROM {t} WHERE space_id = $1" in pull[0].sql for t in SYNCED)
 
