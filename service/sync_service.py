@@ -160,7 +160,11 @@ class SyncService:
 
     # -- push ---------------------------------------------------------------------------
 
-    async def push(self, caller: Caller, req: PushRequest) -> PushResponse:
+    async def push(
+        self, caller: Caller, req: PushRequest, *, session: SessionCheck | None = None
+    ) -> PushResponse:
+        """Apply a batch, all of it or none. ``session``, when given, is confirmed live by
+        the statement that takes the space's lock, before anything is read or written."""
         check_schema_version(req.schema_version)
         if req.device_id != caller.device_id:
             raise Forbidden(
@@ -175,8 +179,15 @@ class SyncService:
             req.changes, self._clock, self._max_skew_ms, look_for_nul=b"\\u0000" in sent
         )
         async with self._pool.acquire() as conn, conn.transaction():
-            position = await store.lock_space(conn, caller.space_id)
-            stored = await store.stored_batch(conn, caller.space_id, req.batch_id)
+            start = await store.begin_push(
+                conn,
+                caller.space_id,
+                req.batch_id,
+                (session.family_id, session.user_id, session.device_id) if session else None,
+            )
+            if session is not None:
+                session.settle(bool(start.session_live))
+            position, stored = start.position, start.stored
             if stored is not None:
                 response_bytes, digest = stored
                 if digest is not None and digest != request_hash:
@@ -214,9 +225,10 @@ class SyncService:
                 server_hlc=self._clock.now(),
                 clock_skew_ms=skew,
             )
-            await store.store_batch(
+            await store.finish_push(
                 conn,
                 caller.space_id,
+                seq if seq > position.seq else None,
                 req.batch_id,
                 caller.device_id,
                 _push_encoder.encode(response),
@@ -312,9 +324,7 @@ class SyncService:
         for table, rows in writes.items():
             await store.write_records(conn, space_id, table, rows)
         await store.insert_conflicts(conn, space_id, batch.conflicts)
-        if writes:
-            await store.advance_seq(conn, space_id, seq)
-        return seq
+        return seq  # the space's counter is advanced with the stored answer (finish_push)
 
     # -- pull ---------------------------------------------------------------------------
 

@@ -13,7 +13,13 @@ from schemas.common import ID_PATTERN
 from schemas.problem import FieldError
 from schemas.sync import ConflictsResponse, PullRequest, PullResponse, PushRequest, PushResponse
 from schemas.tables import TableName
-from service.auth.guard import Caller, PendingSession, resolve_caller, resolve_caller_lazily
+from service.auth.guard import (
+    Caller,
+    PendingSession,
+    resolve_caller,
+    resolve_caller_lazily,
+    resolve_caller_unconfirmed,
+)
 from service.errors import Unprocessable
 from service.sync_service import SyncService
 
@@ -29,14 +35,19 @@ class SyncController(Controller):
     dependencies = {"caller": Provide(resolve_caller)}
     security = [{"bearer": []}]
 
-    @post("/push", status_code=200, summary="Send local changes (idempotent per batch_id)")
+    @post(
+        "/push",
+        status_code=200,
+        summary="Send local changes (idempotent per batch_id)",
+        dependencies={"caller": Provide(resolve_caller_unconfirmed)},
+    )
     async def push(
         self, request: Request[Any, Any, Any], caller: CallerDep, data: JSONBody[PushRequest]
     ) -> PushResponse:
         # The service from the state, as in ``pull``: a second injected dependency would
         # make Litestar resolve them in an anyio task group (~5 % of a sync's CPU).
         sync: SyncService = request.app.state.sync
-        return await sync.push(caller, data)
+        return await sync.push(caller, data, session=PendingSession(request, caller))
 
     @post(
         "/pull",

@@ -27,11 +27,14 @@ __all__ = [
     "ConflictRow",
     "ConflictWrite",
     "PullPage",
+    "PushStart",
     "RecordWrite",
     "SpacePosition",
     "advance_seq",
+    "begin_push",
     "conflicts_since",
     "deleted_contacts",
+    "finish_push",
     "insert_conflicts",
     "interactions_of_contacts",
     "load_records",
@@ -41,8 +44,6 @@ __all__ = [
     "purge_tombstones",
     "space_position",
     "space_seqs",
-    "store_batch",
-    "stored_batch",
     "write_records",
 ]
 
@@ -122,31 +123,64 @@ async def advance_seq(conn: Connection, space_id: str, seq: int) -> None:
     await conn.execute("UPDATE spaces SET seq = $2 WHERE id = $1", space_id, seq)
 
 
-async def stored_batch(
-    conn: Connection, space_id: str, batch_id: str
-) -> tuple[bytes, bytes | None] | None:
-    """The stored response of a batch and the hash of what it carried, if it was applied."""
+@dataclass(frozen=True, slots=True)
+class PushStart:
+    """What a push learns under the space's lock, in one round trip."""
+
+    position: SpacePosition
+    stored: tuple[bytes, bytes | None] | None  # an applied batch's response and hash
+    session_live: bool | None  # None: not asked
+
+
+async def begin_push(
+    conn: Connection, space_id: str, batch_id: str, session: tuple[str, str, str] | None
+) -> PushStart:
+    """Take the space's write lock (held to commit) and read, in the same statement, its
+    counters, the stored answer of ``batch_id`` if that batch was applied, and whether
+    ``session`` = (family, user, device) is live."""
     row = await conn.fetchrow(
-        "SELECT response, request_hash FROM sync_batches WHERE space_id = $1 AND batch_id = $2",
+        """
+        SELECT s.seq, s.purged_seq, b.response, b.request_hash,
+               CASE WHEN $3::text IS NULL THEN NULL ELSE EXISTS (
+                   SELECT 1 FROM token_families f
+                   JOIN devices d ON d.user_id = f.user_id AND d.id = f.device_id
+                   WHERE f.id = $3 AND f.user_id = $4 AND f.device_id = $5
+                     AND f.revoked_at IS NULL AND d.revoked_at IS NULL
+               ) END AS session_live
+        FROM spaces s
+        LEFT JOIN sync_batches b ON b.space_id = s.id AND b.batch_id = $2
+        WHERE s.id = $1
+        FOR UPDATE OF s
+        """,
         space_id,
         batch_id,
+        *(session or (None, None, None)),
     )
     if row is None:
-        return None
-    digest = row["request_hash"]
-    return bytes(row["response"]), bytes(digest) if digest is not None else None
+        raise LookupError("space does not exist")
+    stored = None
+    if row["response"] is not None:
+        digest = row["request_hash"]
+        stored = bytes(row["response"]), bytes(digest) if digest is not None else None
+    return PushStart(SpacePosition(row["seq"], row["purged_seq"]), stored, row["session_live"])
 
 
-async def store_batch(
+async def finish_push(
     conn: Connection,
     space_id: str,
+    seq: int | None,
     batch_id: str,
     device_id: str,
     response: bytes,
     request_hash: bytes,
 ) -> None:
+    """Store the batch's answer (a retry gets it back) and, if it wrote anything, advance
+    the space's counter to ``seq`` — one statement."""
     await conn.execute(
         """
+        WITH advanced AS (
+            UPDATE spaces SET seq = $6 WHERE id = $1 AND $6::bigint IS NOT NULL
+        )
         INSERT INTO sync_batches (space_id, batch_id, device_id, response, request_hash)
         VALUES ($1, $2, $3, $4, $5)
         """,
@@ -155,6 +189,7 @@ async def store_batch(
         device_id,
         response,
         request_hash,
+        seq,
     )
 
 

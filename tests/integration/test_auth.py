@@ -18,7 +18,17 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.helpers import PASSWORD, Account, expect_problem, login, new_id, register
+from tests.helpers import (
+    PASSWORD,
+    Account,
+    expect_problem,
+    login,
+    new_id,
+    pull_all,
+    push,
+    register,
+    stamp,
+)
 
 #: Every 401 a client can see carries one of these codes; clients branch on them.
 AUTH_CODES = {"unauthenticated", "invalid_token", "session_revoked"}
@@ -435,3 +445,35 @@ async def test_no_password_token_or_journal_text_reaches_the_server_log(
     assert "kith API process ready" in log  # the file really is this server's output
     for value in (secret, password, tokens["access_token"], tokens["refresh_token"], email):
         assert value not in log
+
+
+async def test_a_signed_out_device_can_neither_push_nor_replay_an_applied_batch(
+    http: httpx.AsyncClient,
+) -> None:
+    """The push confirms the session in the statement that takes the space's lock: a
+    signed-out device writes nothing, and cannot read back a batch's stored answer."""
+    ana = await register(http)
+    tablet = await login(http, ana.email, new_id("tablet"))
+    applied = new_id("batch")
+    sam = {"table": "contacts", "id": new_id("contact"), "hlc": stamp(ana.device_id)}
+    await push(http, ana, [sam | {"fields": {"display_name": "Sam"}}], batch_id=applied)
+
+    r = await http.post("/v1/auth/logout", headers=ana.headers)
+    assert r.status_code == 204
+    lee = {"table": "contacts", "id": new_id("contact"), "hlc": stamp(ana.device_id)}
+    for batch_id, change in ((new_id("batch"), lee), (applied, sam)):
+        body = {
+            "device_id": ana.device_id,
+            "batch_id": batch_id,
+            "schema_version": 1,
+            "changes": [change | {"fields": {"display_name": "Lee"}}],
+        }
+        r = await http.post("/v1/sync/push", headers=ana.headers, json=body)
+        _expect_401(r, "session_revoked")
+        assert "seq" not in r.json()
+
+    records, _ = await pull_all(http, tablet)
+    names = {
+        k[1]: v["fields"].get("display_name") for k, v in records.items() if k[0] == "contacts"
+    }
+    assert names == {sam["id"]: "Sam"}
