@@ -19,6 +19,8 @@ lint: $(STAMP)       ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 bench: $(STAMP)      ## benchmarks, each next to its ceiling measured in the same run
+	@command -v wrk >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || true
 	$(BIN)/python -m bench
 
 openapi: $(STAMP)    ## write schemas/openapi.json and schemas/tables.schema.json for client generators

@@ -46,6 +46,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.utils import normalize_path
 from redis.exceptions import RedisError
 
 from service.auth.tokens import InvalidToken, TokenIssuer
@@ -183,7 +184,7 @@ class RateLimiter:
         not limited."""
         if scope["method"] != "POST":
             return
-        path = scope["path"]
+        path = routed_path(scope)
         if path in self._per_ip:
             rule, limit = self._per_ip[path]
             await self.hit([Check(rule, self.client_of(scope), limit)])
@@ -299,10 +300,19 @@ class RateLimits:
             try:
                 await limiter.check_request(scope)
             except TooManyRequests as exc:
-                scope["path_template"] = scope["path"]  # the access line names the route
+                scope["path_template"] = routed_path(scope)  # the access line names the route
                 await send_problem(send, exc)
                 return
         await self.app(scope, receive, send)
+
+
+def routed_path(scope: Scope) -> str:
+    """The path as Litestar's router matches it (root path removed, slashes normalised):
+    ``//v1/auth/login/`` reaches the login handler, so it must count as a login too."""
+    path = str(scope["path"])
+    if root_path := scope.get("root_path", ""):
+        path = path.split(root_path, maxsplit=1)[-1]
+    return normalize_path(path)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
