@@ -121,7 +121,8 @@ async def nochange_pull(stack: Stack, plan: Plan) -> AsyncIterator[Result]:
     best_kith = max(kith, key=lambda load: load.rate)
     best_floor = max(floor, key=lambda load: load.rate)
     if best_kith.errors or best_floor.errors or paced_kith.errors or paced_floor.errors:
-        raise RuntimeError(f"non-2xx answers or socket errors: {best_kith} {best_floor}")
+        loads = (best_kith, best_floor, paced_kith, paced_floor)
+        raise RuntimeError(f"non-2xx answers or socket errors: {loads}")
     notes = _notes(kith, floor, single_kith, single_floor)
     yield Result(
         f"no-change pull, {CONNECTIONS} connections (vs a bare Litestar handler)",

@@ -227,6 +227,7 @@ class RequestObserver(Protocol):
 
 
 _QUIET_ROUTES = frozenset({"/health/live", "/health/ready", "/metrics"})
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _CONVERTER = re.compile(r"\{(\w+):\w+\}")
 
 
@@ -287,6 +288,8 @@ class ObservedApp:
 
     def _finish(self, scope: Scope, status: int, seconds: float) -> None:
         method, route = str(scope.get("method", "")), route_of(scope)
+        if method not in _METHODS:
+            method = "OTHER"  # a client's own token: bounded labels, nothing echoed
         if self._observer is not None:
             self._observer.http_request(method, route, status, seconds)
         level = logging.DEBUG if route in _QUIET_ROUTES and status < 500 else logging.INFO
@@ -336,7 +339,11 @@ def write_access_line(level: int, method: str, route: str, status: int, seconds:
         return
     handler = _direct_handler()
     duration_ms = round(seconds * 1000, 2)
-    if handler is None or level < handler.level:
+    if (
+        handler is None
+        or level < handler.level
+        or not _write_direct(handler, level, method, route, status, duration_ms)
+    ):
         access_log.log(
             level,
             "%s %s %d",
@@ -345,7 +352,18 @@ def write_access_line(level: int, method: str, route: str, status: int, seconds:
             status,
             extra={"method": method, "route": route, "status": status, "duration_ms": duration_ms},
         )
-        return
+
+
+def _write_direct(
+    handler: logging.StreamHandler[Any],
+    level: int,
+    method: str,
+    route: str,
+    status: int,
+    duration_ms: float,
+) -> bool:
+    """Write the line; False if the stream refused it (``logging`` then reports that as it
+    reports any handler error, instead of the request failing)."""
     entry: dict[str, object] = {
         "time": _utc_millis(time.time()),
         "level": logging.getLevelName(level),
@@ -358,6 +376,10 @@ def write_access_line(level: int, method: str, route: str, status: int, seconds:
         entry["request_id"] = request_id
     entry |= {"method": method, "route": route, "status": status, "duration_ms": duration_ms}
     line = _encode(entry).decode()
-    with handler.lock or contextlib.nullcontext():
-        handler.stream.write(line + handler.terminator)
-        handler.flush()
+    try:
+        with handler.lock or contextlib.nullcontext():
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+    except Exception:
+        return False
+    return True

@@ -244,6 +244,7 @@ class Subscription:
         # No timeout per read (``wait_for`` costs a task and a timer per message, and every
         # no-change pull's barrier is a message): a watchdog checks for silence instead.
         self._heard = time.monotonic()
+        self._silent = False
         watchdog = asyncio.create_task(self._watch(), name="kith-redis-keepalive")
         try:
             while True:
@@ -258,7 +259,6 @@ class Subscription:
     async def _watch(self) -> None:
         """PING a connection silent for ``keepalive_s``; drop one silent for two periods
         (the read loop then ends, and ``_run`` reconnects)."""
-        self._silent = False
         while True:
             await asyncio.sleep(self._keepalive_s / 2)
             silent_for = time.monotonic() - self._heard

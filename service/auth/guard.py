@@ -34,8 +34,9 @@ class Caller:
     device_id: str
     space_id: str
     family_id: str
-    # False only from ``resolve_caller_lazily``: the session is live as far as this
-    # process knows (its cache), not yet confirmed in PostgreSQL for this request.
+    # False from ``resolve_caller_lazily`` (the session is live as far as this process's
+    # cache knows) and ``resolve_caller_unconfirmed`` (not checked yet): the handler then
+    # confirms it in PostgreSQL (``PendingSession``) before anything is read or written.
     session_confirmed: bool = True
 
 
@@ -51,8 +52,8 @@ async def resolve_caller(request: Request[Any, Any, Any]) -> Caller:
 async def resolve_caller_lazily(request: Request[Any, Any, Any]) -> Caller:
     """For ``POST /v1/sync/pull`` only: like :func:`resolve_caller`, but a session this
     process knows to be live (see ``service.auth.sessions``) is not re-checked now. The
-    pull confirms it (:func:`confirm_session`) before it reads anything from the database;
-    only a "nothing new" answer is ever given on the cache's word."""
+    pull confirms it (:class:`PendingSession`) in the query that reads its page, before
+    anything read is returned; only a "nothing new" answer is given on the cache's word."""
     token = _bearer(request)
     sessions: SessionCache | None = getattr(request.app.state, "sessions", None)
     if sessions is not None:

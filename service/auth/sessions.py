@@ -7,9 +7,11 @@ Two caches, both per process:
   pull; a token that verified once stays valid until its ``exp`` (plus the same leeway),
   so the result is kept until then. Only tokens with a valid signature are ever kept.
 * **live sessions** — ``(user, device) → family`` confirmed live in PostgreSQL within the
-  last ``SESSION_CACHE_S``. Only ``POST /v1/sync/pull`` consults it
-  (``guard.resolve_caller_lazily``), and only to answer "nothing new": a pull with
-  something to return, and every other route, confirm the session in PostgreSQL first.
+  last ``SESSION_CACHE_S``. Only ``POST /v1/sync/pull`` consults it (``FastPull`` in
+  ``service/fastpath.py`` and ``guard.resolve_caller_lazily``), and only to answer "nothing
+  new": a pull with something to return confirms the session in the same query that reads
+  the page, and every other route confirms it in PostgreSQL before anything is read or
+  written. Each confirmation refreshes the cache, and a "no" removes the entry.
 
 Every revocation (logout, device removed, refresh token replayed, a new login on the
 device) is applied to the revoking process's cache before that request answers, and

@@ -42,8 +42,12 @@ def _only_kith_json() -> None:
     root.handlers = [h for h in root.handlers if h.get_name() == "kith-json"]
 
 
-def test_the_direct_line_is_the_formatters_line(kith_json: io.StringIO) -> None:
+def test_the_direct_line_is_the_formatters_line(
+    kith_json: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _only_kith_json()
+    through_logging: list[logging.LogRecord] = []
+    monkeypatch.setattr(access_log, "handle", through_logging.append)
     write_access_line(logging.INFO, "POST", "/v1/sync/pull", 200, 0.000421)
     access_log.info(
         "%s %s %d",
@@ -52,6 +56,10 @@ def test_the_direct_line_is_the_formatters_line(kith_json: io.StringIO) -> None:
         200,
         extra={"method": "POST", "route": "/v1/sync/pull", "status": 200, "duration_ms": 0.42},
     )
+    # The first line did not go through logging (the second did, and was captured above
+    # instead of written: write it through the handler as logging would have).
+    [record] = through_logging
+    logging.getLogger().handlers[0].handle(record)
     direct, logged = (json.loads(line) for line in kith_json.getvalue().splitlines())
     assert direct.keys() == logged.keys()
     assert list(direct) == list(logged)  # same order of keys too
