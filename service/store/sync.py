@@ -123,6 +123,19 @@ async def advance_seq(conn: Connection, space_id: str, seq: int) -> None:
     await conn.execute("UPDATE spaces SET seq = $2 WHERE id = $1", space_id, seq)
 
 
+# Whether the session ($3, $4, $5) = (family, user, device) is live — the check of
+# ``accounts.family_is_active`` — or NULL when not asked: part of the push's first
+# statement and of a pull page, so neither needs a round trip of its own for it.
+_SESSION_LIVE = """
+    CASE WHEN $3::text IS NULL THEN NULL ELSE EXISTS (
+        SELECT 1 FROM token_families f
+        JOIN devices d ON d.user_id = f.user_id AND d.id = f.device_id
+        WHERE f.id = $3 AND f.user_id = $4 AND f.device_id = $5
+          AND f.revoked_at IS NULL AND d.revoked_at IS NULL
+    ) END AS session_live
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class PushStart:
     """What a push learns under the space's lock, in one round trip."""
@@ -132,6 +145,19 @@ class PushStart:
     session_live: bool | None  # None: not asked
 
 
+_BEGIN_PUSH = (
+    """
+        SELECT s.seq, s.purged_seq, b.response, b.request_hash,"""
+    + _SESSION_LIVE
+    + """
+        FROM spaces s
+        LEFT JOIN sync_batches b ON b.space_id = s.id AND b.batch_id = $2
+        WHERE s.id = $1
+        FOR UPDATE OF s
+        """
+)
+
+
 async def begin_push(
     conn: Connection, space_id: str, batch_id: str, session: tuple[str, str, str] | None
 ) -> PushStart:
@@ -139,19 +165,7 @@ async def begin_push(
     counters, the stored answer of ``batch_id`` if that batch was applied, and whether
     ``session`` = (family, user, device) is live."""
     row = await conn.fetchrow(
-        """
-        SELECT s.seq, s.purged_seq, b.response, b.request_hash,
-               CASE WHEN $3::text IS NULL THEN NULL ELSE EXISTS (
-                   SELECT 1 FROM token_families f
-                   JOIN devices d ON d.user_id = f.user_id AND d.id = f.device_id
-                   WHERE f.id = $3 AND f.user_id = $4 AND f.device_id = $5
-                     AND f.revoked_at IS NULL AND d.revoked_at IS NULL
-               ) END AS session_live
-        FROM spaces s
-        LEFT JOIN sync_batches b ON b.space_id = s.id AND b.batch_id = $2
-        WHERE s.id = $1
-        FOR UPDATE OF s
-        """,
+        _BEGIN_PUSH,
         space_id,
         batch_id,
         *(session or (None, None, None)),
@@ -312,27 +326,24 @@ _PULL_PAGE = (
     """
     WITH pos AS (
         SELECT seq, purged_seq,
-               $4 AND ($2 < purged_seq OR $2 > seq) AS reset
+               $7 AND ($2 < purged_seq OR $2 > seq) AS reset
         FROM spaces WHERE id = $1
     ), eff AS (
         SELECT seq, purged_seq, reset, CASE WHEN reset THEN 0 ELSE $2 END AS after FROM pos
     )
     SELECT c.tbl, c.id, c.fields, c.deleted, c.hlc, c.seq,
            eff.seq AS space_seq, eff.reset, eff.after,
-           CASE WHEN $5::text IS NULL THEN NULL ELSE EXISTS (
-               SELECT 1 FROM token_families f
-               JOIN devices d ON d.user_id = f.user_id AND d.id = f.device_id
-               WHERE f.id = $5 AND f.user_id = $6 AND f.device_id = $7
-                 AND f.revoked_at IS NULL AND d.revoked_at IS NULL
-           ) END AS session_live
+           """
+    + _SESSION_LIVE
+    + """
     FROM eff LEFT JOIN LATERAL (
         SELECT * FROM ("""
     + " UNION ALL ".join(
         f"(SELECT '{t}' AS tbl, id, fields::text AS fields, deleted, hlc, seq FROM {t}"
-        f" WHERE space_id = $1 AND seq > eff.after ORDER BY seq LIMIT $3)"
+        f" WHERE space_id = $1 AND seq > eff.after ORDER BY seq LIMIT $6)"
         for t in SYNCED_TABLES
     )
-    + """) AS u ORDER BY seq LIMIT $3
+    + """) AS u ORDER BY seq LIMIT $6
     ) AS c ON true
     """  # no outer ORDER BY: PostgreSQL would sort again; the caller sorts (already sorted)
 )
@@ -366,7 +377,7 @@ async def pull_page(
     with the space's counters; ``session`` = (family, user, device) is checked live too."""
     family, user, device = session if session is not None else (None, None, None)
     records = await conn.fetch(
-        _PULL_PAGE, space_id, after_seq, limit + 1, from_cursor, family, user, device
+        _PULL_PAGE, space_id, after_seq, family, user, device, limit + 1, from_cursor
     )
     if not records:
         raise LookupError("space does not exist")
