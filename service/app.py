@@ -22,13 +22,14 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from service import heap
 from service.accounts import AccountService
+from service.asgi import ASGIApp
 from service.auth.passwords import Passwords
 from service.auth.sessions import SessionCache
 from service.auth.tokens import TokenIssuer, load_or_create_keys
 from service.care.service import CareService
 from service.config import Settings
 from service.db import create_pool
-from service.errors import ASGIApp, exception_handlers
+from service.errors import exception_handlers
 from service.fastpath import FastPull
 from service.logs import ObservedApp, configure_logging
 from service.metrics import Metrics, flushing, metrics_route, sync_counter
@@ -120,7 +121,9 @@ def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def observability(app: Litestar) -> AsyncIterator[None]:
         """Rate limits and the metrics flush, on the Redis client ``lifespan`` opened."""
-        app.state.limits = RateLimiter(app.state.redis, settings, metrics, tokens)
+        app.state.limits = RateLimiter(
+            app.state.redis, settings, metrics, app.state.sessions.claims
+        )
         async with flushing(metrics, app.state.redis):
             yield
 

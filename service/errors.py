@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import asyncpg
@@ -33,6 +32,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
 from schemas.problem import FieldError, Problem
+from service.asgi import Send
 
 __all__ = [
     "BadRequest",
@@ -51,13 +51,6 @@ __all__ = [
     "send_problem",
 ]
 
-# ASGI, for the layers that answer in front of Litestar (service/fastpath.py,
-# service/ratelimit.py).
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[..., Awaitable[None]]
 
 log = logging.getLogger("kith.errors")
 

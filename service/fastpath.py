@@ -27,8 +27,9 @@ import msgspec
 from litestar.datastructures import State
 
 from schemas.sync import PullRequest
+from service.asgi import ASGIApp, Message, Receive, Scope, Send, bearer_token
 from service.auth.tokens import InvalidToken
-from service.errors import ASGIApp, KithError, Message, Receive, Scope, Send
+from service.errors import KithError
 
 __all__ = ["PULL_PATH", "FastPull"]
 
@@ -70,7 +71,7 @@ class FastPull:
         sessions, sync = getattr(state, "sessions", None), getattr(state, "sync", None)
         if sessions is None or sync is None:
             return None  # not started yet, or shutting down
-        token = _bearer(scope)
+        token = bearer_token(scope)
         if token is None:
             return None
         try:
@@ -87,15 +88,6 @@ class FastPull:
         if response is None:
             return None
         return self._encode(response)
-
-
-def _bearer(scope: Scope) -> str | None:
-    for key, value in scope["headers"]:
-        if key == b"authorization":
-            scheme, _, token = bytes(value).decode("latin-1").partition(" ")
-            token = token.strip()
-            return token if scheme.lower() == "bearer" and token else None
-    return None
 
 
 async def _read_small_body(receive: Receive) -> tuple[list[Message], bytes | None]:

@@ -30,11 +30,12 @@ import secrets
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any, Protocol
 
 import msgspec
+
+from service.asgi import ASGIApp, Message, Receive, Scope, Send, header
 
 __all__ = [
     "JsonFormatter",
@@ -51,12 +52,6 @@ __all__ = [
 #: The id of the request (or job) being handled; every log line carries it when set.
 request_id_var: ContextVar[str | None] = ContextVar("kith_request_id", default=None)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-# Any ASGI callable (Litestar's own signature is narrower than these generic types).
-ASGIApp = Callable[..., Awaitable[None]]
 
 access_log = logging.getLogger("kith.access")
 
@@ -240,13 +235,6 @@ def route_of(scope: Scope) -> str:
     return _CONVERTER.sub(r"{\1}", template)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
 class ObservedApp:
     """The ASGI app with a request id, an access line and a latency sample per request.
 
@@ -262,7 +250,7 @@ class ObservedApp:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = accept_request_id(_header(scope, b"x-request-id"))
+        request_id = accept_request_id(header(scope, b"x-request-id"))
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 0

@@ -38,8 +38,7 @@ import ipaddress
 import logging
 import math
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -49,9 +48,10 @@ from litestar.datastructures import State
 from litestar.utils import normalize_path
 from redis.exceptions import RedisError
 
-from service.auth.tokens import InvalidToken, TokenIssuer
+from service.asgi import ASGIApp, Receive, Scope, Send, bearer_token
+from service.auth.tokens import AccessClaims, InvalidToken
 from service.config import Settings
-from service.errors import ASGIApp, Receive, Scope, Send, TooManyRequests, send_problem
+from service.errors import TooManyRequests, send_problem
 from service.metrics import RATE_LIMIT_OPEN, RATE_LIMITED, Metrics
 
 __all__ = ["Check", "RateLimiter", "RateLimits", "client_ip", "parse_networks"]
@@ -81,7 +81,6 @@ _PREFIX = "kith:{rl}:"
 REDIS_TIMEOUT_S = 0.5
 SKIP_AFTER_FAILURE_S = 5.0
 WARN_EVERY_S = 60.0
-_TOKEN_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +148,16 @@ class RateLimiter:
         client: aioredis.Redis,
         settings: Settings,
         metrics: Metrics,
-        tokens: TokenIssuer,
+        claims: Callable[[str], AccessClaims],
     ) -> None:
+        """``claims``: a verified token's claims, raising ``InvalidToken`` otherwise — the
+        session cache's (``SessionCache.claims``), so a token is verified once per process
+        for the limiter, the fast path and the handlers alike."""
         self._script = client.register_script(_SCRIPT)
         self._window_ms = settings.ratelimit_window_s * 1000
         self._trusted = parse_networks(settings.trusted_proxies)
         self._metrics = metrics
-        self._tokens = tokens
+        self._claims = claims
         self._login_per_email = settings.ratelimit_login_per_email
         self._login_per_ip = settings.ratelimit_login_per_ip
         self._per_ip = {
@@ -169,7 +171,6 @@ class RateLimiter:
         }
         self._skip_until = 0.0
         self._warned_at = -math.inf
-        self._users: OrderedDict[str, str] = OrderedDict()
 
     @property
     def per_user_sync_limit(self) -> int:
@@ -189,7 +190,7 @@ class RateLimiter:
             rule, limit = self._per_ip[path]
             await self.hit([Check(rule, self.client_of(scope), limit)])
         elif path in self._per_user and self._per_user[path] > 0:
-            user = self._user_of(_header(scope, b"authorization") or "")
+            user = self._user_of(scope)
             if user is not None:  # no valid token: the handler answers 401 at once
                 await self.hit([Check("sync_user", user, self._per_user[path])])
 
@@ -219,26 +220,17 @@ class RateLimiter:
         ]
         return client_ip(peer, forwarded, self._trusted)
 
-    def _user_of(self, authorization: str) -> str | None:
-        """The user a bearer token was issued to. The signature is checked (a forged
-        ``sub`` must not spend someone else's allowance) once per token per process: the
-        answer is cached, and expiry does not matter for choosing whose counter to use."""
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+    def _user_of(self, scope: Scope) -> str | None:
+        """The user the request's bearer token was issued to, if it is valid: the signature
+        is checked (a forged ``sub`` must not spend someone else's allowance). An invalid or
+        expired token is not counted; the handler answers it 401 without other work."""
+        token = bearer_token(scope)
+        if token is None:
             return None
-        user = self._users.get(token)
-        if user is not None:
-            self._users.move_to_end(token)
-            return user
         try:
-            user = self._tokens.verify_access(token).user_id
+            return self._claims(token).user_id
         except InvalidToken:
             return None
-        self._users[token] = user
-        if len(self._users) > _TOKEN_CACHE_SIZE:
-            self._users.popitem(last=False)
-        return user
 
     # -- counting -------------------------------------------------------------------------
 
@@ -313,10 +305,3 @@ def routed_path(scope: Scope) -> str:
     if root_path := scope.get("root_path", ""):
         path = path.split(root_path, maxsplit=1)[-1]
     return normalize_path(path)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
