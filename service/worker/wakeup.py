@@ -47,5 +47,5 @@ async def listen(redis_url: str, on_wake: Callable[[], None], stop: asyncio.Even
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
             await client.aclose()

@@ -15,10 +15,10 @@ import asyncpg
 import httpx
 
 from service.care.escalation import CARE_CHECK_IN, CHECKIN_TICK, Escalation
+from service.care.jobs import CarePushJobs
 from service.care.service import CareService
 from service.push.factory import build_providers
-from service.sync_service import SyncService
-from service.worker.care import CarePushJobs
+from service.sync.service import SyncService
 from service.worker.runner import Job
 from sync.hlc import Clock
 from tests.helpers import Account, expect_problem, new_id, pull_all, push, register, stamp
@@ -410,7 +410,7 @@ async def test_a_check_in_wakes_the_workers_at_once(
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
         assert message["channel"] == JOBS_CHANNEL.encode()
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
         await client.aclose()
 
 

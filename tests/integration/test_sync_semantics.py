@@ -366,7 +366,7 @@ async def test_every_commit_pokes_the_space_on_redis(
         # Only the space and a number: no user data on the bus.
         assert set(pokes[-1]) == {"space", "seq"}
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
         await client.aclose()
 
 
