@@ -1,6 +1,6 @@
 """The no-change pull: ``POST /v1/sync/pull`` whose cursor is the space's latest seq — what
 every device sends on every sync when nothing happened, so the most frequent request Kith
-answers. It is answered from the process's seq memory (``service/realtime.py``) and session
+answers. It is answered from the process's seq memory (``service/sync/realtime.py``) and session
 cache, without PostgreSQL; this measures requests/s at 64 concurrent keep-alive connections
 and the p99 latency, next to a bare Litestar handler (one POST route returning a fixed JSON
 body of the same shape) served by Granian with the same settings.

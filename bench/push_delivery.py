@@ -40,9 +40,9 @@ import redis.asyncio as aioredis
 
 from bench.measure import Plan, Result, Samples, rounds
 from bench.servers import Stack
-from service.db import create_pool
 from service.push.base import Address, Notification
 from service.push.factory import build_providers
+from service.store.db import create_pool
 from service.worker.wakeup import notify
 from tests.integration.push_support import (
     KEY_ID,

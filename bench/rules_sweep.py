@@ -36,10 +36,10 @@ import asyncpg
 
 from bench.measure import Plan, Result
 from bench.servers import Stack
-from service.db import create_pool
-from service.insights import InsightEvaluator
-from service.seed import ProgressBar, SeedOptions, seed_database
+from service.insights.service import InsightEvaluator
+from service.store.db import create_pool
 from service.store.insights import load_histories
+from service.sync.seed import ProgressBar, SeedOptions, seed_database
 from sync.hlc import Clock
 
 __all__ = ["DEFAULT_PEOPLE", "people_from_env", "rules_sweep", "sweep"]

@@ -27,8 +27,8 @@ import asyncpg
 import httpx
 import psutil
 
-from service.embedded import drop_database, ensure_database, start_postgres, start_valkey
-from service.migrate import migrate
+from service.infra.embedded import drop_database, ensure_database, start_postgres, start_valkey
+from service.infra.migrate import migrate
 
 __all__ = ["ApiProcess", "Stack", "stack"]
 

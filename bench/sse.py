@@ -41,7 +41,7 @@ import psutil
 
 from bench.measure import Plan, Result
 from bench.servers import ApiProcess, Stack, _api_env, _free_port, _process
-from service.auth.tokens import AccessClaims, TokenIssuer, load_or_create_keys
+from service.accounts.tokens import AccessClaims, TokenIssuer, load_or_create_keys
 
 __all__ = ["sse_streams"]
 

@@ -20,30 +20,30 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from service import heap
-from service.accounts import AccountService
-from service.asgi import ASGIApp
-from service.auth.passwords import Passwords
-from service.auth.sessions import SessionCache
-from service.auth.tokens import TokenIssuer, load_or_create_keys
+from service.accounts.passwords import Passwords
+from service.accounts.service import AccountService
+from service.accounts.sessions import SessionCache
+from service.accounts.tokens import TokenIssuer, load_or_create_keys
 from service.care.service import CareService
 from service.config import Settings
-from service.db import create_pool
 from service.errors import exception_handlers
-from service.fastpath import FastPull
-from service.logs import ObservedApp, configure_logging
-from service.metrics import Metrics, flushing, metrics_route, sync_counter
-from service.ratelimit import RateLimiter, RateLimits
-from service.realtime import ChangeNotifier, Realtime
-from service.routes.auth import AuthController
-from service.routes.care import CareController
-from service.routes.devices import DeviceController
-from service.routes.events import EventsController
-from service.routes.health import live, ready
-from service.routes.nudges import NudgeController
-from service.routes.sync import SyncController
-from service.sync_service import SyncService
-from service.web.pages import CarePages
+from service.http.fastpath import FastPull
+from service.http.ratelimit import RateLimiter, RateLimits
+from service.http.routes.auth import AuthController
+from service.http.routes.care import CareController
+from service.http.routes.devices import DeviceController
+from service.http.routes.events import EventsController
+from service.http.routes.health import live, ready
+from service.http.routes.nudges import NudgeController
+from service.http.routes.sync import SyncController
+from service.http.web.pages import CarePages
+from service.infra import heap
+from service.infra.asgi import ASGIApp
+from service.infra.logs import ObservedApp, configure_logging
+from service.infra.metrics import Metrics, flushing, metrics_route, sync_counter
+from service.store.db import create_pool
+from service.sync.realtime import ChangeNotifier, Realtime
+from service.sync.service import SyncService
 from service.worker.wakeup import notify
 from sync.hlc import Clock
 
@@ -62,7 +62,7 @@ def create_app(settings: Settings) -> Litestar:
     # The server's own HLC node: distinct per process, so two API processes never mint
     # the same stamp for their server writes.
     clock = Clock(f"srv-{secrets.token_hex(4)}")
-    metrics = Metrics()  # this process's deltas, flushed to Redis (service/metrics.py)
+    metrics = Metrics()  # this process's deltas, flushed to Redis (service/infra/metrics.py)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -108,8 +108,8 @@ def create_app(settings: Settings) -> Litestar:
             wake_workers=lambda: notify(redis_client),
         )
         app.state.care = CareService(pool, app.state.sync)
-        await realtime.start()  # one Redis subscription per process (service/realtime.py)
-        heap.settle()  # start-up objects frozen, fewer collections (service/heap.py)
+        await realtime.start()  # one Redis subscription per process (service/sync/realtime.py)
+        heap.settle()  # start-up objects frozen, fewer collections (service/infra/heap.py)
         try:
             yield
         finally:
@@ -154,7 +154,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan, observability],
         state=State({"metrics": metrics}),
         after_request=sync_counter(metrics),
-        logging_config=None,  # service/logs.py configures logging, once, as JSON
+        logging_config=None,  # service/infra/logs.py configures logging, once, as JSON
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

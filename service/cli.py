@@ -25,15 +25,15 @@ from typing import Any
 import asyncpg
 
 from service.config import Settings, SettingsError
-from service.migrate import migrate
-from service.seed import SeedError
+from service.infra.migrate import migrate
+from service.sync.seed import SeedError
 
 __all__ = ["main"]
 
 
 def _embedded_env(settings: Settings) -> Settings:
     """Fill in DATABASE_URL / REDIS_URL with embedded servers where they are not set."""
-    from service.embedded import ensure_database, start_postgres, start_valkey
+    from service.infra.embedded import ensure_database, start_postgres, start_valkey
 
     database_url, redis_url = settings.database_url, settings.redis_url
     if not database_url:
@@ -75,7 +75,7 @@ def _serve(settings: Settings) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
-    from service.logs import configure_logging, granian_log_config
+    from service.infra.logs import configure_logging, granian_log_config
 
     configure_logging(settings.log_level)  # one JSON object per line, Granian's lines too
     scheme = "https" if settings.tls_cert else "http"
@@ -171,7 +171,7 @@ def _openapi(out_dir: str | None) -> None:
 
 
 def _seed(settings: Settings, args: argparse.Namespace) -> None:
-    from service.seed import ProgressBar, SeedOptions, seed_database
+    from service.sync.seed import ProgressBar, SeedOptions, seed_database
 
     if not settings.database_url:
         raise SettingsError(
@@ -200,9 +200,9 @@ def _seed(settings: Settings, args: argparse.Namespace) -> None:
 async def report_lines(database_url: str, days: int) -> list[str]:
     """The operator's view: the job queue (with the dead letters) and, per rule, how often
     a nudge was followed by an in-person meeting within 14 days."""
-    from service.db import create_pool
     from service.store import jobs as job_store
     from service.store import push as push_store
+    from service.store.db import create_pool
 
     pool = await create_pool(database_url, min_size=1, max_size=2)
     try:
@@ -235,9 +235,9 @@ async def report_lines(database_url: str, days: int) -> list[str]:
 async def operate(database_url: str, action: str, target: str) -> str | None:
     """An operator's fix: ``retry`` a dead job (by id) or ``enable-push`` a credential (by
     key). Returns what was done, or None if there was nothing to do."""
-    from service.db import create_pool
     from service.store import jobs as job_store
     from service.store import push as push_store
+    from service.store.db import create_pool
 
     pool = await create_pool(database_url, min_size=1, max_size=2)
     try:
@@ -279,7 +279,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
     elif args.command == "worker":
         if not settings.database_url:
             raise SettingsError("DATABASE_URL is not set")
-        from service.logs import configure_logging
+        from service.infra.logs import configure_logging
         from service.worker.main import run_worker
 
         configure_logging(settings.log_level)

@@ -32,7 +32,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
 from schemas.problem import FieldError, Problem
-from service.asgi import Send
+from service.infra.asgi import Send
 
 __all__ = [
     "BadRequest",

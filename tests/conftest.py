@@ -21,8 +21,8 @@ import asyncpg
 import httpx
 import pytest
 
-from service.embedded import drop_database, ensure_database
-from service.migrate import migrate
+from service.infra.embedded import drop_database, ensure_database
+from service.infra.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
@@ -39,7 +39,7 @@ def admin_database_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if url:
         return url
-    from service.embedded import start_postgres
+    from service.infra.embedded import start_postgres
 
     return start_postgres(ROOT / ".kith" / "test")
 
@@ -59,7 +59,7 @@ def redis_url() -> str:
     url = os.environ.get("REDIS_URL")
     if url:
         return url
-    from service.embedded import start_valkey
+    from service.infra.embedded import start_valkey
 
     return start_valkey(ROOT / ".kith" / "test")
 

@@ -28,7 +28,7 @@ import msgspec
 
 from service.care.service import CareService
 from service.care.summary import declining, weekly_counts
-from service.push.budget import Budget, wall_time
+from service.nudges.budget import Budget, wall_time
 from service.store import care as store
 from service.store import push as push_store
 from service.worker.runner import Job, Permanent

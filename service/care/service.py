@@ -23,9 +23,9 @@ import asyncpg
 
 from service.care.summary import SCOPES, build_summary
 from service.errors import Conflict, NotFound
-from service.push.budget import Budget
+from service.nudges.budget import Budget
 from service.store import care as store
-from service.sync_service import SyncService
+from service.sync.service import SyncService
 
 __all__ = ["INVITATION_TTL", "CareService", "normalize_code"]
 

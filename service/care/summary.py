@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from service.push.budget import wall_time
+from service.nudges.budget import wall_time
 
 __all__ = [
     "SCOPES",

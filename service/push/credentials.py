@@ -25,8 +25,8 @@ from typing import Any
 
 import asyncpg
 
-from service.db import Connection
 from service.store import push as store
+from service.store.db import Connection
 
 __all__ = ["Disabled", "Minted", "SharedToken"]
 

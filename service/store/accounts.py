@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from service.db import Connection, Executor
+from service.store.db import Connection, Executor
 
 __all__ = [
     "DeviceRow",

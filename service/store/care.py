@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from service.care.summary import Alert, CheckIn, Touch
-from service.db import Connection, Executor
+from service.store.db import Connection, Executor
 
 __all__ = [
     "AuditRow",

@@ -2,7 +2,7 @@
 
 Histories are read outside the write transaction (they are the rules' input, not state the
 evaluation modifies); the insights themselves are re-read under the space lock before they
-are merged and written (``service/insights.py``).
+are merged and written (``service/insights/service.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from service.db import Connection, Executor
+from service.store.db import Connection, Executor
 
 __all__ = [
     "NudgeRequest",

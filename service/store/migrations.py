@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.db import Connection
+from service.store.db import Connection
 
 __all__ = ["applied_versions", "apply_migration", "migration_lock"]
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import msgspec
 
-from service.db import Connection, Executor
+from service.nudges.planning import Pending
 from service.push.base import Address
-from service.push.nudges import Pending
+from service.store.db import Connection, Executor
 
 __all__ = [
     "Credential",

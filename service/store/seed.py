@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.db import Connection
+from service.store.db import Connection
 
 __all__ = ["SEEDED_TABLES", "SeedUser", "SyncedRow", "existing_emails", "insert_chunk"]
 

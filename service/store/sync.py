@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 
-from service.db import Connection, Executor
+from service.store.db import Connection, Executor
 from sync.merge import RecordState
 
 __all__ = [

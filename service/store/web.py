@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from service.db import Executor
+from service.store.db import Executor
 
 __all__ = ["delete_session", "insert_session", "purge_sessions", "session_user"]
 

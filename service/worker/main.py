@@ -12,19 +12,20 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from service import heap
 from service.care.escalation import Escalation
+from service.care.jobs import CarePushJobs
 from service.care.service import CareService
 from service.config import Settings, SettingsError
-from service.db import create_pool
-from service.insights import InsightEvaluator
-from service.metrics import Metrics, flushing
+from service.infra import heap
+from service.infra.metrics import Metrics, flushing
+from service.insights import jobs as evaluation
+from service.insights.service import InsightEvaluator
+from service.nudges.jobs import NudgeJobs
 from service.push.factory import build_providers
-from service.realtime import ChangeNotifier
-from service.sync_service import SyncService
-from service.worker import evaluation, maintenance
-from service.worker.care import CarePushJobs
-from service.worker.nudges import NudgeJobs
+from service.store.db import create_pool
+from service.sync import maintenance
+from service.sync.realtime import ChangeNotifier
+from service.sync.service import SyncService
 from service.worker.runner import Handler, Worker, WorkerConfig
 from service.worker.wakeup import listen
 from sync.hlc import Clock
@@ -82,7 +83,7 @@ async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> 
         ),
     }
     providers = build_providers(settings, pool)
-    metrics = Metrics()  # flushed to Redis every second, like the API's (service/metrics.py)
+    metrics = Metrics()  # flushed to Redis every second, like the API's (service/infra/metrics.py)
     handlers |= NudgeJobs(pool, providers, metrics=metrics).handlers()
     sync = SyncService(
         pool,
@@ -106,7 +107,7 @@ async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> 
             raise SettingsError(f"KITH_WORKER_KINDS names unknown job kinds: {sorted(unknown)}")
         handlers = {k: h for k, h in handlers.items() if k in settings.worker_kinds}
     worker = Worker(pool, handlers, config, metrics=metrics)
-    heap.settle()  # start-up objects frozen, fewer collections (service/heap.py)
+    heap.settle()  # start-up objects frozen, fewer collections (service/infra/heap.py)
     keeper = asyncio.create_task(keep_recurring(pool, set(handlers), stop))
     listener = (
         asyncio.create_task(listen(settings.redis_url, worker.wake, stop))

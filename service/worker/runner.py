@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import asyncpg
 import msgspec
 
-from service.logs import request_id_var
+from service.infra.logs import request_id_var
 from service.store import jobs as store
 
 __all__ = [
@@ -73,7 +73,7 @@ Handler = Callable[[Job], Awaitable[None]]
 
 
 class JobObserver(Protocol):
-    """Where the worker reports what happens to jobs (``service.metrics.Metrics``)."""
+    """Where the worker reports what happens to jobs (``service.infra.metrics.Metrics``)."""
 
     def job_claimed(self, kind: str) -> None: ...
 

@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from service.config import Settings
-from service.insights import InsightEvaluator
+from service.insights.service import InsightEvaluator
+from service.nudges.jobs import NudgeJobs
 from service.push.base import Provider
 from service.push.factory import build_providers
-from service.worker.nudges import NudgeJobs
 from service.worker.runner import Handler, Worker, WorkerConfig
 from sync.hlc import Clock
 from tests.fakes.apns import FakeAPNs

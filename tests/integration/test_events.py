@@ -18,8 +18,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from service.realtime import ChangeNotifier
-from service.sync_service import SyncService
+from service.sync.realtime import ChangeNotifier
+from service.sync.service import SyncService
 from sync.hlc import Clock
 from tests.helpers import Account, login, new_id, push, register, stamp
 from tests.integration.realtime_support import (

@@ -1,4 +1,4 @@
-"""The no-change pull answered in front of Litestar (``service/fastpath.py``) gives exactly
+"""The no-change pull answered in front of Litestar (``service/http/fastpath.py``) gives exactly
 the answer the full path gives — and every request it is not sure about reaches Litestar
 unchanged, body included.
 
@@ -24,7 +24,7 @@ from litestar import Litestar
 
 from service.app import create_app, served
 from service.config import Settings
-from service.logs import ObservedApp
+from service.infra.logs import ObservedApp
 from sync.cursor import encode_cursor
 from tests.helpers import Account, new_id, pull_all, push, register, stamp
 

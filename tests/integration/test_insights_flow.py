@@ -14,8 +14,8 @@ import asyncpg
 import httpx
 import pytest
 
-from service.insights import InsightEvaluator
-from service.worker import evaluation
+from service.insights import jobs as evaluation
+from service.insights.service import InsightEvaluator
 from service.worker.runner import Job, Worker, WorkerConfig
 from sync.hlc import Clock
 from tests.helpers import Account, new_id, pull_all, push, register, stamp

@@ -170,7 +170,7 @@ async def test_sync_is_limited_per_user_and_not_per_device_or_process(
         return await clients[i % 2].post("/v1/sync/pull", json=pull, headers=headers)
 
     # The first pull reads PostgreSQL; the rest are no-change pulls, answered in front of
-    # Litestar (service/fastpath.py) once a process knows the space: every request counts
+    # Litestar (service/http/fastpath.py) once a process knows the space: every request counts
     # once, whichever path answers it.
     first = await pull_as(ana, 0)
     assert first.status_code == 200

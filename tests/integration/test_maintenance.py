@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 
 from service.config import Settings
-from service.worker import maintenance
+from service.sync import maintenance
 from service.worker.runner import Job
 from tests.helpers import new_id, push, register, stamp
 

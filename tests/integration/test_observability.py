@@ -27,11 +27,11 @@ import asyncpg
 import httpx
 import pytest
 
-from service.logs import accept_request_id, redact
-from service.metrics import Metrics, label_value, render_series
+from service.http.ratelimit import client_ip, parse_networks
+from service.infra.logs import accept_request_id, redact
+from service.infra.metrics import Metrics, label_value, render_series
+from service.nudges.jobs import deliver
 from service.push.base import Address, Notification, ProviderName, SendResult, SharedTokenLike
-from service.ratelimit import client_ip, parse_networks
-from service.worker.nudges import deliver
 from service.worker.runner import Job, Retry
 from tests.conftest import OUTPUT, ApiProcess
 from tests.helpers import new_id, push, register, stamp

@@ -9,7 +9,8 @@ import asyncpg
 import pytest
 
 from service.cli import main, operate, report_lines
-from service.worker import evaluation, maintenance
+from service.insights import jobs as evaluation
+from service.sync import maintenance
 from service.worker.main import ensure_recurring
 
 

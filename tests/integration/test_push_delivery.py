@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from service.worker.nudges import PLAN, SEND
+from service.nudges.jobs import PLAN, SEND
 from service.worker.runner import Job
 from tests.helpers import expect_problem, new_id, pull_all, push, stamp
 from tests.integration.push_support import (

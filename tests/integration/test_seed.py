@@ -9,10 +9,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from service.insights import InsightEvaluator
+from service.insights.service import InsightEvaluator
 from service.rules.synthetic import generate_person
-from service.seed import SeedError, SeedOptions, seed_database
 from service.store.seed import SEEDED_TABLES
+from service.sync.seed import SeedError, SeedOptions, seed_database
 from sync.hlc import Clock
 
 NOW = dt.datetime(2026, 11, 1, 6, 0, tzinfo=dt.UTC)

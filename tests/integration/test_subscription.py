@@ -1,4 +1,4 @@
-"""The per-process Redis subscription (service/pubsub.py) against a real Redis: messages
+"""The per-process Redis subscription (service/infra/pubsub.py) against a real Redis: messages
 and barriers flow; a connection that goes silent is noticed by the keep-alive and
 dropped (so the no-change pull stops trusting its memory), and it comes back by itself."""
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
-from service.pubsub import Subscription
+from service.infra.pubsub import Subscription
 from tests.integration.realtime_support import TcpProxy, proxied_url
 
 KEEPALIVE_S = 0.3

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from service.db import create_pool
+from service.store.db import create_pool
 from service.worker.runner import Job, Worker, WorkerConfig
 from service.worker.wakeup import listen
 

@@ -1,4 +1,4 @@
-"""The access line written directly (service/logs.py) is the line ``logging`` would write,
+"""The access line written directly (service/infra/logs.py) is the line ``logging`` would write,
 and anything but Kith's own JSON handler still gets the line through ``logging``."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.logs import (
+from service.infra.logs import (
     JsonFormatter,
     access_log,
     configure_logging,

@@ -263,7 +263,7 @@ def test_k8s_commands_are_kith_commands(capsys: pytest.CaptureFixture[str]) -> N
 
 def _handler_deadline_s() -> float:
     """The longest ``asyncio.wait_for`` deadline in the readiness handler's module."""
-    tree = ast.parse((ROOT / "service" / "routes" / "health.py").read_text())
+    tree = ast.parse((ROOT / "service" / "http" / "routes" / "health.py").read_text())
     constants = {
         t.id: n.value.value
         for n in tree.body

@@ -9,7 +9,7 @@ import zoneinfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.push.budget import Budget, in_quiet_hours, next_slot
+from service.nudges.budget import Budget, in_quiet_hours, next_slot
 
 UTC = dt.UTC
 NY = zoneinfo.ZoneInfo("America/New_York")

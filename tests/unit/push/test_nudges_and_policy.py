@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
+from service.nudges.planning import Decision, Pending, Tie, compose, decide
 from service.push.base import SendResult
-from service.push.nudges import Decision, Pending, Tie, compose, decide
 from service.push.policy import Action, judge
 
 NOW = dt.datetime(2026, 11, 23, 23, 0, tzinfo=dt.UTC)

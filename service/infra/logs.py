@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from service.asgi import ASGIApp, Message, Receive, Scope, Send, header
+from service.infra.asgi import ASGIApp, Message, Receive, Scope, Send, header
 
 __all__ = [
     "JsonFormatter",
@@ -189,10 +189,10 @@ def granian_log_config() -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "service.logs.JsonFormatter"}},
+        "formatters": {"json": {"()": "service.infra.logs.JsonFormatter"}},
         "filters": {
-            "context": {"()": "service.logs.ContextFilter"},
-            "redact": {"()": "service.logs.RedactingFilter"},
+            "context": {"()": "service.infra.logs.ContextFilter"},
+            "redact": {"()": "service.infra.logs.RedactingFilter"},
         },
         "handlers": {"json": handler},
         "loggers": {

@@ -27,14 +27,14 @@ from litestar.params import Body, Parameter
 from litestar.response import Redirect
 from msgspec import Struct
 
-from service.accounts import AccountService
+from service.accounts.service import AccountService
 from service.care.service import CareService
 from service.errors import NotFound, TooManyRequests
-from service.push.budget import Budget
-from service.ratelimit import RateLimiter
+from service.http.ratelimit import RateLimiter
+from service.http.web.chart import weekly_chart
+from service.nudges.budget import Budget
 from service.store import push as push_store
 from service.store import web as store
-from service.web.chart import weekly_chart
 
 __all__ = ["CarePages"]
 

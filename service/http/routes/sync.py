@@ -13,15 +13,15 @@ from schemas.common import ID_PATTERN
 from schemas.problem import FieldError
 from schemas.sync import ConflictsResponse, PullRequest, PullResponse, PushRequest, PushResponse
 from schemas.tables import TableName
-from service.auth.guard import (
+from service.errors import Unprocessable
+from service.http.guard import (
     Caller,
     PendingSession,
     resolve_caller,
     resolve_caller_lazily,
     resolve_caller_unconfirmed,
 )
-from service.errors import Unprocessable
-from service.sync_service import SyncService
+from service.sync.service import SyncService
 
 __all__ = ["SyncController"]
 

@@ -1,8 +1,8 @@
 """Jobs that turn nudge requests into push notifications.
 
 * ``nudge_plan`` (one per person, debounced) — under a per-person lock: decide what to do
-  with the pending requests (``service/push/nudges.py``) within the budget
-  (``service/push/budget.py``); for the one that goes out, write its text, mark it sent and
+  with the pending requests (``service/nudges/planning.py``) within the budget
+  (``service/nudges/budget.py``); for the one that goes out, write its text, mark it sent and
   queue a ``push_send`` per device *in the same transaction* (the job rows are the outbox);
   then queue itself again for the next slot if anything still waits.
 * ``push_send`` (one per nudge and device) — read the nudge's text and the device's address
@@ -24,15 +24,15 @@ from typing import Any, Generic, Protocol, TypeVar
 import asyncpg
 import msgspec
 
-from service.db import Connection, Executor
-from service.insights import NUDGE_PLAN
+from service.insights.service import NUDGE_PLAN
+from service.nudges.budget import Budget, in_quiet_hours, next_slot, wall_time
+from service.nudges.planning import Decision, Tie, compose, decide
 from service.push.base import Address, Notification, Provider, SendResult
-from service.push.budget import Budget, in_quiet_hours, next_slot, wall_time
 from service.push.credentials import Disabled
-from service.push.nudges import Decision, Tie, compose, decide
 from service.push.policy import Action, Verdict, judge
 from service.store import jobs as job_store
 from service.store import push as store
+from service.store.db import Connection, Executor
 from service.worker.runner import Job, Permanent, Retry, backoff_s
 
 __all__ = ["PLAN", "SEND", "NudgeJobs", "PushObserver", "deliver", "schedule_plan"]
@@ -77,7 +77,7 @@ Outcome = tuple[str, str, str, str | None]  # (nudge id, state, reason, merged i
 
 
 class PushObserver(Protocol):
-    """Where sends are reported (``service.metrics.Metrics``): the provider, what Kith does
+    """Where sends are reported (``service.infra.metrics.Metrics``): the provider, what Kith does
     about the answer (``delivered``, ``retry``, ``drop_token``, ...) and the provider's
     reason."""
 

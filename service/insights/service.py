@@ -32,14 +32,14 @@ from service.rules import (
 from service.store import insights as store
 from service.store import jobs as job_store
 from service.store import sync as sync_store
-from service.sync_service import Publish
+from service.sync.service import Publish
 from sync.hlc import Clock
 from sync.merge import apply
 
 __all__ = ["EvaluationResult", "InsightEvaluator"]
 
 log = logging.getLogger("kith.insights")
-NUDGE_PLAN = "nudge_plan"  # handled by service/worker/nudges.py
+NUDGE_PLAN = "nudge_plan"  # handled by service/nudges/jobs.py
 _decode = msgspec.json.decode
 
 
@@ -64,7 +64,7 @@ class InsightEvaluator:
         announce: Publish | None = None,
     ) -> None:
         """``announce``/``publish``: before and after the COMMIT that writes insights (see
-        ``service.realtime``: the announcement keeps no-change pulls exact)."""
+        ``service.sync.realtime``: the announcement keeps no-change pulls exact)."""
         self._pool = pool
         self._clock = clock
         self._catalog = catalog or default_catalog()

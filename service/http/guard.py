@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 from litestar import Request
 
-from service.auth.sessions import SessionCache
-from service.auth.tokens import AccessClaims, InvalidToken, TokenIssuer
+from service.accounts.sessions import SessionCache
+from service.accounts.tokens import AccessClaims, InvalidToken, TokenIssuer
 from service.errors import Unauthorized
 from service.store import accounts as store
 
@@ -51,7 +51,7 @@ async def resolve_caller(request: Request[Any, Any, Any]) -> Caller:
 
 async def resolve_caller_lazily(request: Request[Any, Any, Any]) -> Caller:
     """For ``POST /v1/sync/pull`` only: like :func:`resolve_caller`, but a session this
-    process knows to be live (see ``service.auth.sessions``) is not re-checked now. The
+    process knows to be live (see ``service.accounts.sessions``) is not re-checked now. The
     pull confirms it (:class:`PendingSession`) in the query that reads its page, before
     anything read is returned; only a "nothing new" answer is given on the cache's word."""
     token = _bearer(request)

@@ -2,11 +2,11 @@
 
 ``POST /v1/sync/pull`` with the space's latest cursor — the app opened, nothing new — is
 the request Kith answers most often, and its answer needs no database: the caller's token
-and session are known to this process (``service.auth.sessions``) and the space's seq is
-known from Redis or memory (``service.realtime``). Litestar's routing, guards, dependency
+and session are known to this process (``service.accounts.sessions``) and the space's seq is
+known from Redis or memory (``service.sync.realtime``). Litestar's routing, guards, dependency
 injection and response machinery cost ten times more than that answer (decision 0008).
 
-:class:`FastPull` sits between :class:`service.logs.ObservedApp` (request id, access line,
+:class:`FastPull` sits between :class:`service.infra.logs.ObservedApp` (request id, access line,
 latency metric — so nothing about observability changes) and Litestar. It answers only
 when everything is certain: a bearer token it has verified, a session known live, a valid
 body whose cursor is the space's latest seq. Anything else — another route, a bad or
@@ -15,7 +15,7 @@ version, a stale cursor, Redis down — goes to Litestar untouched (the body it 
 replayed), which answers exactly as it always did, errors included. So the fast path can
 only ever give the answer the full path would give, sooner
 (``tests/integration/test_fast_pull.py`` holds it to that). Rate limits are counted
-before it, by ``service.ratelimit.RateLimits``, for every request alike.
+before it, by ``service.http.ratelimit.RateLimits``, for every request alike.
 
 Litestar middleware, guards or hooks added later do not run for a request answered here:
 whoever adds one decides whether the no-change pull needs it too.
@@ -27,9 +27,9 @@ import msgspec
 from litestar.datastructures import State
 
 from schemas.sync import PullRequest
-from service.asgi import ASGIApp, Message, Receive, Scope, Send, bearer_token
-from service.auth.tokens import InvalidToken
+from service.accounts.tokens import InvalidToken
 from service.errors import KithError
+from service.infra.asgi import ASGIApp, Message, Receive, Scope, Send, bearer_token
 
 __all__ = ["PULL_PATH", "FastPull"]
 

@@ -1,6 +1,6 @@
 """Which pending nudge goes out, what becomes of the others, and what the push says.
 
-Pure: the planner job (``service/worker/nudges.py``) reads the person's pending nudge
+Pure: the planner job (``service/nudges/jobs.py``) reads the person's pending nudge
 requests and their contacts, calls :func:`decide`, and writes the outcome. Every request
 ends in a state a person or an operator can see (``GET /v1/nudges``) — sent, merged into a
 sent one, skipped (snoozed, nudges off) or cancelled (the insight closed, the contact went)

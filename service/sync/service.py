@@ -30,13 +30,13 @@ from schemas.sync import (
     SupersededField,
 )
 from schemas.tables import TABLES
-from service.auth.guard import Caller
-from service.db import Connection
 from service.errors import BadRequest, Conflict, Forbidden, Unprocessable
+from service.http.guard import Caller
 from service.store import care as care_store
 from service.store import jobs as job_store
 from service.store import sync as store
-from service.sync_validation import ValidChange, check_schema_version, validate_changes
+from service.store.db import Connection
+from service.sync.validation import ValidChange, check_schema_version, validate_changes
 from sync.cursor import InvalidCursor, decode_cursor, encode_cursor
 from sync.hlc import Clock
 from sync.merge import Loss, RecordState, apply, tombstone
@@ -50,7 +50,7 @@ Publish = Callable[[str, int], Awaitable[None]]
 
 class SessionCheck(Protocol):
     """A caller's session to be confirmed by the query that reads for it (see
-    ``service.auth.guard.PendingSession``): ``settle`` raises if it is not live."""
+    ``service.http.guard.PendingSession``): ``settle`` raises if it is not live."""
 
     family_id: str
     user_id: str
@@ -60,7 +60,7 @@ class SessionCheck(Protocol):
 
 
 class SeqOracle(Protocol):
-    """Where the pull learns a space's seq without PostgreSQL (``service.realtime``)."""
+    """Where the pull learns a space's seq without PostgreSQL (``service.sync.realtime``)."""
 
     async def latest(self, space_id: str) -> int | None:
         """A seq at least as new as every commit made before the call, or None."""
@@ -69,7 +69,7 @@ class SeqOracle(Protocol):
         """``seq`` was just read from PostgreSQL (the oracle had none)."""
 
 
-EVALUATE_JOB = "evaluate"  # handled by service/worker/evaluation.py
+EVALUATE_JOB = "evaluate"  # handled by service/insights/jobs.py
 CARE_CHECK_IN_JOB = "care_check_in"  # handled by service/care/escalation.py
 _RULE_INPUTS = frozenset({"contacts", "interactions", "reflections", "settings"})
 
@@ -112,7 +112,7 @@ class SyncService:
     ) -> None:
         """``announce(space, seq)`` runs before each COMMIT that advances a space (holding
         its lock) and ``publish(space, seq)`` after it; ``seqs`` lets a pull whose cursor
-        is the space's latest seq answer without PostgreSQL (see ``service.realtime``)."""
+        is the space's latest seq answer without PostgreSQL (see ``service.sync.realtime``)."""
         self._pool = pool
         self._clock = clock
         self._max_skew_ms = max_skew_ms
@@ -331,7 +331,7 @@ class SyncService:
     async def pull_if_unchanged(self, space_id: str, req: PullRequest) -> PullResponse | None:
         """The answer to a pull whose cursor is the space's latest seq, known without
         PostgreSQL; None when that cannot be known so (the caller then uses :meth:`pull`).
-        The caller has authenticated the request (``service/fastpath.py``)."""
+        The caller has authenticated the request (``service/http/fastpath.py``)."""
         if req.cursor is None or self._seqs is None:
             return None
         check_schema_version(req.schema_version)

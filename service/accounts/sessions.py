@@ -8,7 +8,7 @@ Two caches, both per process:
   so the result is kept until then. Only tokens with a valid signature are ever kept.
 * **live sessions** — ``(user, device) → family`` confirmed live in PostgreSQL within the
   last ``SESSION_CACHE_S``. Only ``POST /v1/sync/pull`` consults it (``FastPull`` in
-  ``service/fastpath.py`` and ``guard.resolve_caller_lazily``), and only to answer "nothing
+  ``service/http/fastpath.py`` and ``guard.resolve_caller_lazily``), and only to answer "nothing
   new": a pull with something to return confirms the session in the same query that reads
   the page, and every other route confirms it in PostgreSQL before anything is read or
   written. Each confirmation refreshes the cache, and a "no" removes the entry.
@@ -30,7 +30,7 @@ from typing import Any
 
 import asyncpg
 
-from service.auth.tokens import LEEWAY_S, AccessClaims, TokenIssuer
+from service.accounts.tokens import LEEWAY_S, AccessClaims, TokenIssuer
 from service.store import accounts as store
 
 __all__ = ["SESSION_CACHE_S", "SessionCache"]

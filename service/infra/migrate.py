@@ -12,10 +12,9 @@ from service.store import migrations as store
 
 __all__ = ["MIGRATIONS_DIR", "Migration", "discover", "migrate"]
 
-_PACKAGED = Path(__file__).resolve().parent / "_migrations"
-MIGRATIONS_DIR = (
-    _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent / "migrations"
-)
+_SERVICE = Path(__file__).resolve().parent.parent
+_PACKAGED = _SERVICE / "_migrations"
+MIGRATIONS_DIR = _PACKAGED if _PACKAGED.is_dir() else _SERVICE.parent / "migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 

@@ -28,9 +28,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from service.auth.guard import verified_session
 from service.errors import Unauthorized
-from service.realtime import EventStream, Realtime
+from service.http.guard import verified_session
+from service.sync.realtime import EventStream, Realtime
 
 __all__ = ["RETRY_MS", "EventsController"]
 

@@ -7,9 +7,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
 from schemas.auth import LoginRequest, RefreshRequest, RegisterRequest, TokenResponse
-from service.accounts import AccountService
-from service.auth.guard import Caller, resolve_caller
-from service.ratelimit import RateLimiter
+from service.accounts.service import AccountService
+from service.http.guard import Caller, resolve_caller
+from service.http.ratelimit import RateLimiter
 
 __all__ = ["AuthController"]
 

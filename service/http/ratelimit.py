@@ -48,11 +48,11 @@ from litestar.datastructures import State
 from litestar.utils import normalize_path
 from redis.exceptions import RedisError
 
-from service.asgi import ASGIApp, Receive, Scope, Send, bearer_token
-from service.auth.tokens import AccessClaims, InvalidToken
+from service.accounts.tokens import AccessClaims, InvalidToken
 from service.config import Settings
 from service.errors import TooManyRequests, send_problem
-from service.metrics import RATE_LIMIT_OPEN, RATE_LIMITED, Metrics
+from service.infra.asgi import ASGIApp, Receive, Scope, Send, bearer_token
+from service.infra.metrics import RATE_LIMIT_OPEN, RATE_LIMITED, Metrics
 
 __all__ = ["Check", "RateLimiter", "RateLimits", "client_ip", "parse_networks"]
 

@@ -21,8 +21,8 @@ from schemas.care import (
     ScopesRequest,
     SummaryResponse,
 )
-from service.auth.guard import Caller, resolve_caller
 from service.care.service import CareService
+from service.http.guard import Caller, resolve_caller
 from service.store.care import Link
 
 __all__ = ["CareController"]

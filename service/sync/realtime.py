@@ -48,8 +48,8 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from service.auth.sessions import SessionCache
-from service.pubsub import Subscription
+from service.accounts.sessions import SessionCache
+from service.infra.pubsub import Subscription
 from service.store import accounts as account_store
 from service.store import sync as sync_store
 

@@ -1,5 +1,5 @@
-"""The ASGI vocabulary shared by the layers in front of Litestar (``service.logs``,
-``service.ratelimit``, ``service.fastpath``) and their problem answers
+"""The ASGI vocabulary shared by the layers in front of Litestar (``service.infra.logs``,
+``service.http.ratelimit``, ``service.http.fastpath``) and their problem answers
 (``service.errors.send_problem``): generic types, and reading one request header."""
 
 from __future__ import annotations

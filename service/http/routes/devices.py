@@ -10,9 +10,9 @@ from litestar.params import JSONBody, Parameter
 
 from schemas.auth import DeviceOut, DevicesResponse, PushTokenRequest
 from schemas.common import ID_PATTERN
-from service.accounts import AccountService
-from service.auth.guard import Caller, resolve_caller
+from service.accounts.service import AccountService
 from service.errors import NotFound
+from service.http.guard import Caller, resolve_caller
 from service.store import accounts as store
 
 __all__ = ["DeviceController"]

@@ -1,7 +1,7 @@
 """The ``care_push`` job: one caregiver alert, all-clear or check-in reminder to one device.
 
 Sent through the same providers and reason-code policy as nudges
-(:func:`service.worker.nudges.deliver`); the collapse id names the alert, so a retried
+(:func:`service.nudges.jobs.deliver`); the collapse id names the alert, so a retried
 send shows once.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 import asyncpg
 
 from service.care.escalation import CARE_PUSH
+from service.nudges.jobs import deliver
 from service.push.base import Notification, Provider
 from service.store import push as push_store
-from service.worker.nudges import deliver
 from service.worker.runner import Job, Permanent
 
 __all__ = ["CARE_CATEGORY", "CarePushJobs"]

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from service.insights import InsightEvaluator
+from service.insights.service import InsightEvaluator
 from service.store import care as care_store
 from service.store import insights as insight_store
 from service.store import jobs as job_store

@@ -16,12 +16,12 @@ import asyncpg
 from schemas.auth import DeviceInfo, LoginRequest, RegisterRequest, TokenResponse
 from schemas.problem import FieldError
 from schemas.tables import SETTINGS_ID, TABLES, check_time_zone
-from service.auth.passwords import Passwords
-from service.auth.tokens import AccessClaims, TokenIssuer, hash_refresh_token
-from service.db import Connection
+from service.accounts.passwords import Passwords
+from service.accounts.tokens import AccessClaims, TokenIssuer, hash_refresh_token
 from service.errors import Conflict, Unauthorized, Unprocessable
 from service.store import accounts as store
 from service.store import sync as sync_store
+from service.store.db import Connection
 from sync.hlc import Clock
 from sync.merge import RecordState
 

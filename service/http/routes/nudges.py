@@ -11,11 +11,11 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, Parameter, QueryParameter
 
 from schemas.nudges import FeedbackRequest, FeedbackResponse, NudgeOut, NudgesResponse
-from service.auth.guard import Caller, resolve_caller
 from service.errors import NotFound
-from service.push.budget import Budget
+from service.http.guard import Caller, resolve_caller
+from service.nudges.budget import Budget
 from service.store import push as store
-from service.sync_service import SyncService
+from service.sync.service import SyncService
 
 __all__ = ["NudgeController"]
 

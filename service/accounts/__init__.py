@@ -1,0 +1,2 @@
+"""Accounts: registration and sign-in, devices' sessions (token families), access tokens,
+password hashing."""
