@@ -17,6 +17,7 @@ __all__ = [
     "DeviceOut",
     "DevicesResponse",
     "LoginRequest",
+    "ProviderName",
     "PushTokenRequest",
     "RefreshRequest",
     "RegisterRequest",
@@ -46,6 +47,8 @@ Email = Annotated[
     ),
 ]
 Password = Annotated[str, Meta(min_length=10, max_length=1024)]
+#: The push services Kith sends through; each has its provider module in ``service/push/``.
+ProviderName = Literal["apns", "fcm", "webpush"]
 Name = Annotated[str, Meta(pattern=_whole(f"{_PRINTABLE}*"), max_length=100)]
 
 
@@ -115,7 +118,7 @@ class PushTokenRequest(Struct, forbid_unknown_fields=True):
     The checks that depend on ``provider`` run in ``__post_init__`` and name their field
     (``"token: ..."``), so the problem body points at it like any other field error."""
 
-    provider: Literal["apns", "fcm", "webpush"]
+    provider: ProviderName
     token: Annotated[str, Meta(min_length=1, max_length=4096)]
     environment: Annotated[Literal["production", "sandbox"], Meta(description="APNs only")] = (
         "production"

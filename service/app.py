@@ -26,8 +26,8 @@ from service.accounts.sessions import SessionCache
 from service.accounts.tokens import TokenIssuer, load_or_create_keys
 from service.care.service import CareService
 from service.config import Settings
-from service.errors import exception_handlers
 from service.http.fastpath import FastPull
+from service.http.problems import exception_handlers
 from service.http.ratelimit import RateLimiter, RateLimits
 from service.http.routes.auth import AuthController
 from service.http.routes.care import CareController

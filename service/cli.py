@@ -201,6 +201,7 @@ async def report_lines(database_url: str, days: int) -> list[str]:
     """The operator's view: the job queue (with the dead letters) and, per rule, how often
     a nudge was followed by an in-person meeting within 14 days."""
     from service.store import jobs as job_store
+    from service.store import nudges as nudge_store
     from service.store import push as push_store
     from service.store.db import create_pool
 
@@ -209,7 +210,7 @@ async def report_lines(database_url: str, days: int) -> list[str]:
         now = dt.datetime.now(dt.UTC)
         stats = await job_store.queue_stats(pool)
         dead = await job_store.dead_jobs(pool, 20)
-        effects = await push_store.effectiveness(pool, now, now - dt.timedelta(days=days))
+        effects = await nudge_store.effectiveness(pool, now, now - dt.timedelta(days=days))
         disabled = await push_store.disabled_credentials(pool)
     finally:
         await pool.close()

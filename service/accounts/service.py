@@ -18,7 +18,7 @@ from schemas.problem import FieldError
 from schemas.tables import SETTINGS_ID, TABLES, check_time_zone
 from service.accounts.passwords import Passwords
 from service.accounts.tokens import AccessClaims, TokenIssuer, hash_refresh_token
-from service.errors import Conflict, Unauthorized, Unprocessable
+from service.errors import Code, Conflict, InvalidInput, NotAuthenticated
 from service.store import accounts as store
 from service.store import sync as sync_store
 from service.store.db import Connection
@@ -59,7 +59,7 @@ class AccountService:
         try:
             check_time_zone(req.time_zone)
         except ValueError as exc:
-            raise Unprocessable(str(exc), errors=[FieldError("time_zone", str(exc))]) from None
+            raise InvalidInput(str(exc), errors=[FieldError("time_zone", str(exc))]) from None
         password_hash = await self._passwords.hash(req.password)
         user_id, space_id = _new_id(), _new_id()
         async with self._pool.acquire() as conn, conn.transaction():
@@ -75,7 +75,7 @@ class AccountService:
             if not created:
                 raise Conflict(
                     "an account with this email already exists; log in instead",
-                    code="email_taken",
+                    code=Code.EMAIL_TAKEN,
                     errors=[FieldError("email", "already registered")],
                 )
             await self._create_settings(conn, space_id, req.time_zone)
@@ -106,7 +106,7 @@ class AccountService:
         user = await store.user_by_email(self._pool, req.email)
         ok = await self._passwords.verify(user.password_hash if user else None, req.password)
         if user is None or not ok:
-            raise Unauthorized("email or password is wrong", code="invalid_credentials")
+            raise NotAuthenticated("email or password is wrong", code=Code.INVALID_CREDENTIALS)
         family_id = _new_id()
         async with self._pool.acquire() as conn, conn.transaction():
             response = await self._open_session(conn, user.id, user.space_id, req.device, family_id)
@@ -152,16 +152,16 @@ class AccountService:
         async with self._pool.acquire() as conn, conn.transaction():
             row = await store.refresh_token_for_update(conn, token_hash)
             if row is None or row.family_revoked:
-                raise Unauthorized(
-                    "this refresh token is not valid; log in again", code="invalid_refresh_token"
+                raise NotAuthenticated(
+                    "this refresh token is not valid; log in again", code=Code.INVALID_REFRESH_TOKEN
                 )
             if row.used:
                 # Replay: someone holds a copy. End the session for every holder.
                 await store.revoke_family(conn, row.family_id, "refresh_token_reused")
                 reused = True
             elif row.expires_at <= dt.datetime.now(dt.UTC):
-                raise Unauthorized(
-                    "this refresh token has expired; log in again", code="invalid_refresh_token"
+                raise NotAuthenticated(
+                    "this refresh token has expired; log in again", code=Code.INVALID_REFRESH_TOKEN
                 )
             else:
                 await store.mark_refresh_used(conn, token_hash)
@@ -169,9 +169,9 @@ class AccountService:
                 return await self._issue(conn, claims)
         assert reused
         await self._revoked(row.user_id, row.device_id)
-        raise Unauthorized(
+        raise NotAuthenticated(
             "this refresh token was already used; the session has been signed out for safety",
-            code="refresh_token_reused",
+            code=Code.REFRESH_TOKEN_REUSED,
         )
 
     async def logout(

@@ -26,6 +26,7 @@ hear of revocations) and confirms every session in PostgreSQL.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -33,7 +34,23 @@ import asyncpg
 from service.accounts.tokens import LEEWAY_S, AccessClaims, TokenIssuer
 from service.store import accounts as store
 
-__all__ = ["SESSION_CACHE_S", "SessionCache"]
+__all__ = ["SESSION_CACHE_S", "Caller", "SessionCache"]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, from a verified access token: every store query of a request is
+    scoped by ``user_id`` or ``space_id``."""
+
+    user_id: str
+    device_id: str
+    space_id: str
+    family_id: str
+    # False from ``resolve_caller_lazily`` (the session is live as far as this process's
+    # cache knows) and ``resolve_caller_unconfirmed`` (not checked yet): the handler then
+    # confirms it in PostgreSQL (``PendingSession``) before anything is read or written.
+    session_confirmed: bool = True
+
 
 SESSION_CACHE_S = 300.0  # only ever used to say "nothing new" (see above)
 MAX_TOKENS = 20_000

@@ -28,22 +28,17 @@ import msgspec
 
 from service.care.service import CareService
 from service.care.summary import declining, weekly_counts
+from service.jobs import Job, Kind, Permanent
 from service.nudges.budget import Budget, wall_time
 from service.store import care as store
 from service.store import push as push_store
-from service.worker.runner import Job, Permanent
+from service.store import sync as sync_store
 
 __all__ = [
-    "CARE_CHECK_IN",
-    "CARE_PUSH",
-    "CHECKIN_TICK",
     "Escalation",
     "moments",
 ]
 
-CHECKIN_TICK = "checkin_tick"
-CARE_CHECK_IN = "care_check_in"
-CARE_PUSH = "care_push"
 REMIND_BEFORE = dt.timedelta(minutes=60)
 HELP_WINDOW = dt.timedelta(hours=24)
 #: A phone's clock may run a little ahead of ours (sync clamps stamps at 5 minutes): a
@@ -98,8 +93,8 @@ class Escalation:
 
     def handlers(self) -> dict[str, Callable[[Job], Any]]:
         return {
-            CHECKIN_TICK: self.tick,
-            CARE_CHECK_IN: self.check_in,
+            Kind.CHECKIN_TICK: self.tick,
+            Kind.CARE_CHECK_IN: self.check_in,
         }
 
     # -- scheduling ----------------------------------------------------------------------
@@ -112,7 +107,7 @@ class Escalation:
         little before its instant by the app's clock). None if they have no deadline."""
         now = self._clock()
         threshold = max(now, after) if after is not None else now
-        settings = await push_store.settings_of(self._pool, space_id) or {}
+        settings = await sync_store.settings_of(self._pool, space_id) or {}
         zone = Budget.from_settings(settings).zone
         today = now.astimezone(zone).date()
         nxt: tuple[dt.datetime, str, dt.date] | None = None
@@ -137,7 +132,7 @@ class Escalation:
                     DELETE FROM jobs WHERE kind = $1 AND dedupe_key = $2 AND state = 'queued'
                       AND run_at > now()
                     """,
-                    CHECKIN_TICK,
+                    Kind.CHECKIN_TICK,
                     space_id,
                 )
                 return None
@@ -151,7 +146,7 @@ class Escalation:
                               updated_at = now()
                 WHERE jobs.run_at > now()  -- a moment already due runs first
                 """,
-                CHECKIN_TICK,
+                Kind.CHECKIN_TICK,
                 space_id,
                 _encode.encode({"event": event, "date": day.isoformat()}).decode(),
                 max((at - now).total_seconds(), 0.0),
@@ -175,7 +170,7 @@ class Escalation:
         event = str(job.payload.get("event", ""))
         day = dt.date.fromisoformat(str(job.payload.get("date")))
         now = self._clock()
-        settings = await push_store.settings_of(self._pool, space_id) or {}
+        settings = await sync_store.settings_of(self._pool, space_id) or {}
         zone = Budget.from_settings(settings).zone
         if not await self._checked_in(space_id, day, zone, now) and _deadline(settings):
             if event == "alert":
@@ -192,7 +187,7 @@ class Escalation:
         if not space_id:
             raise Permanent("care_check_in without a space")
         now = self._clock()
-        settings = await push_store.settings_of(self._pool, space_id) or {}
+        settings = await sync_store.settings_of(self._pool, space_id) or {}
         zone = Budget.from_settings(settings).zone
         recent = await store.check_ins_on(
             self._pool, space_id, now - HELP_WINDOW, now + CLOCK_TOLERANCE
@@ -274,7 +269,7 @@ class Escalation:
     async def _need_help(
         self, space_id: str, record_id: str, at: dt.datetime, now: dt.datetime
     ) -> None:
-        settings = await push_store.settings_of(self._pool, space_id) or {}
+        settings = await sync_store.settings_of(self._pool, space_id) or {}
         zone = Budget.from_settings(settings).zone
         raised = await store.raise_alert(
             self._pool,
@@ -334,7 +329,7 @@ class Escalation:
                        'body', $6::text, 'time_sensitive', $7::boolean), 12
             FROM unnest($2::text[], $3::text[]) AS t(space_id, device_id)
             """,
-            CARE_PUSH,
+            Kind.CARE_PUSH,
             [t[0] for t in targets],
             [t[1] for t in targets],
             collapse_id,

@@ -1,7 +1,7 @@
 """The ``care_push`` job: one caregiver alert, all-clear or check-in reminder to one device.
 
 Sent through the same providers and reason-code policy as nudges
-(:func:`service.nudges.jobs.deliver`); the collapse id names the alert, so a retried
+(:func:`service.push.delivery.deliver`); the collapse id names the alert, so a retried
 send shows once.
 """
 
@@ -14,11 +14,10 @@ from typing import Any
 
 import asyncpg
 
-from service.care.escalation import CARE_PUSH
-from service.nudges.jobs import deliver
+from service.jobs import Job, Kind, Permanent
 from service.push.base import Notification, Provider
+from service.push.delivery import deliver
 from service.store import push as push_store
-from service.worker.runner import Job, Permanent
 
 __all__ = ["CARE_CATEGORY", "CarePushJobs"]
 
@@ -39,7 +38,7 @@ class CarePushJobs:
         self._rng = rnd or random.Random()  # noqa: S311 - jitter, not secrecy
 
     def handlers(self) -> dict[str, Callable[[Job], Awaitable[None]]]:
-        return {CARE_PUSH: self.push}
+        return {Kind.CARE_PUSH: self.push}
 
     async def push(self, job: Job) -> None:
         space_id = job.space_id

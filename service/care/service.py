@@ -22,7 +22,7 @@ from typing import Any, Literal
 import asyncpg
 
 from service.care.summary import SCOPES, build_summary
-from service.errors import Conflict, NotFound
+from service.errors import Code, Conflict, NotFound
 from service.nudges.budget import Budget
 from service.store import care as store
 from service.sync.service import SyncService
@@ -127,11 +127,11 @@ class CareService:
             if taken is None:
                 raise NotFound(
                     "this code is not valid: it may have expired or been used already",
-                    code="invitation_invalid",
+                    code=Code.INVITATION_INVALID,
                 )
             space_id, user_id, scopes = taken
             if user_id == caregiver_user_id:
-                raise Conflict("you cannot be your own caregiver", code="own_invitation")
+                raise Conflict("you cannot be your own caregiver", code=Code.OWN_INVITATION)
             name = await conn.fetchval("SELECT display_name FROM users WHERE id = $1", user_id)
             created = await store.create_link(
                 conn,
@@ -144,7 +144,7 @@ class CareService:
                 scopes=scopes,
             )
             if not created:
-                raise Conflict("you already care for this person", code="already_linked")
+                raise Conflict("you already care for this person", code=Code.ALREADY_LINKED)
         await self.refresh(space_id, only=link_id)
         return await self._reload(space_id, link_id)
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from service.nudges.budget import wall_time
+from service.store.care import Alert, CheckIn, Touch
 
 __all__ = [
     "SCOPES",
@@ -35,27 +35,6 @@ __all__ = [
 
 SCOPES = ("check_ins", "contact_trend", "alerts")
 WEEKS = 12
-
-
-@dataclass(frozen=True, slots=True)
-class CheckIn:
-    at: dt.datetime
-    status: str  # ok | not_great | need_help
-    mood: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Touch:
-    at: dt.datetime
-    in_person: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    id: str
-    kind: str  # missed_check_in | need_help
-    priority: str
-    raised_at: dt.datetime
 
 
 def _week_start(day: dt.date) -> dt.date:

@@ -7,15 +7,14 @@ resolves it or answers 401. Every store query is then scoped by ``caller.user_id
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from litestar import Request
 
-from service.accounts.sessions import SessionCache
+from service.accounts.sessions import Caller, SessionCache
 from service.accounts.tokens import AccessClaims, InvalidToken, TokenIssuer
-from service.errors import Unauthorized
+from service.errors import Code, NotAuthenticated
 from service.store import accounts as store
 
 __all__ = [
@@ -26,18 +25,6 @@ __all__ = [
     "resolve_caller_unconfirmed",
     "verified_session",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    user_id: str
-    device_id: str
-    space_id: str
-    family_id: str
-    # False from ``resolve_caller_lazily`` (the session is live as far as this process's
-    # cache knows) and ``resolve_caller_unconfirmed`` (not checked yet): the handler then
-    # confirms it in PostgreSQL (``PendingSession``) before anything is read or written.
-    session_confirmed: bool = True
 
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="kith"'}
@@ -96,8 +83,8 @@ class PendingSession:
         if self._sessions is not None:
             self._sessions.remember(self._claims, live, self._generation)
         if not live:
-            raise Unauthorized(
-                "this session was signed out", code="session_revoked", headers=_CHALLENGE
+            raise NotAuthenticated(
+                "this session was signed out", code=Code.SESSION_REVOKED, headers=_CHALLENGE
             )
 
 
@@ -106,8 +93,8 @@ async def verified_session(request: Request[Any, Any, Any], token: str) -> Acces
     in PostgreSQL); else 401."""
     claims = _claims(request, token)
     if not await _is_live(request, claims):
-        raise Unauthorized(
-            "this session was signed out", code="session_revoked", headers=_CHALLENGE
+        raise NotAuthenticated(
+            "this session was signed out", code=Code.SESSION_REVOKED, headers=_CHALLENGE
         )
     return claims
 
@@ -115,7 +102,7 @@ async def verified_session(request: Request[Any, Any, Any], token: str) -> Acces
 def _bearer(request: Request[Any, Any, Any]) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("send 'Authorization: Bearer <access token>'", headers=_CHALLENGE)
+        raise NotAuthenticated("send 'Authorization: Bearer <access token>'", headers=_CHALLENGE)
     return token.strip()
 
 
@@ -127,9 +114,9 @@ def _claims(request: Request[Any, Any, Any], token: str) -> AccessClaims:
         issuer: TokenIssuer = request.app.state.tokens
         return issuer.verify_access(token)
     except InvalidToken:
-        raise Unauthorized(
+        raise NotAuthenticated(
             "the access token is invalid or expired; refresh it",
-            code="invalid_token",
+            code=Code.INVALID_TOKEN,
             headers=_CHALLENGE,
         ) from None
 

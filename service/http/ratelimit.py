@@ -50,7 +50,8 @@ from redis.exceptions import RedisError
 
 from service.accounts.tokens import AccessClaims, InvalidToken
 from service.config import Settings
-from service.errors import TooManyRequests, send_problem
+from service.errors import RateLimited
+from service.http.problems import send_problem
 from service.infra.asgi import ASGIApp, Receive, Scope, Send, bearer_token
 from service.infra.metrics import RATE_LIMIT_OPEN, RATE_LIMITED, Metrics
 
@@ -245,7 +246,7 @@ class RateLimiter:
             retry_after = max(1, math.ceil(wait_ms / 1000))
             for check in active:
                 self._metrics.inc(RATE_LIMITED, check.rule)
-            raise TooManyRequests(
+            raise RateLimited(
                 f"too many requests; try again in {retry_after} s",
                 headers={"Retry-After": str(retry_after)},
             )
@@ -291,7 +292,7 @@ class RateLimits:
         if limiter is not None and scope["type"] == "http":
             try:
                 await limiter.check_request(scope)
-            except TooManyRequests as exc:
+            except RateLimited as exc:
                 scope["path_template"] = routed_path(scope)  # the access line names the route
                 await send_problem(send, exc)
                 return

@@ -40,7 +40,7 @@ from litestar.handlers import HTTPRouteHandler
 from redis.exceptions import RedisError
 
 from schemas.sync import PullResponse, PushResponse
-from service.errors import Unauthorized
+from service.errors import NotAuthenticated
 from service.store import jobs as job_store
 
 __all__ = [
@@ -394,7 +394,7 @@ def metrics_route(token: str | None) -> HTTPRouteHandler:
         redis_client: NamedDependency[aioredis.Redis],
     ) -> Response[bytes]:
         if token is not None and not _bearer_matches(request.headers.get("authorization"), token):
-            raise Unauthorized(
+            raise NotAuthenticated(
                 "send 'Authorization: Bearer <metrics token>'",
                 headers={"WWW-Authenticate": 'Bearer realm="kith-metrics"'},
             )

@@ -19,25 +19,21 @@ import asyncpg
 import msgspec
 
 from service.insights.service import InsightEvaluator
+from service.jobs import Job, Kind
 from service.store import care as care_store
 from service.store import insights as insight_store
 from service.store import jobs as job_store
-from service.store import push as push_store
-from service.worker.runner import Job
+from service.store import nudges as nudge_store
 
-__all__ = ["EVALUATE", "EVALUATE_BATCH", "SWEEP", "ensure_sweep_scheduled", "make_handlers"]
+__all__ = ["ensure_sweep_scheduled", "make_handlers"]
 
-CARE_CHECK_IN = "care_check_in"  # service/care/escalation.py: summaries + check-in schedule
-EVALUATE = "evaluate"
-EVALUATE_BATCH = "evaluate_batch"
-SWEEP = "sweep"
 SWEEP_EVERY_S = 600.0
 log = logging.getLogger("kith.worker")
 _encode = msgspec.json.Encoder()
 
 
 async def ensure_sweep_scheduled(pool: asyncpg.Pool[Any], delay_s: float = 0.0) -> None:
-    await job_store.enqueue(pool, SWEEP, dedupe_key="tick", delay_s=delay_s)
+    await job_store.enqueue(pool, Kind.SWEEP, dedupe_key="tick", delay_s=delay_s)
 
 
 def make_handlers(
@@ -53,13 +49,13 @@ def make_handlers(
             await evaluator.evaluate_spaces([job.space_id], now())
             # Settings or a snooze may have changed what waiting nudges should do, and the
             # check-in schedule and caregivers' summaries follow the person's data.
-            await push_store.replan_if_pending(pool, job.space_id)
-            await care_store.enqueue_followups(pool, CARE_CHECK_IN, [job.space_id])
+            await nudge_store.replan_if_pending(pool, job.space_id)
+            await care_store.enqueue_followups(pool, Kind.CARE_CHECK_IN, [job.space_id])
 
     async def evaluate_batch(job: Job) -> None:
         space_ids = list(job.payload["space_ids"])
         result = await evaluator.evaluate_spaces(space_ids, now())
-        await care_store.enqueue_followups(pool, CARE_CHECK_IN, space_ids)  # at least daily
+        await care_store.enqueue_followups(pool, Kind.CARE_CHECK_IN, space_ids)  # at least daily
         log.info(
             "evaluated %d people: %d changed, %d new insights, %d nudge requests",
             result.people,
@@ -73,9 +69,9 @@ def make_handlers(
             due = await insight_store.due_for_morning_sweep(conn, now(), morning_hour)
             for start in range(0, len(due), chunk):
                 payload = _encode.encode({"space_ids": due[start : start + chunk]}).decode()
-                await job_store.enqueue(conn, EVALUATE_BATCH, payload)
+                await job_store.enqueue(conn, Kind.EVALUATE_BATCH, payload)
         if due:
             log.info("morning sweep: %d people queued", len(due))
         await ensure_sweep_scheduled(pool, SWEEP_EVERY_S)
 
-    return {EVALUATE: evaluate_one, EVALUATE_BATCH: evaluate_batch, SWEEP: sweep}
+    return {Kind.EVALUATE: evaluate_one, Kind.EVALUATE_BATCH: evaluate_batch, Kind.SWEEP: sweep}

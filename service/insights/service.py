@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from service.jobs import Kind
 from service.rules import (
     Catalog,
     Create,
@@ -39,7 +40,6 @@ from sync.merge import apply
 __all__ = ["EvaluationResult", "InsightEvaluator"]
 
 log = logging.getLogger("kith.insights")
-NUDGE_PLAN = "nudge_plan"  # handled by service/nudges/jobs.py
 _decode = msgspec.json.decode
 
 
@@ -143,7 +143,7 @@ class InsightEvaluator:
             await store.insert_nudge_requests(conn, space_id, nudges)
             if nudges:  # the push worker decides when (and whether) they go out
                 await job_store.enqueue_or_advance(
-                    conn, NUDGE_PLAN, space_id=space_id, dedupe_key=space_id
+                    conn, Kind.NUDGE_PLAN, space_id=space_id, dedupe_key=space_id
                 )
             if writes and self._announce is not None:
                 await self._announce(space_id, seq)

@@ -14,37 +14,30 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import msgspec
 
-from service.insights.service import NUDGE_PLAN
+from service.jobs import Job, Kind, Permanent, Retry
 from service.nudges.budget import Budget, in_quiet_hours, next_slot, wall_time
 from service.nudges.planning import Decision, Tie, compose, decide
-from service.push.base import Address, Notification, Provider, SendResult
-from service.push.credentials import Disabled
-from service.push.policy import Action, Verdict, judge
+from service.push.base import Address, Notification, Provider
+from service.push.delivery import PushObserver, deliver
 from service.store import jobs as job_store
-from service.store import push as store
+from service.store import nudges as store
+from service.store import push as push_store
 from service.store.db import Connection, Executor
-from service.worker.runner import Job, Permanent, Retry, backoff_s
 
-__all__ = ["PLAN", "SEND", "NudgeJobs", "PushObserver", "deliver", "schedule_plan"]
+__all__ = ["NudgeJobs", "schedule_plan"]
 
-PLAN = NUDGE_PLAN
-SEND = "push_send"
 SEND_MAX_ATTEMPTS = 12
 #: A nudge is for its day: one that could not be delivered within this is not sent late.
 STALE_AFTER = dt.timedelta(hours=20)
-CREDENTIALS_WAIT_S = 15 * 60.0
-RETRY_BASE_S = 5.0
-RETRY_CAP_S = 30 * 60.0
 
 log = logging.getLogger("kith.push")
 K = TypeVar("K")
@@ -58,7 +51,7 @@ def _utcnow() -> dt.datetime:
 
 async def schedule_plan(conn: Executor, space_id: str, delay_s: float = 0.0) -> None:
     await job_store.enqueue_or_advance(
-        conn, PLAN, space_id=space_id, dedupe_key=space_id, delay_s=max(delay_s, 0.0)
+        conn, Kind.NUDGE_PLAN, space_id=space_id, dedupe_key=space_id, delay_s=max(delay_s, 0.0)
     )
 
 
@@ -74,14 +67,6 @@ def _ttl_s(now: dt.datetime, budget: Budget) -> int:
 
 
 Outcome = tuple[str, str, str, str | None]  # (nudge id, state, reason, merged into)
-
-
-class PushObserver(Protocol):
-    """Where sends are reported (``service.infra.metrics.Metrics``): the provider, what Kith does
-    about the answer (``delivered``, ``retry``, ``drop_token``, ...) and the provider's
-    reason."""
-
-    def push_result(self, provider: str, outcome: str, reason: str | None) -> None: ...
 
 
 class NudgeJobs:
@@ -101,12 +86,12 @@ class NudgeJobs:
         self._metrics = metrics
         self._clock = clock
         self._rng = rnd or random.Random()  # noqa: S311 - jitter, not secrecy
-        self._targets: Batcher[tuple[str, str, str], store.PushTarget | None] = Batcher(
-            lambda keys: store.push_targets(pool, keys)
+        self._targets: Batcher[tuple[str, str, str], push_store.PushTarget | None] = Batcher(
+            lambda keys: push_store.push_targets(pool, keys)
         )
 
     def handlers(self) -> dict[str, Callable[[Job], Awaitable[None]]]:
-        return {PLAN: self.plan, SEND: self.send}
+        return {Kind.NUDGE_PLAN: self.plan, Kind.PUSH_SEND: self.send}
 
     # -- planning -----------------------------------------------------------------------
 
@@ -141,7 +126,7 @@ class NudgeJobs:
             outcomes += [(p.id, "cancelled", why, None) for p, why in decision.cancelled]
             sent = list(inputs.sent)
             if decision.send is not None:
-                devices = await store.push_devices(conn, space_id)
+                devices = await push_store.push_devices(conn, space_id)
                 if devices:
                     await self._send_lead(conn, space_id, decision, ties, devices, budget, now)
                     sent.append(now)
@@ -173,7 +158,9 @@ class NudgeJobs:
         )
         await store.mark_sent(conn, space_id, lead.id, title, body, now)
         payloads = [_encode.encode({"nudge_id": lead.id, "device_id": d}).decode() for d in devices]
-        await job_store.enqueue_many(conn, SEND, space_id, payloads, max_attempts=SEND_MAX_ATTEMPTS)
+        await job_store.enqueue_many(
+            conn, Kind.PUSH_SEND, space_id, payloads, max_attempts=SEND_MAX_ATTEMPTS
+        )
 
     # -- sending ------------------------------------------------------------------------
 
@@ -228,39 +215,6 @@ class NudgeJobs:
             self._rng,
             metrics=self._metrics,
         )
-
-
-async def deliver(
-    pool: asyncpg.Pool[Any],
-    space_id: str,
-    provider: Provider,
-    address: Address,
-    notification: Notification,
-    job: Job,
-    rng: random.Random,
-    *,
-    metrics: PushObserver | None = None,
-) -> None:
-    """Send once and act on the answer (``policy.judge``): re-mint an expired provider
-    token once, try the other APNs environment on BadDeviceToken, forget dead tokens, wait
-    out busy providers, stop an app whose credentials are refused. ``space_id`` is the
-    recipient's space (their device is found through it). Raises :class:`Retry` or
-    :class:`Permanent` for the job runner."""
-    try:
-        result, verdict = await _send_once(provider, address, notification)
-        if verdict.action is Action.REMINT:
-            result, verdict = await _remint_and_resend(provider, address, notification, result)
-        if verdict.action is Action.OTHER_ENVIRONMENT:
-            result, verdict = await _other_environment(
-                pool, space_id, provider, address, notification
-            )
-    except Disabled as exc:
-        if metrics is not None:
-            metrics.push_result(provider.name, "credentials_disabled", None)
-        raise Retry(f"credentials disabled: {exc}", after_s=CREDENTIALS_WAIT_S) from None
-    if metrics is not None:
-        metrics.push_result(provider.name, verdict.action.value, result.reason)
-    await _act(pool, space_id, provider, address, result, verdict, job, rng)
 
 
 class Batcher(Generic[K, V]):
@@ -319,87 +273,3 @@ def _until_quiet_end(now: dt.datetime, budget: Budget) -> float:
         if end > now:
             return (end - now).total_seconds()
     return 3600.0
-
-
-async def _send_once(
-    provider: Provider, address: Address, notification: Notification
-) -> tuple[SendResult, Verdict]:
-    result = await provider.send(address, notification)
-    return result, judge(provider.name, result, address.registered_at)
-
-
-async def _remint_and_resend(
-    provider: Provider, address: Address, notification: Notification, rejected: SendResult
-) -> tuple[SendResult, Verdict]:
-    """ExpiredProviderToken / UNAUTHENTICATED: re-mint once and resend; a second refusal of
-    a fresh token is a credentials problem (the alarm), not something to retry."""
-    creds = provider.credentials
-    if creds is None or rejected.credential is None:
-        return rejected, Verdict(Action.CREDENTIALS)
-    await creds.remint(rejected.credential)
-    result, verdict = await _send_once(provider, address, notification)
-    if verdict.action is Action.REMINT:
-        return result, Verdict(Action.CREDENTIALS)
-    return result, verdict
-
-
-async def _other_environment(
-    pool: asyncpg.Pool[Any],
-    space_id: str,
-    provider: Provider,
-    address: Address,
-    notification: Notification,
-) -> tuple[SendResult, Verdict]:
-    """APNs BadDeviceToken usually means a sandbox token sent to production (a debug build)
-    or the reverse: try the other gateway once before giving the token up."""
-    other = "sandbox" if (address.environment or "production") == "production" else "production"
-    result, verdict = await _send_once(
-        provider, dataclasses.replace(address, environment=other), notification
-    )
-    if verdict.action is Action.DELIVERED:
-        await store.set_environment(pool, space_id, address.device_id, address.token, other)
-    elif verdict.action is Action.OTHER_ENVIRONMENT:
-        return result, Verdict(Action.DROP_TOKEN)
-    return result, verdict
-
-
-async def _act(
-    pool: asyncpg.Pool[Any],
-    space_id: str,
-    provider: Provider,
-    address: Address,
-    result: SendResult,
-    verdict: Verdict,
-    job: Job,
-    rng: random.Random,
-) -> None:
-    action = verdict.action
-    name = provider.name
-    if action is Action.DELIVERED:
-        return
-    if action is Action.DROP_TOKEN:
-        since = (
-            dt.datetime.fromtimestamp(result.timestamp_ms / 1000, dt.UTC)
-            if result.timestamp_ms is not None
-            else None
-        )
-        dropped = await store.drop_token(pool, space_id, address.device_id, address.token, since)
-        log.info("%s: %s — device token %s", name, result.reason, "dropped" if dropped else "kept")
-        return
-    if action is Action.KEEP_TOKEN:
-        log.info("%s: %s older than the token's registration — kept", name, result.reason)
-        return
-    if action is Action.BAD_MESSAGE:
-        log.error("%s refused a nudge as malformed (%s): a bug, not retried", name, result.reason)
-        raise Permanent(f"{name} {result.status} {result.reason}")
-    if action is Action.CREDENTIALS:
-        if provider.credentials is not None:
-            await provider.credentials.disable(f"{name} answered {result.status} {result.reason}")
-        else:
-            log.error("%s refused our credentials: %s %s", name, result.status, result.reason)
-        raise Retry(f"{name} credentials refused", after_s=CREDENTIALS_WAIT_S)
-    if action is Action.WAIT_TOKEN_LIMIT:
-        log.error("%s: TooManyProviderTokenUpdates — not minting for 20 minutes", name)
-        raise Retry(f"{name} token refresh limit", after_s=verdict.min_delay_s)
-    delay = max(backoff_s(job.attempt, RETRY_BASE_S, RETRY_CAP_S, rng), verdict.min_delay_s)
-    raise Retry(f"{name} {result.status} {result.reason}", after_s=delay)

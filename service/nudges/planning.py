@@ -13,6 +13,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from service.store.nudges import Pending
+
 __all__ = ["Decision", "Pending", "Tie", "compose", "decide", "humanize_days"]
 
 #: Most urgent first: a tie about to go dormant outranks one that is merely slipping.
@@ -20,18 +22,6 @@ _URGENCY = {"dormant": 5, "at_risk": 4, "suggest": 3, "notice": 2, "slipping": 1
 #: A request that has waited this long rides along with the next nudge that is sent.
 MAX_WAIT = dt.timedelta(days=7)
 DIGEST_NAMES = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    id: str
-    insight_id: str
-    contact_id: str | None
-    rule: str
-    level: str
-    title: str
-    body: str
-    created_at: dt.datetime
 
 
 @dataclass(frozen=True, slots=True)

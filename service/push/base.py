@@ -11,7 +11,10 @@ import datetime as dt
 import email.utils
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
+
+from schemas.auth import ProviderName
+from service.store.push import Address
 
 __all__ = [
     "NUDGE_CATEGORY",
@@ -25,7 +28,6 @@ __all__ = [
     "retry_after_s",
 ]
 
-ProviderName = Literal["apns", "fcm", "webpush"]
 
 #: The phone's action buttons for a nudge (APNs category / FCM click action).
 NUDGE_CATEGORY = "KITH_NUDGE"
@@ -45,19 +47,6 @@ class Notification:
     #: Breaks through Focus (APNs interruption-level time-sensitive, FCM high priority):
     #: a caregiver's missed-check-in alert, never a nudge.
     time_sensitive: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    """Where one device receives pushes (the ``devices.push_*`` columns)."""
-
-    device_id: str
-    provider: ProviderName
-    token: str  # APNs hex token, FCM registration token, or Web Push endpoint URL
-    registered_at: dt.datetime
-    environment: str | None = None  # APNs: "sandbox" | "production"
-    topic: str | None = None  # APNs: the app's bundle id, if not the configured one
-    keys: dict[str, str] | None = None  # Web Push: {"p256dh": ..., "auth": ...} (base64url)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ from typing import Any
 
 import msgspec
 
-from service.care.summary import Alert, CheckIn, Touch
 from service.store.db import Connection, Executor
 
 __all__ = [
@@ -40,6 +39,28 @@ __all__ = [
     "take_invitation",
     "update_link",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckIn:
+    at: dt.datetime
+    status: str  # ok | not_great | need_help
+    mood: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    at: dt.datetime
+    in_person: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: str
+    kind: str  # missed_check_in | need_help
+    priority: str
+    raised_at: dt.datetime
+
 
 _decode = msgspec.json.decode
 

@@ -15,6 +15,7 @@ import datetime as dt
 import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -42,6 +43,7 @@ __all__ = [
     "pull_page",
     "purge_expired",
     "purge_tombstones",
+    "settings_of",
     "space_position",
     "space_seqs",
     "write_records",
@@ -477,3 +479,13 @@ async def purge_expired(
         batches_before,
     )
     return int(conflicts), int(batches)
+
+
+async def settings_of(conn: Executor, space_id: str) -> dict[str, Any] | None:
+    """The person's synced settings record (time zone, quiet hours, nudge budget, check-in
+    deadline), or None before their first sync of it."""
+    text = await conn.fetchval(
+        "SELECT fields::text FROM settings WHERE space_id = $1 AND id = 'settings' AND NOT deleted",
+        space_id,
+    )
+    return _decode(text) if text else None

@@ -15,22 +15,21 @@ from typing import Any
 import asyncpg
 
 from service.config import Settings
+from service.jobs import Job, Kind
 from service.store import care as care_store
 from service.store import jobs as job_store
 from service.store import sync as sync_store
 from service.store import web as web_store
-from service.worker.runner import Job
 
-__all__ = ["KIND", "ensure_scheduled", "make_handler"]
+__all__ = ["ensure_scheduled", "make_handler"]
 
-KIND = "maintenance"
 _DEDUPE = "daily"
 DEAD_JOB_DAYS = 30
 log = logging.getLogger("kith.worker")
 
 
 async def ensure_scheduled(pool: asyncpg.Pool[Any], delay_s: float = 0.0) -> None:
-    await job_store.enqueue(pool, KIND, dedupe_key=_DEDUPE, delay_s=delay_s)
+    await job_store.enqueue(pool, Kind.MAINTENANCE, dedupe_key=_DEDUPE, delay_s=delay_s)
 
 
 def make_handler(pool: asyncpg.Pool[Any], settings: Settings) -> Callable[[Job], Awaitable[None]]:

@@ -30,8 +30,9 @@ from schemas.sync import (
     SupersededField,
 )
 from schemas.tables import TABLES
-from service.errors import BadRequest, Conflict, Forbidden, Unprocessable
-from service.http.guard import Caller
+from service.accounts.sessions import Caller
+from service.errors import Code, Conflict, Forbidden, InvalidInput, Malformed
+from service.jobs import Kind
 from service.store import care as care_store
 from service.store import jobs as job_store
 from service.store import sync as store
@@ -69,8 +70,6 @@ class SeqOracle(Protocol):
         """``seq`` was just read from PostgreSQL (the oracle had none)."""
 
 
-EVALUATE_JOB = "evaluate"  # handled by service/insights/jobs.py
-CARE_CHECK_IN_JOB = "care_check_in"  # handled by service/care/escalation.py
 _RULE_INPUTS = frozenset({"contacts", "interactions", "reflections", "settings"})
 
 _push_encoder = msgspec.json.Encoder()
@@ -169,7 +168,7 @@ class SyncService:
         if req.device_id != caller.device_id:
             raise Forbidden(
                 "device_id is not the device this token was issued to",
-                code="device_mismatch",
+                code=Code.DEVICE_MISMATCH,
                 errors=[FieldError("device_id", "does not match the signed-in device")],
             )
         # What the device sent (before clamping), to tell a retry from a reused batch_id.
@@ -194,7 +193,7 @@ class SyncService:
                     raise Conflict(
                         "this batch_id was already used for different changes; a retry must "
                         "resend the same changes, new changes need a new batch_id",
-                        code="batch_id_reused",
+                        code=Code.BATCH_ID_REUSED,
                         errors=[FieldError("batch_id", "already used for different changes")],
                     )
                 return _push_decoder.decode(response_bytes)  # a retry: same answer, no writes
@@ -206,7 +205,7 @@ class SyncService:
                 # it reads was committed. Debounced per space (one queued job at a time).
                 await job_store.enqueue(
                     conn,
-                    EVALUATE_JOB,
+                    Kind.EVALUATE,
                     space_id=caller.space_id,
                     dedupe_key=caller.space_id,
                     delay_s=self._evaluate_debounce_s,
@@ -216,7 +215,7 @@ class SyncService:
                 # At once, not debounced: a "need help" check-in alerts caregivers now —
                 # for people with a caregiver or a check-in deadline (nobody else's
                 # check-ins need anything done).
-                await care_store.enqueue_followups(conn, CARE_CHECK_IN_JOB, [caller.space_id])
+                await care_store.enqueue_followups(conn, Kind.CARE_CHECK_IN, [caller.space_id])
             response = PushResponse(
                 batch_id=req.batch_id,
                 accepted=len(changes),
@@ -390,8 +389,8 @@ class SyncService:
             try:
                 after_id = decode_cursor(after)
             except InvalidCursor as exc:
-                raise BadRequest(
-                    str(exc), code="invalid_cursor", errors=[FieldError("after", str(exc))]
+                raise Malformed(
+                    str(exc), code=Code.INVALID_CURSOR, errors=[FieldError("after", str(exc))]
                 ) from None
         rows = await store.conflicts_since(
             self._pool,
@@ -440,9 +439,9 @@ def _conflict(table: str, record_id: str, loss: Loss) -> store.ConflictWrite:
     )
 
 
-def _field_error(index: int, name: str, message: str) -> Unprocessable:
+def _field_error(index: int, name: str, message: str) -> InvalidInput:
     path = f"changes[{index}].{name}"
-    return Unprocessable(f"{path}: {message}", errors=[FieldError(path, message)])
+    return InvalidInput(f"{path}: {message}", errors=[FieldError(path, message)])
 
 
 def _new_record(c: ValidChange) -> _Working:
@@ -482,6 +481,6 @@ def _cursor_position(cursor: str | None) -> int:
     try:
         return decode_cursor(cursor)
     except InvalidCursor as exc:
-        raise BadRequest(
-            str(exc), code="invalid_cursor", errors=[FieldError("cursor", str(exc))]
+        raise Malformed(
+            str(exc), code=Code.INVALID_CURSOR, errors=[FieldError("cursor", str(exc))]
         ) from None

@@ -16,7 +16,13 @@ from schemas.common import SCHEMA_VERSION_MAX, SCHEMA_VERSION_MIN
 from schemas.problem import FieldError
 from schemas.sync import ChangeIn
 from schemas.tables import SETTINGS_ID, TABLES
-from service.errors import Forbidden, Unprocessable, UpgradeRequired, field_errors_from_msgspec
+from service.errors import (
+    Code,
+    Forbidden,
+    InvalidInput,
+    UnsupportedVersion,
+    field_errors_from_msgspec,
+)
 from sync.hlc import Clock, format_hlc, parse
 
 __all__ = ["ValidChange", "check_schema_version", "validate_changes"]
@@ -33,16 +39,16 @@ class ValidChange(msgspec.Struct, frozen=True):  # a Struct: one is built per ch
 
 def check_schema_version(version: int) -> None:
     if not SCHEMA_VERSION_MIN <= version <= SCHEMA_VERSION_MAX:
-        raise UpgradeRequired(
+        raise UnsupportedVersion(
             f"schema_version {version} is not supported; this server speaks "
             f"{SCHEMA_VERSION_MIN}..{SCHEMA_VERSION_MAX}. Update the app; local data is kept.",
             errors=[FieldError("schema_version", "unsupported schema version")],
         )
 
 
-def _invalid(index: int, field: str, message: str) -> Unprocessable:
+def _invalid(index: int, field: str, message: str) -> InvalidInput:
     path = f"changes[{index}].{field}"
-    return Unprocessable(f"{path}: {message}", errors=[FieldError(path, message)])
+    return InvalidInput(f"{path}: {message}", errors=[FieldError(path, message)])
 
 
 def _check_target(index: int, change: ChangeIn) -> None:
@@ -51,7 +57,7 @@ def _check_target(index: int, change: ChangeIn) -> None:
         path = f"changes[{index}].table"
         raise Forbidden(
             f"{change.table} is written by the server only",
-            code="read_only_table",
+            code=Code.READ_ONLY_TABLE,
             errors=[FieldError(path, f"{change.table} is read-only for clients")],
         )
     if change.table == "settings" and change.id != SETTINGS_ID:
@@ -80,7 +86,7 @@ def validate_changes(
                 typed = msgspec.convert(change.fields, spec.client_type)
             except msgspec.ValidationError as exc:
                 errors = field_errors_from_msgspec(exc, prefix=f"changes[{i}].fields")
-                raise Unprocessable(
+                raise InvalidInput(
                     f"{errors[0].field}: {errors[0].message}", errors=errors
                 ) from None
             fields = msgspec.to_builtins(typed)

@@ -20,13 +20,14 @@ from service.infra import heap
 from service.infra.metrics import Metrics, flushing
 from service.insights import jobs as evaluation
 from service.insights.service import InsightEvaluator
+from service.jobs import Handler, Kind
 from service.nudges.jobs import NudgeJobs
 from service.push.factory import build_providers
 from service.store.db import create_pool
 from service.sync import maintenance
 from service.sync.realtime import ChangeNotifier
 from service.sync.service import SyncService
-from service.worker.runner import Handler, Worker, WorkerConfig
+from service.worker.runner import Worker, WorkerConfig
 from service.worker.wakeup import listen
 from sync.hlc import Clock
 
@@ -42,9 +43,9 @@ async def ensure_recurring(pool: asyncpg.Pool[Any], kinds: set[str]) -> None:
     """Queue the recurring jobs this worker runs unless one is queued already (deduplicated):
     a recurring job that died or was deleted comes back within one check, without a
     restart."""
-    if maintenance.KIND in kinds:
+    if Kind.MAINTENANCE in kinds:
         await maintenance.ensure_scheduled(pool)
-    if evaluation.SWEEP in kinds:
+    if Kind.SWEEP in kinds:
         await evaluation.ensure_sweep_scheduled(pool)
 
 
@@ -77,7 +78,7 @@ async def run_worker(settings: Settings, config: WorkerConfig | None = None) -> 
         announce=notifier.announce,
     )
     handlers: dict[str, Handler] = {
-        maintenance.KIND: maintenance.make_handler(pool, settings),
+        Kind.MAINTENANCE: maintenance.make_handler(pool, settings),
         **evaluation.make_handlers(
             pool, evaluator, morning_hour=settings.sweep_morning_hour, chunk=settings.sweep_chunk
         ),

@@ -24,7 +24,6 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,44 +31,12 @@ import asyncpg
 import msgspec
 
 from service.infra.logs import request_id_var
+from service.jobs import Handler, Job, Permanent, Retry, backoff_s
 from service.store import jobs as store
 
-__all__ = [
-    "Handler",
-    "Job",
-    "JobObserver",
-    "Permanent",
-    "Retry",
-    "Worker",
-    "WorkerConfig",
-    "backoff_s",
-]
+__all__ = ["JobObserver", "Worker", "WorkerConfig"]
 
 log = logging.getLogger("kith.worker")
-
-
-class Retry(Exception):
-    """Try again after ``after_s`` seconds (counts as an attempt)."""
-
-    def __init__(self, reason: str, *, after_s: float) -> None:
-        super().__init__(reason)
-        self.after_s = after_s
-
-
-class Permanent(Exception):
-    """This job can never succeed (e.g. a payload the provider rejects): dead-letter it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    id: int
-    kind: str
-    space_id: str | None
-    payload: dict[str, Any]
-    attempt: int
-
-
-Handler = Callable[[Job], Awaitable[None]]
 
 
 class JobObserver(Protocol):
@@ -90,11 +57,6 @@ class WorkerConfig:
     backoff_base_s: float = 2.0
     backoff_cap_s: float = 3600.0
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{secrets.token_hex(3)}")
-
-
-def backoff_s(attempt: int, base: float, cap: float, rnd: random.Random) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2^(attempt-1))]."""
-    return rnd.uniform(0, min(cap, base * 2 ** max(attempt - 1, 0)))
 
 
 _decode = msgspec.json.decode

@@ -20,10 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from service.config import Settings
 from service.insights.service import InsightEvaluator
+from service.jobs import Handler
 from service.nudges.jobs import NudgeJobs
 from service.push.base import Provider
 from service.push.factory import build_providers
-from service.worker.runner import Handler, Worker, WorkerConfig
+from service.worker.runner import Worker, WorkerConfig
 from sync.hlc import Clock
 from tests.fakes.apns import FakeAPNs
 from tests.fakes.fcm import FakeFCM

@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 
-from service.care.escalation import CARE_CHECK_IN, CHECKIN_TICK, Escalation
+from service.care.escalation import Escalation
 from service.care.jobs import CarePushJobs
 from service.care.service import CareService
+from service.jobs import Job, Kind
 from service.push.factory import build_providers
 from service.sync.service import SyncService
-from service.worker.runner import Job
 from sync.hlc import Clock
 from tests.helpers import Account, expect_problem, new_id, pull_all, push, register, stamp
 from tests.integration.push_support import Fakes, apns_token, drain, set_push_token
@@ -303,7 +303,7 @@ async def test_check_in_escalation_across_the_spring_dst_change(
         row = await pool.fetchrow(
             "SELECT payload::text, run_at - now() AS wait FROM jobs "
             "WHERE kind = $1 AND space_id = $2",
-            CHECKIN_TICK,
+            Kind.CHECKIN_TICK,
             space,
         )
         assert row is not None
@@ -312,7 +312,7 @@ async def test_check_in_escalation_across_the_spring_dst_change(
     async def run_tick() -> None:
         at, payload = await next_tick()
         clock.now = at
-        await escalation.tick(Job(0, CHECKIN_TICK, space, payload, 1))
+        await escalation.tick(Job(0, Kind.CHECKIN_TICK, space, payload, 1))
         await drain(pool, senders, [space, carer_space])
 
     carer_space = str(
@@ -353,7 +353,7 @@ async def test_check_in_escalation_across_the_spring_dst_change(
         # A late check-in at 10:45 local: all clear.
         clock.now = dt.datetime(2026, 3, 29, 9, 45, tzinfo=dt.UTC)
         await push(http, mum, [check_in(mum, clock.now, "ok")])
-        await escalation.check_in(Job(0, CARE_CHECK_IN, space, {}, 1))
+        await escalation.check_in(Job(0, Kind.CARE_CHECK_IN, space, {}, 1))
         await drain(pool, senders, [carer_space])
         titles = [s["aps"]["alert"]["title"] for s in fakes.apns.shown(carer_phone)]
         assert titles == ["No check-in from Mum yet today", "Mum checked in"]
@@ -365,7 +365,7 @@ async def test_check_in_escalation_across_the_spring_dst_change(
         # "I need help" alerts at once.
         clock.now = dt.datetime(2026, 3, 29, 15, 0, tzinfo=dt.UTC)
         await push(http, mum, [check_in(mum, clock.now, "need_help")])
-        await escalation.check_in(Job(0, CARE_CHECK_IN, space, {}, 1))
+        await escalation.check_in(Job(0, Kind.CARE_CHECK_IN, space, {}, 1))
         await drain(pool, senders, [carer_space])
         help_push = fakes.apns.shown(carer_phone)[-1]
         assert help_push["aps"]["alert"]["title"] == "Mum asked for help"
@@ -427,7 +427,7 @@ async def test_only_check_ins_someone_acts_on_queue_escalation_work(
         for r in await db.fetch(
             "SELECT s.owner_id FROM jobs j JOIN spaces s ON s.id = j.space_id "
             "WHERE j.kind = $1 AND s.owner_id = ANY($2::text[])",
-            CARE_CHECK_IN,
+            Kind.CARE_CHECK_IN,
             [alone.user_id, shared.user_id],
         )
     }

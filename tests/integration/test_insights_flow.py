@@ -16,7 +16,8 @@ import pytest
 
 from service.insights import jobs as evaluation
 from service.insights.service import InsightEvaluator
-from service.worker.runner import Job, Worker, WorkerConfig
+from service.jobs import Job
+from service.worker.runner import Worker, WorkerConfig
 from sync.hlc import Clock
 from tests.helpers import Account, new_id, pull_all, push, register, stamp
 

@@ -20,8 +20,9 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from service.jobs import Job, Permanent, Retry
 from service.store import jobs as store
-from service.worker.runner import Job, Permanent, Retry, Worker, WorkerConfig
+from service.worker.runner import Worker, WorkerConfig
 from service.worker.wakeup import listen, notify
 
 ROOT = Path(__file__).resolve().parents[2]

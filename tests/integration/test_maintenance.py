@@ -10,8 +10,8 @@ import asyncpg
 import httpx
 
 from service.config import Settings
+from service.jobs import Job, Kind
 from service.sync import maintenance
-from service.worker.runner import Job
 from tests.helpers import new_id, push, register, stamp
 
 
@@ -83,7 +83,7 @@ async def test_maintenance_purges_only_what_expired(
     )
 
     run = maintenance.make_handler(pool, Settings(database_url=database_url))
-    await run(Job(0, maintenance.KIND, None, {}, 1))
+    await run(Job(0, Kind.MAINTENANCE, None, {}, 1))
 
     contacts = {
         r["id"] for r in await pool.fetch("SELECT id FROM contacts WHERE space_id = $1", space)
@@ -107,4 +107,4 @@ async def test_maintenance_purges_only_what_expired(
         for r in await pool.fetch("SELECT id FROM jobs WHERE id = ANY($1)", [dead_old, dead_new])
     }
     assert jobs == {dead_new}
-    await pool.execute("DELETE FROM jobs WHERE id = $1 OR kind = $2", dead_new, maintenance.KIND)
+    await pool.execute("DELETE FROM jobs WHERE id = $1 OR kind = $2", dead_new, Kind.MAINTENANCE)

@@ -30,9 +30,9 @@ import pytest
 from service.http.ratelimit import client_ip, parse_networks
 from service.infra.logs import accept_request_id, redact
 from service.infra.metrics import Metrics, label_value, render_series
-from service.nudges.jobs import deliver
+from service.jobs import Job, Retry
 from service.push.base import Address, Notification, ProviderName, SendResult, SharedTokenLike
-from service.worker.runner import Job, Retry
+from service.push.delivery import deliver
 from tests.conftest import OUTPUT, ApiProcess
 from tests.helpers import new_id, push, register, stamp
 

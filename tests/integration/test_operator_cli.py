@@ -9,8 +9,7 @@ import asyncpg
 import pytest
 
 from service.cli import main, operate, report_lines
-from service.insights import jobs as evaluation
-from service.sync import maintenance
+from service.jobs import Kind
 from service.worker.main import ensure_recurring
 
 
@@ -70,34 +69,34 @@ def test_the_commands_say_when_there_is_nothing_to_do(
 
 async def test_a_recurring_job_that_died_comes_back(pool: asyncpg.Pool[Any]) -> None:
     await pool.execute(
-        "DELETE FROM jobs WHERE kind = ANY($1::text[])", [maintenance.KIND, evaluation.SWEEP]
+        "DELETE FROM jobs WHERE kind = ANY($1::text[])", [Kind.MAINTENANCE, Kind.SWEEP]
     )
     await pool.execute(
         "INSERT INTO jobs (kind, dedupe_key, state) VALUES ($1, 'daily', 'dead')",
-        maintenance.KIND,
+        Kind.MAINTENANCE,
     )
-    await ensure_recurring(pool, {maintenance.KIND, evaluation.SWEEP, "push_send"})
+    await ensure_recurring(pool, {Kind.MAINTENANCE, Kind.SWEEP, Kind.PUSH_SEND})
     queued = {
         r["kind"]
         for r in await pool.fetch(
             "SELECT kind FROM jobs WHERE state = 'queued' AND kind = ANY($1::text[])",
-            [maintenance.KIND, evaluation.SWEEP],
+            [Kind.MAINTENANCE, Kind.SWEEP],
         )
     }
-    assert queued == {maintenance.KIND, evaluation.SWEEP}
+    assert queued == {Kind.MAINTENANCE, Kind.SWEEP}
     # Again: deduplicated, still one of each.
-    await ensure_recurring(pool, {maintenance.KIND, evaluation.SWEEP})
+    await ensure_recurring(pool, {Kind.MAINTENANCE, Kind.SWEEP})
     count = await pool.fetchval(
         "SELECT count(*) FROM jobs WHERE state = 'queued' AND kind = ANY($1::text[])",
-        [maintenance.KIND, evaluation.SWEEP],
+        [Kind.MAINTENANCE, Kind.SWEEP],
     )
     assert count == 2
     # A delivery-only worker schedules neither.
     await pool.execute(
-        "DELETE FROM jobs WHERE kind = ANY($1::text[])", [maintenance.KIND, evaluation.SWEEP]
+        "DELETE FROM jobs WHERE kind = ANY($1::text[])", [Kind.MAINTENANCE, Kind.SWEEP]
     )
-    await ensure_recurring(pool, {"push_send"})
+    await ensure_recurring(pool, {Kind.PUSH_SEND})
     assert not await pool.fetchval(
         "SELECT count(*) FROM jobs WHERE kind = ANY($1::text[])",
-        [maintenance.KIND, evaluation.SWEEP],
+        [Kind.MAINTENANCE, Kind.SWEEP],
     )

@@ -12,8 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from service.nudges.jobs import PLAN, SEND
-from service.worker.runner import Job
+from service.jobs import Job, Kind
 from tests.helpers import expect_problem, new_id, pull_all, push, stamp
 from tests.integration.push_support import (
     KEY_ID,
@@ -49,7 +48,7 @@ async def queued_sends(pool: asyncpg.Pool[Any], space_id: str) -> list[asyncpg.R
         "SELECT id, run_at, attempts, last_error, state FROM jobs "
         "WHERE space_id = $1 AND kind = $2",
         space_id,
-        SEND,
+        Kind.PUSH_SEND,
     )
 
 
@@ -98,7 +97,7 @@ async def test_a_send_that_runs_twice_is_shown_once(
     nudge_id = first.collapse_id
     assert nudge_id is not None
     payload = {"nudge_id": nudge_id, "device_id": person.phone.device_id}
-    await world.jobs.send(Job(0, SEND, person.space_id, payload, 2))
+    await world.jobs.send(Job(0, Kind.PUSH_SEND, person.space_id, payload, 2))
     assert len(fakes.apns.notifications(person.apns_token)) == 2
     assert len(fakes.apns.shown(person.apns_token)) == 1
 
@@ -122,13 +121,15 @@ async def test_over_budget_nudges_wait_for_the_next_day_and_say_so(
     wait = await pool.fetchval(
         "SELECT extract(epoch FROM run_at - now()) FROM jobs WHERE space_id = $1 AND kind = $2",
         person.space_id,
-        PLAN,
+        Kind.NUDGE_PLAN,
     )
     assert abs(float(wait) - 24 * 3600) < 60
     # Tomorrow at 18:00: the next one.
     fakes.clock.advance(days=1)
     await pool.execute(
-        "UPDATE jobs SET run_at = now() WHERE space_id = $1 AND kind = $2", person.space_id, PLAN
+        "UPDATE jobs SET run_at = now() WHERE space_id = $1 AND kind = $2",
+        person.space_id,
+        Kind.NUDGE_PLAN,
     )
     await deliver(pool, world, person)
     assert len(fakes.apns.shown(person.apns_token)) == 2

@@ -14,8 +14,9 @@ from typing import Any
 
 import asyncpg
 
+from service.jobs import Job
 from service.store.db import create_pool
-from service.worker.runner import Job, Worker, WorkerConfig
+from service.worker.runner import Worker, WorkerConfig
 from service.worker.wakeup import listen
 
 

@@ -28,7 +28,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from service.errors import Unauthorized
+from service.errors import NotAuthenticated
 from service.http.guard import verified_session
 from service.sync.realtime import EventStream, Realtime
 
@@ -106,7 +106,7 @@ def _token(request: Request[Any, Any, Any], access_token: str | None) -> str:
         return token.strip()
     if access_token:
         return access_token
-    raise Unauthorized(
+    raise NotAuthenticated(
         "send 'Authorization: Bearer <access token>' (or ?access_token= from a browser)",
         headers=_CHALLENGE,
     )

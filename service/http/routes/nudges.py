@@ -14,7 +14,8 @@ from schemas.nudges import FeedbackRequest, FeedbackResponse, NudgeOut, NudgesRe
 from service.errors import NotFound
 from service.http.guard import Caller, resolve_caller
 from service.nudges.budget import Budget
-from service.store import push as store
+from service.store import nudges as store
+from service.store import sync as sync_store
 from service.sync.service import SyncService
 
 __all__ = ["NudgeController"]
@@ -53,7 +54,7 @@ class NudgeController(Controller):
         now = dt.datetime.now(dt.UTC)
         async with pool.acquire() as conn:
             found = await store.record_feedback(conn, caller.space_id, nudge_id, data.action, now)
-            settings = await store.settings_of(conn, caller.space_id)
+            settings = await sync_store.settings_of(conn, caller.space_id)
         if found is None:
             raise NotFound("no nudge of yours has this id")
         contact_id, insight_id = found

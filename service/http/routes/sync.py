@@ -13,7 +13,7 @@ from schemas.common import ID_PATTERN
 from schemas.problem import FieldError
 from schemas.sync import ConflictsResponse, PullRequest, PullResponse, PushRequest, PushResponse
 from schemas.tables import TableName
-from service.errors import Unprocessable
+from service.errors import InvalidInput
 from service.http.guard import (
     Caller,
     PendingSession,
@@ -87,7 +87,7 @@ class SyncController(Controller):
     ) -> ConflictsResponse:
         if since is not None and since.tzinfo is None:
             message = "needs a UTC offset, e.g. 2026-11-01T00:00:00Z"
-            raise Unprocessable(f"since: {message}", errors=[FieldError("since", message)])
+            raise InvalidInput(f"since: {message}", errors=[FieldError("since", message)])
         start = since or dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
         return await sync.conflicts(
             caller, since=start, after=after, limit=limit, table=table, record_id=record_id

@@ -29,11 +29,11 @@ from msgspec import Struct
 
 from service.accounts.service import AccountService
 from service.care.service import CareService
-from service.errors import NotFound, TooManyRequests
+from service.errors import NotFound, RateLimited
 from service.http.ratelimit import RateLimiter
 from service.http.web.chart import weekly_chart
 from service.nudges.budget import Budget
-from service.store import push as push_store
+from service.store import sync as sync_store
 from service.store import web as store
 
 __all__ = ["CarePages"]
@@ -114,7 +114,7 @@ class CarePages(Controller):
             return self._login_form(request, "Your sign-in form expired. Please try again.", 403)
         try:
             await limits.check_web_sign_in(request, data.email[:320])
-        except TooManyRequests as exc:
+        except RateLimited as exc:
             wait = exc.headers.get("Retry-After", "60")
             refused = self._login_form(
                 request,
@@ -191,7 +191,7 @@ class CarePages(Controller):
             link, summary, now = await care.summary_for(user_id, link_id, "web")
         except NotFound:
             return _page("gone.html", 404, csrf=csrf)
-        settings = await push_store.settings_of(pool, link.space_id) or {}
+        settings = await sync_store.settings_of(pool, link.space_id) or {}
         zone = Budget.from_settings(settings).zone
         return _page(
             "person.html",
