@@ -40,10 +40,10 @@ import redis.asyncio as aioredis
 
 from bench.measure import Plan, Result, Samples, rounds
 from bench.servers import Stack
+from service.infra.wakeup import notify
 from service.push.base import Address, Notification
 from service.push.factory import build_providers
 from service.store.db import create_pool
-from service.worker.wakeup import notify
 from tests.integration.push_support import (
     KEY_ID,
     TEAM_ID,

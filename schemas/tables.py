@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, get_args
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
@@ -21,6 +21,7 @@ __all__ = [
     "SETTINGS_ID",
     "TABLES",
     "CareSummaryFields",
+    "Cascade",
     "CheckInFields",
     "ContactFields",
     "InsightFields",
@@ -173,14 +174,41 @@ class CareSummaryFields(Struct, omit_defaults=True):
 
 
 @dataclass(frozen=True, slots=True)
+class Cascade:
+    """Deleting the last live ``parent`` a record names (in its list field ``field``)
+    tombstones the record too — server writes, so every device converges."""
+
+    parent: str
+    field: str
+
+
+@dataclass(frozen=True, slots=True)
 class TableSpec:
-    """How clients may write one synced table."""
+    """One synced table, declared once: the wire type, what clients may do, and what a
+    change to it sets off. Everything else is derived from this — the SQL table list
+    (``service/store/sync.py``), the cascade and the follow-up jobs
+    (``service/sync/service.py``), the OpenAPI and JSON Schema (``kith openapi``).
+    Adding a table: declare it here and create it in a migration (docs/architecture.md)."""
 
     name: str
-    client_type: type[Struct] | None  # None: clients may not write this table at all
-    required_on_create: frozenset[str]
-    defaults: dict[str, Any]
-    create_allowed: bool = True  # False: clients may only update rows the server created
+    #: What clients may write (None: the server alone writes this table).
+    client_type: type[Struct] | None
+    required_on_create: frozenset[str] = frozenset()
+    defaults: dict[str, Any] = field(default_factory=dict)
+    #: False: clients may only update rows the server created.
+    create_allowed: bool = True
+    #: False: a record of this table is never deleted (``hint`` says what to do instead).
+    deletable: bool = True
+    delete_hint: str = ""
+    #: The one record id this table allows (the settings record), or None for any.
+    only_id: str | None = None
+    #: The record types the server writes, documented for clients (defaults to client_type).
+    read_type: type[Struct] | None = None
+    cascade: Cascade | None = None
+    #: A change re-evaluates the person's rules (debounced).
+    feeds_rules: bool = False
+    #: A change is acted on at once (a "need help" check-in alerts caregivers now).
+    urgent: bool = False
 
 
 TABLES: dict[str, TableSpec] = {
@@ -201,6 +229,7 @@ TABLES: dict[str, TableSpec] = {
                 "archived": False,
                 "tags": [],
             },
+            feeds_rules=True,
         ),
         TableSpec(
             "interactions",
@@ -213,6 +242,8 @@ TABLES: dict[str, TableSpec] = {
                 "felt_closer": None,
                 "note": "",
             },
+            cascade=Cascade(parent="contacts", field="contact_ids"),
+            feeds_rules=True,
         ),
         TableSpec(
             "reflections",
@@ -227,12 +258,14 @@ TABLES: dict[str, TableSpec] = {
                 "lsns6": None,
                 "who5": None,
             },
+            feeds_rules=True,
         ),
         TableSpec(
             "check_ins",
             CheckInFields,
             frozenset({"occurred_at", "status"}),
             {"mood": None, "note": ""},
+            urgent=True,
         ),
         TableSpec(
             "settings",
@@ -250,8 +283,21 @@ TABLES: dict[str, TableSpec] = {
                 "check_in_grace_min": 30,
                 "rules_disabled": [],
             },
+            deletable=False,
+            delete_hint="edit it",
+            only_id=SETTINGS_ID,
+            feeds_rules=True,
         ),
-        TableSpec("insights", InsightStatusFields, frozenset(), {}, create_allowed=False),
-        TableSpec("care_summaries", None, frozenset(), {}, create_allowed=False),
+        TableSpec(
+            "insights",
+            InsightStatusFields,
+            create_allowed=False,
+            deletable=False,
+            delete_hint="dismiss it (status: dismissed)",
+            read_type=InsightFields,
+        ),
+        TableSpec("care_summaries", None, create_allowed=False, read_type=CareSummaryFields),
     )
 }
+
+assert tuple(TABLES) == get_args(TableName), "TableName lists the declared tables, in order"

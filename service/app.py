@@ -7,12 +7,10 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import redis.asyncio as aioredis
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -24,7 +22,6 @@ from service.accounts.passwords import Passwords
 from service.accounts.service import AccountService
 from service.accounts.sessions import SessionCache
 from service.accounts.tokens import TokenIssuer, load_or_create_keys
-from service.care.service import CareService
 from service.config import Settings
 from service.http.fastpath import FastPull
 from service.http.problems import exception_handlers
@@ -41,11 +38,9 @@ from service.infra import heap
 from service.infra.asgi import ASGIApp
 from service.infra.logs import ObservedApp, configure_logging
 from service.infra.metrics import Metrics, flushing, metrics_route, sync_counter
-from service.store.db import create_pool
-from service.sync.realtime import ChangeNotifier, Realtime
-from service.sync.service import SyncService
-from service.worker.wakeup import notify
-from sync.hlc import Clock
+from service.infra.wakeup import notify
+from service.sync.realtime import Realtime
+from service.wiring import DEFAULT_REDIS_URL, core
 
 __all__ = ["app_from_env", "configure_logging", "create_app", "served"]
 
@@ -53,70 +48,51 @@ log = logging.getLogger("kith")
 
 
 def create_app(settings: Settings) -> Litestar:
-    if not settings.database_url:
+    if not settings.database.url:
         raise RuntimeError("DATABASE_URL is not set (use `kith dev` for embedded servers)")
+    keys = settings.tokens
     private, public = load_or_create_keys(
-        settings.jwt_private_key, settings.jwt_public_key, settings.data_dir / "keys"
+        keys.jwt_private_key, keys.jwt_public_key, settings.data_dir / "keys"
     )
-    tokens = TokenIssuer(private, public, access_ttl_s=settings.access_token_ttl_s)
-    # The server's own HLC node: distinct per process, so two API processes never mint
-    # the same stamp for their server writes.
-    clock = Clock(f"srv-{secrets.token_hex(4)}")
+    tokens = TokenIssuer(private, public, access_ttl_s=keys.access_ttl_s)
     metrics = Metrics()  # this process's deltas, flushed to Redis (service/infra/metrics.py)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        assert settings.database_url is not None
-        pool = await create_pool(
-            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
-        )
-        redis_client = aioredis.Redis.from_url(
-            settings.redis_url or "redis://127.0.0.1:6379/0",
-            socket_timeout=2,
-            socket_connect_timeout=2,
-        )
-        notifier = ChangeNotifier(redis_client)
-        realtime = Realtime(
-            redis_url=settings.redis_url or "redis://127.0.0.1:6379/0",
-            client=redis_client,
-            pool=pool,
-            sessions=SessionCache(pool, tokens),
-            notifier=notifier,
-            heartbeat_s=settings.sse_heartbeat_s,
-        )
-        app.state.realtime = realtime
-        app.state.sessions = realtime.sessions
-        app.state.pool = pool
-        app.state.redis = redis_client
-        app.state.tokens = tokens
-        app.state.accounts = AccountService(
-            pool,
-            Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib),
-            tokens,
-            clock,
-            refresh_ttl_s=settings.refresh_token_ttl_s,
-            on_revoke=realtime.session_revoked,
-        )
-        app.state.sync = SyncService(
-            pool,
-            clock,
-            max_skew_ms=settings.max_clock_skew_ms,
-            publish=notifier.publish,
-            announce=notifier.announce,
-            seqs=realtime,
-            evaluate_debounce_s=settings.evaluate_debounce_s,
-            wake_workers=lambda: notify(redis_client),
-        )
-        app.state.care = CareService(pool, app.state.sync)
-        await realtime.start()  # one Redis subscription per process (service/sync/realtime.py)
-        heap.settle()  # start-up objects frozen, fewer collections (service/infra/heap.py)
-        try:
-            yield
-        finally:
-            await realtime.stop()  # ends open event streams with a reconnect hint
-            await notifier.close()
-            await redis_client.aclose()
-            await pool.close()
+        async with core(settings, "api") as c:
+            realtime = Realtime(
+                redis_url=settings.redis_url or DEFAULT_REDIS_URL,
+                client=c.redis,
+                pool=c.pool,
+                sessions=SessionCache(c.pool, tokens),
+                notifier=c.notifier,
+                heartbeat_s=settings.server.sse_heartbeat_s,
+            )
+            app.state.realtime = realtime
+            app.state.sessions = realtime.sessions
+            app.state.pool = c.pool
+            app.state.redis = c.redis
+            app.state.tokens = tokens
+            app.state.accounts = AccountService(
+                c.pool,
+                Passwords(time_cost=keys.argon2_time_cost, memory_kib=keys.argon2_memory_kib),
+                tokens,
+                c.clock,
+                refresh_ttl_s=keys.refresh_ttl_s,
+                on_revoke=realtime.session_revoked,
+            )
+            app.state.sync = c.sync_service(
+                seqs=realtime,
+                evaluate_debounce_s=settings.worker.evaluate_debounce_s,
+                wake_workers=lambda: notify(c.redis),
+            )
+            app.state.care = c.care_service(app.state.sync)
+            await realtime.start()  # one Redis subscription per process (service/sync/realtime.py)
+            heap.settle()  # start-up objects frozen, fewer collections (service/infra/heap.py)
+            try:
+                yield
+            finally:
+                await realtime.stop()  # ends open event streams with a reconnect hint
 
     @asynccontextmanager
     async def observability(app: Litestar) -> AsyncIterator[None]:
@@ -141,7 +117,7 @@ def create_app(settings: Settings) -> Litestar:
             EventsController,
             live,
             ready,
-            metrics_route(settings.metrics_token),
+            metrics_route(settings.server.metrics_token),
         ],
         dependencies={
             "pool": state("pool"),
@@ -156,7 +132,7 @@ def create_app(settings: Settings) -> Litestar:
         after_request=sync_counter(metrics),
         logging_config=None,  # service/infra/logs.py configures logging, once, as JSON
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
-        request_max_body_size=settings.max_body_bytes,
+        request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Kith API",
             version="1.0.0",

@@ -35,7 +35,7 @@ def _embedded_env(settings: Settings) -> Settings:
     """Fill in DATABASE_URL / REDIS_URL with embedded servers where they are not set."""
     from service.infra.embedded import ensure_database, start_postgres, start_valkey
 
-    database_url, redis_url = settings.database_url, settings.redis_url
+    database_url, redis_url = settings.database.url, settings.redis_url
     if not database_url:
         print("starting embedded PostgreSQL …", flush=True)
         database_url = asyncio.run(ensure_database(start_postgres(settings.data_dir), "kith"))
@@ -44,7 +44,7 @@ def _embedded_env(settings: Settings) -> Settings:
         print("starting embedded Valkey …", flush=True)
         redis_url = start_valkey(settings.data_dir)
         os.environ["REDIS_URL"] = redis_url
-    return dataclasses.replace(settings, database_url=database_url, redis_url=redis_url)
+    return settings.using(database_url=database_url, redis_url=redis_url)
 
 
 def _start_dev_worker() -> subprocess.Popen[bytes]:
@@ -59,7 +59,7 @@ def _dev(settings: Settings) -> None:
     _migrate(settings)
     worker = _start_dev_worker()
     # Plain lines for the person at the terminal; the JSON log lines follow.
-    base = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{settings.port}"
+    base = f"{'https' if settings.server.tls_cert else 'http'}://{settings.server.host}:{settings.server.port}"
     print(f"\nKith is starting on {base}\n  OpenAPI docs:   {base}/docs", flush=True)
     print(f"  caregiver page: {base}/care\n", flush=True)
     try:
@@ -78,24 +78,24 @@ def _serve(settings: Settings) -> None:
     from service.infra.logs import configure_logging, granian_log_config
 
     configure_logging(settings.log_level)  # one JSON object per line, Granian's lines too
-    scheme = "https" if settings.tls_cert else "http"
+    scheme = "https" if settings.server.tls_cert else "http"
     log = logging.getLogger("kith")
-    log.info("Kith API on %s://%s:%d", scheme, settings.host, settings.port)
-    log.info("OpenAPI docs: %s://%s:%d/docs", scheme, settings.host, settings.port)
+    log.info("Kith API on %s://%s:%d", scheme, settings.server.host, settings.server.port)
+    log.info("OpenAPI docs: %s://%s:%d/docs", scheme, settings.server.host, settings.server.port)
     # SIGTERM: Granian stops accepting, lets in-flight requests finish, then runs the
     # lifespan shutdown; a process still busy after the grace period is killed.
     Granian(
         "service.app:app_from_env",
         factory=True,
-        address=settings.host,
-        port=settings.port,
+        address=settings.server.host,
+        port=settings.server.port,
         interface=Interfaces.ASGI,
-        workers=settings.workers,
-        ssl_cert=settings.tls_cert,
-        ssl_key=settings.tls_key,
+        workers=settings.server.workers,
+        ssl_cert=settings.server.tls_cert,
+        ssl_key=settings.server.tls_key,
         log_access=False,
         log_dictconfig=granian_log_config(),
-        workers_kill_timeout=settings.shutdown_grace_s,
+        workers_kill_timeout=settings.server.shutdown_grace_s,
         backpressure=_concurrent_requests(),
     ).serve()
 
@@ -112,26 +112,26 @@ def _concurrent_requests() -> int:
 
 
 def _migrate(settings: Settings) -> None:
-    if not settings.database_url:
+    if not settings.database.url:
         raise SettingsError("DATABASE_URL is not set")
-    applied = asyncio.run(migrate(settings.database_url))
+    applied = asyncio.run(migrate(settings.database.url))
     print(f"migrations applied: {applied or 'none pending'}", flush=True)
 
 
 async def _maintain(settings: Settings) -> None:
     from service.store.sync import purge_expired, purge_tombstones
 
-    assert settings.database_url
+    assert settings.database.url
     now = dt.datetime.now(dt.UTC)
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await asyncpg.connect(settings.database.url)
     try:
         purged = await purge_tombstones(
-            conn, now - dt.timedelta(days=settings.tombstone_horizon_days)
+            conn, now - dt.timedelta(days=settings.sync.tombstone_horizon_days)
         )
         conflicts, batches = await purge_expired(
             conn,
-            conflicts_before=now - dt.timedelta(days=settings.conflict_retention_days),
-            batches_before=now - dt.timedelta(days=settings.batch_retention_days),
+            conflicts_before=now - dt.timedelta(days=settings.sync.conflict_retention_days),
+            batches_before=now - dt.timedelta(days=settings.sync.batch_retention_days),
         )
     finally:
         await conn.close()
@@ -142,14 +142,15 @@ def api_documents(settings: Settings) -> dict[str, bytes]:
     """The OpenAPI document and the JSON Schema of every synced table's fields."""
     import msgspec
 
-    from schemas.tables import TABLES, CareSummaryFields, InsightFields
+    from schemas.tables import TABLES
     from service.app import create_app
 
-    app = create_app(dataclasses.replace(settings, database_url=settings.database_url or "unused"))
+    app = create_app(settings.using(database_url=settings.database.url or "unused"))
     openapi = msgspec.json.encode(app.openapi_schema.to_schema())
     types = [spec.client_type for spec in TABLES.values() if spec.client_type is not None]
+    server_written = [spec.read_type for spec in TABLES.values() if spec.read_type is not None]
     _, components = msgspec.json.schema_components(
-        [*types, InsightFields, CareSummaryFields], ref_template="#/$defs/{name}"
+        [*types, *server_written], ref_template="#/$defs/{name}"
     )
     tables = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -173,7 +174,7 @@ def _openapi(out_dir: str | None) -> None:
 def _seed(settings: Settings, args: argparse.Namespace) -> None:
     from service.sync.seed import ProgressBar, SeedOptions, seed_database
 
-    if not settings.database_url:
+    if not settings.database.url:
         raise SettingsError(
             "DATABASE_URL is not set: `kith seed` writes to an existing, migrated database "
             "(e.g. DATABASE_URL=postgresql://postgres@127.0.0.1:5432/kith kith seed …)"
@@ -187,11 +188,11 @@ def _seed(settings: Settings, args: argparse.Namespace) -> None:
         now=dt.datetime.fromisoformat(args.now) if args.now else None,
         chunk=args.chunk,
         password=args.password,
-        argon2_time_cost=settings.argon2_time_cost,
-        argon2_memory_kib=settings.argon2_memory_kib,
+        argon2_time_cost=settings.tokens.argon2_time_cost,
+        argon2_memory_kib=settings.tokens.argon2_memory_kib,
     )
     bar = ProgressBar(options.people)
-    result = asyncio.run(seed_database(settings.database_url, options, progress=bar.update))
+    result = asyncio.run(seed_database(settings.database.url, options, progress=bar.update))
     bar.update(result.people, final=True)
     rows = ", ".join(f"{n:,} {table}" for table, n in result.rows.items())
     print(f"seeded {result.people:,} people ({rows}) in {result.seconds:.1f} s", flush=True)
@@ -274,11 +275,11 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
     if args.command == "dev":
         _dev(settings)
     elif args.command == "api":
-        if not settings.database_url:
+        if not settings.database.url:
             raise SettingsError("DATABASE_URL is not set (`kith dev` starts embedded servers)")
         _serve(settings)
     elif args.command == "worker":
-        if not settings.database_url:
+        if not settings.database.url:
             raise SettingsError("DATABASE_URL is not set")
         from service.infra.logs import configure_logging
         from service.worker.main import run_worker
@@ -288,20 +289,20 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
     elif args.command == "migrate":
         _migrate(settings)
     elif args.command == "maintain":
-        if not settings.database_url:
+        if not settings.database.url:
             raise SettingsError("DATABASE_URL is not set")
         asyncio.run(_maintain(settings))
     elif args.command == "openapi":
         _openapi(args.out_dir)
     elif args.command == "report":
-        if not settings.database_url:
+        if not settings.database.url:
             raise SettingsError("DATABASE_URL is not set")
-        print("\n".join(asyncio.run(report_lines(settings.database_url, args.days))))
+        print("\n".join(asyncio.run(report_lines(settings.database.url, args.days))))
     elif args.command in {"retry", "enable-push"}:
-        if not settings.database_url:
+        if not settings.database.url:
             raise SettingsError("DATABASE_URL is not set")
         target = str(args.job_id if args.command == "retry" else args.key)
-        done = asyncio.run(operate(settings.database_url, args.command, target))
+        done = asyncio.run(operate(settings.database.url, args.command, target))
         if done is None:
             raise OperatorError(f"nothing to do: no dead job or disabled credential {target!r}")
         print(done)

@@ -155,20 +155,20 @@ class RateLimiter:
         session cache's (``SessionCache.claims``), so a token is verified once per process
         for the limiter, the fast path and the handlers alike."""
         self._script = client.register_script(_SCRIPT)
-        self._window_ms = settings.ratelimit_window_s * 1000
-        self._trusted = parse_networks(settings.trusted_proxies)
+        self._window_ms = settings.ratelimit.window_s * 1000
+        self._trusted = parse_networks(settings.server.trusted_proxies)
         self._metrics = metrics
         self._claims = claims
-        self._login_per_email = settings.ratelimit_login_per_email
-        self._login_per_ip = settings.ratelimit_login_per_ip
+        self._login_per_email = settings.ratelimit.login_per_email
+        self._login_per_ip = settings.ratelimit.login_per_ip
         self._per_ip = {
-            "/v1/auth/login": ("login_ip", settings.ratelimit_login_per_ip),
-            "/v1/auth/register": ("register_ip", settings.ratelimit_register_per_ip),
-            "/v1/auth/refresh": ("refresh_ip", settings.ratelimit_refresh_per_ip),
+            "/v1/auth/login": ("login_ip", settings.ratelimit.login_per_ip),
+            "/v1/auth/register": ("register_ip", settings.ratelimit.register_per_ip),
+            "/v1/auth/refresh": ("refresh_ip", settings.ratelimit.refresh_per_ip),
         }
         self._per_user = {
-            "/v1/sync/push": settings.ratelimit_sync_per_user,
-            "/v1/sync/pull": settings.ratelimit_sync_per_user,
+            "/v1/sync/push": settings.ratelimit.sync_per_user,
+            "/v1/sync/pull": settings.ratelimit.sync_per_user,
         }
         self._skip_until = 0.0
         self._warned_at = -math.inf

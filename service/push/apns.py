@@ -18,19 +18,33 @@ from typing import Any
 import jwt
 import msgspec
 
+from service.config import ApnsSettings
 from service.push.base import (
     Address,
     Notification,
     ProviderName,
     SendResult,
+    Shared,
     SharedTokenLike,
     collapse_key,
     retry_after_s,
 )
-from service.push.credentials import Minted
+from service.push.credentials import Minted, SharedToken
 from service.push.h2client import H2Client, H2Error, H2Timeout
 
-__all__ = ["PRODUCTION_URL", "SANDBOX_URL", "APNsProvider", "apns_minter", "apns_payload"]
+__all__ = [
+    "PRODUCTION_URL",
+    "REUSE",
+    "SANDBOX_URL",
+    "APNsProvider",
+    "apns_minter",
+    "apns_payload",
+    "build",
+]
+
+#: Apple: refresh no more often than every 20 minutes, no less than every 60; reuse ~45.
+REUSE = dt.timedelta(minutes=45)
+MIN_INTERVAL = dt.timedelta(minutes=20)
 
 PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"
@@ -145,3 +159,24 @@ class APNsProvider:
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.aclose()
+
+
+def build(settings: ApnsSettings, shared: Shared) -> APNsProvider:
+    """The APNs provider, its provider token shared by every worker (decision 0006)."""
+    token = SharedToken(
+        shared.pool,
+        f"apns:{settings.team_id}:{settings.key_id}",
+        apns_minter(settings.team_id, settings.key_id, settings.private_key),
+        reuse_for=REUSE,
+        min_interval=MIN_INTERVAL,
+        clock=shared.clock,
+    )
+    return APNsProvider(
+        credentials=token,
+        topic=settings.topic,
+        production_url=settings.url,
+        sandbox_url=settings.sandbox_url,
+        timeout_s=shared.timeout_s,
+        verify=shared.verify,
+        clock=shared.clock,
+    )

@@ -10,8 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import hashlib
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+import asyncpg
 
 from schemas.auth import ProviderName
 from service.store.push import Address
@@ -23,6 +27,7 @@ __all__ = [
     "Provider",
     "ProviderName",
     "SendResult",
+    "Shared",
     "SharedTokenLike",
     "collapse_key",
     "retry_after_s",
@@ -112,3 +117,14 @@ def retry_after_s(value: str | None, now: dt.datetime | None = None) -> float | 
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return max((when - (now or dt.datetime.now(dt.UTC))).total_seconds(), 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What every provider is built with: the pool holding the shared provider tokens
+    (decision 0006), the TLS trust for its endpoints, the per-request deadline, the clock."""
+
+    pool: asyncpg.Pool[Any]
+    verify: ssl.SSLContext | bool
+    timeout_s: float
+    clock: Callable[[], dt.datetime]

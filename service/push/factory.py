@@ -1,4 +1,9 @@
-"""Build the configured providers from :class:`~service.config.Settings`."""
+"""Build the configured push providers from :class:`~service.config.PushSettings`.
+
+Each provider module owns how it is built from its settings group (``build``); this only
+prepares what they share (the TLS trust, the deadline, the clock, the pool that holds the
+shared provider tokens) and asks each configured one.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-import httpx
 
 from service.config import Settings
-from service.push.apns import APNsProvider, apns_minter
-from service.push.base import Provider
-from service.push.credentials import SharedToken
-from service.push.fcm import FCMProvider, fcm_minter
-from service.push.webpush import WebPushProvider
+from service.push import apns, fcm, webpush
+from service.push.base import Provider, Shared
 
-__all__ = ["APNS_REUSE", "build_providers"]
-
-#: Apple: refresh no more often than every 20 minutes, no less than every 60; reuse ~45.
-APNS_REUSE = dt.timedelta(minutes=45)
-APNS_MIN_INTERVAL = dt.timedelta(minutes=20)
-#: Google's access tokens live an hour; take a new one 5 minutes before.
-FCM_REUSE = dt.timedelta(minutes=55)
+__all__ = ["build_providers"]
 
 
 def _utcnow() -> dt.datetime:
@@ -35,60 +30,18 @@ def build_providers(
     pool: asyncpg.Pool[Any],
     clock: Callable[[], dt.datetime] = _utcnow,
 ) -> dict[str, Provider]:
+    """Every provider whose settings are given, by name."""
+    push = settings.push
     verify: ssl.SSLContext | bool = True
-    if settings.push_ca_file is not None:
+    if push.ca_file is not None:
         verify = ssl.create_default_context()
-        verify.load_verify_locations(cafile=str(settings.push_ca_file))
-    timeout = float(settings.push_timeout_s)
+        verify.load_verify_locations(cafile=str(push.ca_file))
+    shared = Shared(pool=pool, verify=verify, timeout_s=float(push.timeout_s), clock=clock)
     providers: dict[str, Provider] = {}
-    if settings.apns_team_id and settings.apns_key_id and settings.apns_private_key:
-        token = SharedToken(
-            pool,
-            f"apns:{settings.apns_team_id}:{settings.apns_key_id}",
-            apns_minter(settings.apns_team_id, settings.apns_key_id, settings.apns_private_key),
-            reuse_for=APNS_REUSE,
-            min_interval=APNS_MIN_INTERVAL,
-            clock=clock,
-        )
-        providers["apns"] = APNsProvider(
-            credentials=token,
-            topic=settings.apns_topic or "",
-            production_url=settings.apns_url,
-            sandbox_url=settings.apns_sandbox_url,
-            timeout_s=timeout,
-            verify=verify,
-            clock=clock,
-        )
-    if settings.fcm_project_id and settings.fcm_client_email and settings.fcm_private_key:
-        client = httpx.AsyncClient(
-            base_url=settings.fcm_url, http2=True, verify=verify, timeout=timeout
-        )
-        token = SharedToken(
-            pool,
-            f"fcm:{settings.fcm_client_email}",
-            fcm_minter(
-                settings.fcm_client_email,
-                settings.fcm_private_key,
-                settings.fcm_token_url,
-                client,
-                timeout,
-            ),
-            reuse_for=FCM_REUSE,
-            clock=clock,
-        )
-        providers["fcm"] = FCMProvider(
-            credentials=token,
-            project_id=settings.fcm_project_id,
-            timeout_s=timeout,
-            client=client,
-        )
-    if settings.vapid_private_key and settings.vapid_subject:
-        providers["webpush"] = WebPushProvider(
-            vapid_private_key_pem=settings.vapid_private_key,
-            vapid_subject=settings.vapid_subject,
-            timeout_s=timeout,
-            verify=verify,
-            clock=lambda: clock().timestamp(),
-            allow_private_hosts=settings.webpush_allow_private_hosts,
-        )
+    if push.apns is not None:
+        providers["apns"] = apns.build(push.apns, shared)
+    if push.fcm is not None:
+        providers["fcm"] = fcm.build(push.fcm, shared)
+    if push.webpush is not None:
+        providers["webpush"] = webpush.build(push.webpush, shared)
     return providers

@@ -17,18 +17,32 @@ import httpx
 import jwt
 import msgspec
 
+from service.config import FcmSettings
 from service.push.base import (
     Address,
     Notification,
     ProviderName,
     SendResult,
+    Shared,
     SharedTokenLike,
     collapse_key,
     retry_after_s,
 )
-from service.push.credentials import Minted
+from service.push.credentials import Minted, SharedToken
 
-__all__ = ["FCM_URL", "SCOPE", "TOKEN_URL", "FCMProvider", "fcm_message", "fcm_minter"]
+__all__ = [
+    "FCM_URL",
+    "REUSE",
+    "SCOPE",
+    "TOKEN_URL",
+    "FCMProvider",
+    "build",
+    "fcm_message",
+    "fcm_minter",
+]
+
+#: Google's access tokens live an hour; take a new one 5 minutes before.
+REUSE = dt.timedelta(minutes=55)
 
 FCM_URL = "https://fcm.googleapis.com"
 TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
@@ -171,3 +185,26 @@ class FCMProvider:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def build(settings: FcmSettings, shared: Shared) -> FCMProvider:
+    """The FCM provider, its OAuth access token shared by every worker (decision 0006)."""
+    client = httpx.AsyncClient(
+        base_url=settings.url, http2=True, verify=shared.verify, timeout=shared.timeout_s
+    )
+    token = SharedToken(
+        shared.pool,
+        f"fcm:{settings.client_email}",
+        fcm_minter(
+            settings.client_email,
+            settings.private_key,
+            settings.token_url,
+            client,
+            shared.timeout_s,
+        ),
+        reuse_for=REUSE,
+        clock=shared.clock,
+    )
+    return FCMProvider(
+        credentials=token, project_id=settings.project_id, timeout_s=shared.timeout_s, client=client
+    )

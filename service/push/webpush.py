@@ -32,11 +32,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from service.config import WebPushSettings
 from service.push.base import (
     Address,
     Notification,
     ProviderName,
     SendResult,
+    Shared,
     SharedTokenLike,
     retry_after_s,
 )
@@ -49,6 +51,7 @@ __all__ = [
     "WebPushProvider",
     "b64url_decode",
     "b64url_encode",
+    "build",
     "encrypt",
     "generate_vapid_keys",
     "origin_of",
@@ -374,3 +377,16 @@ class WebPushProvider:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def build(settings: WebPushSettings, shared: Shared) -> WebPushProvider:
+    """The Web Push provider (VAPID needs no shared token: each request signs its own)."""
+    clock = shared.clock
+    return WebPushProvider(
+        vapid_private_key_pem=settings.vapid_private_key,
+        vapid_subject=settings.vapid_subject,
+        timeout_s=shared.timeout_s,
+        verify=shared.verify,
+        clock=lambda: clock().timestamp(),
+        allow_private_hosts=settings.allow_private_hosts,
+    )

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from schemas.tables import TABLES
 from service.store.db import Connection, Executor
 from sync.merge import RecordState
 
@@ -34,30 +35,23 @@ __all__ = [
     "advance_seq",
     "begin_push",
     "conflicts_since",
-    "deleted_contacts",
+    "deleted_among",
     "finish_push",
     "insert_conflicts",
-    "interactions_of_contacts",
     "load_records",
     "lock_space",
     "pull_page",
     "purge_expired",
     "purge_tombstones",
+    "records_naming",
     "settings_of",
     "space_position",
     "space_seqs",
     "write_records",
 ]
 
-SYNCED_TABLES = (
-    "contacts",
-    "interactions",
-    "reflections",
-    "check_ins",
-    "settings",
-    "insights",
-    "care_summaries",
-)
+#: Every synced table, from their one declaration (``schemas/tables.py``).
+SYNCED_TABLES = tuple(TABLES)
 
 _decode = msgspec.json.decode
 
@@ -234,28 +228,38 @@ async def load_records(
     return {r["id"]: _state(r) for r in rows}
 
 
-async def interactions_of_contacts(
-    conn: Connection, space_id: str, contact_ids: Sequence[str]
-) -> dict[str, RecordState]:
-    """Live interactions that name any of ``contact_ids`` (for the delete cascade)."""
-    rows = await conn.fetch(
-        """
+#: (child table, its list field naming parents) for every declared cascade.
+_CASCADES = tuple((t, s.cascade.field) for t, s in TABLES.items() if s.cascade is not None)
+_NAMING = {
+    t: f"""
         SELECT id, fields::text AS fields, clocks::text AS clocks, deleted, deleted_hlc
-        FROM interactions
-        WHERE space_id = $1 AND NOT deleted AND fields->'contact_ids' ?| $2::text[]
-        """,
-        space_id,
-        list(contact_ids),
-    )
+        FROM {t}
+        WHERE space_id = $1 AND NOT deleted AND fields->'{field}' ?| $2::text[]
+        """
+    for t, field in _CASCADES
+}
+
+
+async def records_naming(
+    conn: Connection, space_id: str, table: str, parent_ids: Sequence[str]
+) -> dict[str, RecordState]:
+    """Live records of ``table`` that name any of ``parent_ids`` in their cascade field
+    (for the delete cascade: interactions naming deleted contacts)."""
+    rows = await conn.fetch(_NAMING[table], space_id, list(parent_ids))
     return {r["id"]: _state(r) for r in rows}
 
 
-async def deleted_contacts(conn: Connection, space_id: str, contact_ids: Iterable[str]) -> set[str]:
-    rows = await conn.fetch(
-        "SELECT id FROM contacts WHERE space_id = $1 AND id = ANY($2::text[]) AND deleted",
-        space_id,
-        list(contact_ids),
-    )
+_DELETED_AMONG = {
+    t: f"SELECT id FROM {t} WHERE space_id = $1 AND id = ANY($2::text[]) AND deleted"
+    for t in SYNCED_TABLES
+}
+
+
+async def deleted_among(
+    conn: Connection, space_id: str, table: str, ids: Iterable[str]
+) -> set[str]:
+    """Which of ``ids`` are tombstones in ``table``."""
+    rows = await conn.fetch(_DELETED_AMONG[table], space_id, list(ids))
     return {r["id"] for r in rows}
 
 

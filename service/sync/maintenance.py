@@ -37,12 +37,12 @@ def make_handler(pool: asyncpg.Pool[Any], settings: Settings) -> Callable[[Job],
         now = dt.datetime.now(dt.UTC)
         async with pool.acquire() as conn:
             purged = await sync_store.purge_tombstones(
-                conn, now - dt.timedelta(days=settings.tombstone_horizon_days)
+                conn, now - dt.timedelta(days=settings.sync.tombstone_horizon_days)
             )
             conflicts, batches = await sync_store.purge_expired(
                 conn,
-                conflicts_before=now - dt.timedelta(days=settings.conflict_retention_days),
-                batches_before=now - dt.timedelta(days=settings.batch_retention_days),
+                conflicts_before=now - dt.timedelta(days=settings.sync.conflict_retention_days),
+                batches_before=now - dt.timedelta(days=settings.sync.batch_retention_days),
             )
             sessions = await web_store.purge_sessions(conn, now)
             invitations = await care_store.purge_invitations(conn, now - dt.timedelta(days=7))

@@ -29,7 +29,7 @@ from schemas.sync import (
     PushResponse,
     SupersededField,
 )
-from schemas.tables import TABLES
+from schemas.tables import TABLES, Cascade
 from service.accounts.sessions import Caller
 from service.errors import Code, Conflict, Forbidden, InvalidInput, Malformed
 from service.jobs import Kind
@@ -70,7 +70,8 @@ class SeqOracle(Protocol):
         """``seq`` was just read from PostgreSQL (the oracle had none)."""
 
 
-_RULE_INPUTS = frozenset({"contacts", "interactions", "reflections", "settings"})
+_RULE_INPUTS = frozenset(name for name, spec in TABLES.items() if spec.feeds_rules)
+_URGENT = frozenset(name for name, spec in TABLES.items() if spec.urgent)
 
 _push_encoder = msgspec.json.Encoder()
 _push_decoder = msgspec.json.Decoder(PushResponse)
@@ -210,7 +211,7 @@ class SyncService:
                     dedupe_key=caller.space_id,
                     delay_s=self._evaluate_debounce_s,
                 )
-            urgent = _touches(batch, "check_ins")
+            urgent = _touches(batch, _URGENT)
             if urgent:
                 # At once, not debounced: a "need help" check-in alerts caregivers now —
                 # for people with a caregiver or a check-in deadline (nobody else's
@@ -281,33 +282,42 @@ class SyncService:
         return batch
 
     async def _cascade(self, conn: Connection, space_id: str, batch: _Batch) -> None:
-        """Tombstone interactions left with no live contact (server writes, new seq):
-        those of contacts deleted now, and those pushed now for already-deleted contacts."""
+        """For every declared cascade (``TableSpec.cascade``; today interactions of
+        contacts): tombstone the records left with no live parent (server writes, new seq)
+        — those naming parents deleted now, and those pushed now naming deleted parents."""
+        for child, spec in TABLES.items():
+            if spec.cascade is not None:
+                await self._cascade_one(conn, space_id, batch, child, spec.cascade)
+
+    async def _cascade_one(
+        self, conn: Connection, space_id: str, batch: _Batch, child: str, cascade: Cascade
+    ) -> None:
+        parent, field = cascade.parent, cascade.field
         newly_deleted = [
             w.id
             for w in batch.records.values()
-            if w.table == "contacts" and w.state.deleted and not (w.before and w.before.deleted)
+            if w.table == parent and w.state.deleted and not (w.before and w.before.deleted)
         ]
         candidates: dict[str, RecordState] = {}
         if newly_deleted:
-            candidates = await store.interactions_of_contacts(conn, space_id, newly_deleted)
+            candidates = await store.records_naming(conn, space_id, child, newly_deleted)
         for w in batch.records.values():
-            if w.table == "interactions" and not w.state.deleted:
+            if w.table == child and not w.state.deleted:
                 candidates[w.id] = w.state
         if not candidates:
             return
-        named = {cid for s in candidates.values() for cid in s.fields.get("contact_ids", [])}
-        deleted = await store.deleted_contacts(conn, space_id, named)
+        named = {pid for s in candidates.values() for pid in s.fields.get(field, [])}
+        deleted = await store.deleted_among(conn, space_id, parent, named)
         for w in batch.records.values():
-            if w.table == "contacts" and w.id in named:
+            if w.table == parent and w.id in named:
                 (deleted.add if w.state.deleted else deleted.discard)(w.id)
-        for iid, state in candidates.items():
-            contact_ids = state.fields.get("contact_ids") or []
-            if contact_ids and all(cid in deleted for cid in contact_ids):
-                work = batch.records.get(("interactions", iid))
+        for rid, state in candidates.items():
+            parent_ids = state.fields.get(field) or []
+            if parent_ids and all(pid in deleted for pid in parent_ids):
+                work = batch.records.get((child, rid))
                 if work is None:
-                    work = _Working("interactions", iid, -1, state, state)
-                    batch.records[("interactions", iid)] = work
+                    work = _Working(child, rid, -1, state, state)
+                    batch.records[(child, rid)] = work
                 if not work.state.deleted:
                     work.state = tombstone(self._clock.now())
 
@@ -419,12 +429,12 @@ class SyncService:
         return ConflictsResponse(entries, nxt)
 
 
-def _touches(batch: _Batch, table: str) -> bool:
-    return any(w.table == table and w.state != w.before for w in batch.records.values())
+def _touches(batch: _Batch, tables: frozenset[str]) -> bool:
+    return any(w.table in tables and w.state != w.before for w in batch.records.values())
 
 
 def _feeds_rules(batch: _Batch) -> bool:
-    return any(w.table in _RULE_INPUTS and w.state != w.before for w in batch.records.values())
+    return _touches(batch, _RULE_INPUTS)
 
 
 def _conflict(table: str, record_id: str, loss: Loss) -> store.ConflictWrite:

@@ -15,7 +15,7 @@ import msgspec.structs
 from schemas.common import SCHEMA_VERSION_MAX, SCHEMA_VERSION_MIN
 from schemas.problem import FieldError
 from schemas.sync import ChangeIn
-from schemas.tables import SETTINGS_ID, TABLES
+from schemas.tables import TABLES
 from service.errors import (
     Code,
     Forbidden,
@@ -60,10 +60,10 @@ def _check_target(index: int, change: ChangeIn) -> None:
             code=Code.READ_ONLY_TABLE,
             errors=[FieldError(path, f"{change.table} is read-only for clients")],
         )
-    if change.table == "settings" and change.id != SETTINGS_ID:
-        raise _invalid(index, "id", f"the settings record's id is {SETTINGS_ID!r}")
-    if change.deleted and change.table in {"settings", "insights"}:
-        hint = "dismiss it (status: dismissed)" if change.table == "insights" else "edit it"
+    if spec.only_id is not None and change.id != spec.only_id:
+        raise _invalid(index, "id", f"the {change.table} record's id is {spec.only_id!r}")
+    if change.deleted and not spec.deletable:
+        hint = spec.delete_hint
         raise _invalid(index, "deleted", f"{change.table} records cannot be deleted; {hint}")
 
 

@@ -18,7 +18,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from service.config import Settings
+from service.config import ApnsSettings, FcmSettings, PushSettings, Settings, WebPushSettings
 from service.insights.service import InsightEvaluator
 from service.jobs import Handler
 from service.nudges.jobs import NudgeJobs
@@ -113,35 +113,42 @@ class Fakes:
         return self.webpush
 
     def settings(self, database_url: str, **overrides: Any) -> Settings:
-        base = Settings(
-            database_url=database_url,
-            environment="test",
-            push_timeout_s=2,
-            push_ca_file=self.apns.ca_file,
-            apns_team_id=TEAM_ID,
-            apns_key_id=KEY_ID,
-            apns_private_key=self.keys.apns_private,
-            apns_topic=TOPIC,
-            apns_url=self.apns.url,
-            apns_sandbox_url=self.sandbox.url,
+        """Settings with every started fake as a provider; ``overrides`` replace
+        :class:`PushSettings` fields (``timeout_s=1``)."""
+        push = PushSettings(
+            timeout_s=2,
+            ca_file=self.apns.ca_file,
+            apns=ApnsSettings(
+                team_id=TEAM_ID,
+                key_id=KEY_ID,
+                private_key=self.keys.apns_private,
+                topic=TOPIC,
+                url=self.apns.url,
+                sandbox_url=self.sandbox.url,
+            ),
         )
         if self.fcm is not None:
-            base = dataclasses.replace(
-                base,
-                fcm_project_id=FCM_PROJECT,
-                fcm_client_email=FCM_EMAIL,
-                fcm_private_key=self.keys.fcm_private,
-                fcm_url=self.fcm.url,
-                fcm_token_url=self.fcm.token_url,
+            push = dataclasses.replace(
+                push,
+                fcm=FcmSettings(
+                    project_id=FCM_PROJECT,
+                    client_email=FCM_EMAIL,
+                    private_key=self.keys.fcm_private,
+                    url=self.fcm.url,
+                    token_url=self.fcm.token_url,
+                ),
             )
         if self.webpush is not None:
-            base = dataclasses.replace(
-                base,
-                vapid_private_key=self.keys.vapid_private,
-                vapid_subject="mailto:ops@kith.example",
-                webpush_allow_private_hosts=True,
+            push = dataclasses.replace(
+                push,
+                webpush=WebPushSettings(
+                    vapid_private_key=self.keys.vapid_private,
+                    vapid_subject="mailto:ops@kith.example",
+                    allow_private_hosts=True,
+                ),
             )
-        return dataclasses.replace(base, **overrides)
+        push = dataclasses.replace(push, **overrides)
+        return Settings(environment="test", push=push).using(database_url=database_url)
 
     def env(self, database_url: str) -> dict[str, str]:
         """The same configuration as environment variables, for a `kith worker` process."""

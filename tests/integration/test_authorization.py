@@ -196,7 +196,7 @@ def _app_routes(tmp_path: Path) -> set[tuple[str, str]]:
     """Every (method, path) the application serves, read from the app itself, so a route
     hidden from the OpenAPI document is counted too."""
     app = create_app(
-        Settings(database_url="postgresql://unused@127.0.0.1/unused", data_dir=tmp_path)
+        Settings(data_dir=tmp_path).using(database_url="postgresql://unused@127.0.0.1/unused")
     )
     routes: set[tuple[str, str]] = set()
     for route in app.routes:

@@ -395,7 +395,7 @@ async def test_a_check_in_wakes_the_workers_at_once(
 
     import redis.asyncio as aioredis
 
-    from service.worker.wakeup import JOBS_CHANNEL
+    from service.infra.wakeup import JOBS_CHANNEL
 
     mum = await register(http)
     client = aioredis.Redis.from_url(redis_url)

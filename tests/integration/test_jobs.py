@@ -20,10 +20,10 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from service.infra.wakeup import listen, notify
 from service.jobs import Job, Permanent, Retry
 from service.store import jobs as store
 from service.worker.runner import Worker, WorkerConfig
-from service.worker.wakeup import listen, notify
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -82,7 +82,7 @@ async def test_maintenance_purges_only_what_expired(
         "INSERT INTO jobs (kind, state) VALUES ('x', 'dead') RETURNING id"
     )
 
-    run = maintenance.make_handler(pool, Settings(database_url=database_url))
+    run = maintenance.make_handler(pool, Settings().using(database_url=database_url))
     await run(Job(0, Kind.MAINTENANCE, None, {}, 1))
 
     contacts = {

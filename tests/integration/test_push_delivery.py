@@ -292,7 +292,7 @@ async def test_a_stream_apns_never_answers_times_out_and_is_retried(
     fakes: Fakes,
     database_url: str,
 ) -> None:
-    world = push_world(pool, fakes, database_url, push_timeout_s=1)
+    world = push_world(pool, fakes, database_url, timeout_s=1)
     try:
         person = await person_with_nudge(http, pool)
         fakes.apns.script(person.apns_token, never_answer=True)

@@ -14,10 +14,10 @@ from typing import Any
 
 import asyncpg
 
+from service.infra.wakeup import listen
 from service.jobs import Job
 from service.store.db import create_pool
 from service.worker.runner import Worker, WorkerConfig
-from service.worker.wakeup import listen
 
 
 async def main() -> None:

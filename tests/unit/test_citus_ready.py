@@ -47,8 +47,8 @@ ALLOWED_UNSCOPED: dict[tuple[str, str, str], str] = {
     ("sync", "purge_expired", "sync_batches"): "maintenance: batch records past retention",
     ("insights", "due_for_morning_sweep", "spaces"): "the morning sweep looks at every space",
     ("insights", "due_for_morning_sweep", "settings"): "the sweep reads each space's time zone",
-    ("push", "effectiveness", "nudge_requests"): "operator report (kith report) over everyone",
-    ("push", "effectiveness", "interactions"): "operator report: meetings after each nudge",
+    ("nudges", "effectiveness", "nudge_requests"): "operator report (kith report) over everyone",
+    ("nudges", "effectiveness", "interactions"): "operator report: meetings after each nudge",
     ("accounts", "user_by_email", "spaces"): "login: the space is found from the email",
     ("care", "links_of_caregiver", "care_links"): "a caregiver's links span the people cared for",
     ("care", "link_for_caregiver", "care_links"): "a caregiver opens one of their links by id",
@@ -224,7 +224,13 @@ class _Module:
                 pass
         if isinstance(node, ast.Name):
             if node.id in self.constants:
-                return self.sequence(self.constants[node.id])
+                try:
+                    return self.sequence(self.constants[node.id])
+                except UnreadableSQL:  # computed at import (``tuple(TABLES)``): ask the module
+                    value = getattr(importlib.import_module(f"service.store.{self.name}"), node.id)
+                    if isinstance(value, tuple | list):
+                        return list(value)
+                    raise
             if node.id in self.imports:
                 value = getattr(importlib.import_module(self.imports[node.id]), node.id)
                 if isinstance(value, tuple | list):

@@ -43,12 +43,12 @@ def test_every_setting_read_is_documented_in_env_example() -> None:
 
 def test_defaults_are_the_documented_ones() -> None:
     s = Settings.from_env({})
-    assert (s.access_token_ttl_s, s.max_clock_skew_ms, s.tombstone_horizon_days) == (
+    assert (s.tokens.access_ttl_s, s.sync.max_clock_skew_ms, s.sync.tombstone_horizon_days) == (
         900,
         300_000,
         180,
     )
-    assert s.database_url is None  # `kith dev` then starts the embedded servers
+    assert s.database.url is None  # `kith dev` then starts the embedded servers
 
 
 @pytest.mark.parametrize(
@@ -70,5 +70,5 @@ def test_bad_settings_fail_at_start_with_the_name_of_the_setting(
 
 def test_a_worker_can_be_limited_to_some_kinds_of_job() -> None:
     settings = Settings.from_env({"KITH_WORKER_KINDS": "push_send, care_push,"})
-    assert settings.worker_kinds == ("push_send", "care_push")
-    assert Settings.from_env({}).worker_kinds == ()
+    assert settings.worker.kinds == ("push_send", "care_push")
+    assert Settings.from_env({}).worker.kinds == ()

@@ -23,7 +23,7 @@ from litestar.exceptions import LitestarDeprecationWarning
 
 from service.app import create_app
 from service.cli import main as kith
-from service.config import Settings
+from service.config import Settings, TokenSettings
 from service.worker.runner import WorkerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,8 +137,8 @@ def app_paths() -> frozenset[str]:
     with warnings.catch_warnings():  # route-declaration style is test_api_documents' business
         warnings.simplefilter("ignore", LitestarDeprecationWarning)
         app = create_app(
-            Settings(
-                database_url="postgresql://unused", jwt_private_key=private, jwt_public_key=public
+            Settings(tokens=TokenSettings(jwt_private_key=private, jwt_public_key=public)).using(
+                database_url="postgresql://unused"
             )
         )
     return frozenset(route.path for route in app.routes)
@@ -179,8 +179,8 @@ def test_compose_environment_is_accepted_by_settings() -> None:
     for name, svc in _kith_services().items():
         settings = _compose_settings(svc)
         assert settings.is_production, name
-        assert settings.database_url, name
-        assert settings.host == "0.0.0.0", name  # reachable from the proxy
+        assert settings.database.url, name
+        assert settings.server.host == "0.0.0.0", name  # reachable from the proxy
 
 
 def test_k8s_config_and_secret_are_accepted_by_settings() -> None:
@@ -189,9 +189,9 @@ def test_k8s_config_and_secret_are_accepted_by_settings() -> None:
     filled |= {"KITH_JWT_PRIVATE_KEY": private, "KITH_JWT_PUBLIC_KEY": public}
     settings = Settings.from_env(_docker_env() | _configmap() | _secret() | filled)
     assert settings.is_production
-    assert settings.host == "0.0.0.0"  # probes and the Service reach the pod's address
+    assert settings.server.host == "0.0.0.0"  # probes and the Service reach the pod's address
     api = _manifest("Deployment", "kith-api")["spec"]["template"]["spec"]["containers"][0]
-    assert {p["name"]: p["containerPort"] for p in api["ports"]}["http"] == settings.port
+    assert {p["name"]: p["containerPort"] for p in api["ports"]}["http"] == settings.server.port
 
 
 def test_the_secret_template_holds_no_secret() -> None:
@@ -315,7 +315,7 @@ def test_processes_without_http_are_not_checked_over_http() -> None:
 def test_stop_timeouts_cover_the_drains() -> None:
     worker_grace = WorkerConfig().grace_s  # in-flight jobs get this long after SIGTERM
     # Granian gives in-flight requests (SSE streams among them) this long after SIGTERM
-    api_grace = int(_configmap().get("KITH_SHUTDOWN_GRACE_S", Settings().shutdown_grace_s))
+    api_grace = int(_configmap().get("KITH_SHUTDOWN_GRACE_S", Settings().server.shutdown_grace_s))
     worker = _manifest("Deployment", "kith-worker")["spec"]["template"]["spec"]
     assert worker["terminationGracePeriodSeconds"] >= worker_grace + 10
     api = _manifest("Deployment", "kith-api")["spec"]["template"]["spec"]
@@ -325,7 +325,9 @@ def test_stop_timeouts_cover_the_drains() -> None:
     for name, svc in _kith_services().items():
         role = svc["command"][0]
         if role in {"api", "worker"}:
-            drain = _compose_settings(svc).shutdown_grace_s if role == "api" else worker_grace
+            drain = (
+                _compose_settings(svc).server.shutdown_grace_s if role == "api" else worker_grace
+            )
             assert _seconds(svc["stop_grace_period"]) >= drain + 5, name
 
 
@@ -380,7 +382,7 @@ def test_the_proxy_sends_every_request_to_both_api_containers() -> None:
     compose = _compose()
     apis = sorted(n for n, svc in _kith_services().items() if svc["command"] == ["api"])
     assert len(apis) >= 2
-    port = _compose_settings(_kith_services()[apis[0]]).port
+    port = _compose_settings(_kith_services()[apis[0]]).server.port
     caddyfile = CADDYFILE.read_text()
     upstreams = re.findall(r"reverse_proxy ([^{\n]+)\{", caddyfile)
     assert len(upstreams) >= 2

@@ -16,110 +16,27 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: part -> the parts it may import. ``sync-lib`` is the pure ``sync/`` package and
 #: ``schemas`` the wire types; both import nothing of ``service``.
+#: What every part above the floor may lean on.
+_FLOOR = {"config", "errors", "jobs", "infra", "store", "schemas", "sync-lib"}
+#: The features, each with one home (``service/<feature>/``) and the same name in every layer.
+_FEATURES = {"accounts", "sync", "insights", "nudges", "care", "push"}
+
 ALLOWED: dict[str, set[str]] = {
-    "cli": {
-        "app",
-        "worker",
-        "config",
-        "errors",
-        "jobs",
-        "infra",
-        "store",
-        "sync",
-        "insights",
-        "nudges",
-        "care",
-        "push",
-        "accounts",
-        "rules",
-        "schemas",
-        "sync-lib",
-    },
-    "app": {
-        "http",
-        "worker",
-        "config",
-        "errors",
-        "jobs",
-        "infra",
-        "store",
-        "accounts",
-        "sync",
-        "insights",
-        "nudges",
-        "care",
-        "push",
-        "schemas",
-        "sync-lib",
-    },
-    "worker": {
-        "config",
-        "errors",
-        "jobs",
-        "infra",
-        "store",
-        "accounts",
-        "sync",
-        "insights",
-        "nudges",
-        "care",
-        "push",
-        "schemas",
-        "sync-lib",
-    },
-    "http": {
-        "config",
-        "errors",
-        "jobs",
-        "infra",
-        "store",
-        "accounts",
-        "sync",
-        "insights",
-        "nudges",
-        "care",
-        "push",
-        "schemas",
-        "sync-lib",
-    },
-    "care": {
-        "config",
-        "errors",
-        "jobs",
-        "infra",
-        "store",
-        "sync",
-        "nudges",
-        "push",
-        "schemas",
-        "sync-lib",
-    },
-    "nudges": {"config", "errors", "jobs", "infra", "store", "push", "schemas", "sync-lib"},
-    "insights": {
-        "config",
-        "errors",
-        "jobs",
-        "infra",
-        "store",
-        "sync",
-        "rules",
-        "schemas",
-        "sync-lib",
-    },
-    "sync": {
-        "config",
-        "errors",
-        "jobs",
-        "infra",
-        "store",
-        "accounts",
-        "rules",
-        "schemas",
-        "sync-lib",
-    },
-    "accounts": {"config", "errors", "infra", "store", "schemas", "sync-lib"},
-    "push": {"config", "errors", "jobs", "infra", "store", "schemas"},
-    "rules": set(),
+    # the top: what starts processes and wires them
+    "cli": {"app", "worker", "wiring", "rules"} | _FEATURES | _FLOOR,
+    "app": {"http", "wiring"} | _FEATURES | _FLOOR,
+    "worker": {"wiring"} | _FEATURES | _FLOOR,
+    "http": _FEATURES | _FLOOR,
+    "wiring": _FEATURES | _FLOOR,
+    # the features, in the order they may lean on each other
+    "care": {"sync", "nudges", "push"} | _FLOOR,
+    "nudges": {"push"} | _FLOOR,
+    "insights": {"sync", "rules"} | _FLOOR,
+    "sync": {"accounts", "rules"} | _FLOOR,
+    "accounts": _FLOOR - {"jobs"},
+    "push": _FLOOR - {"sync-lib"},
+    "rules": set(),  # pure: no I/O, no framework
+    # the floor
     "infra": {"config", "errors", "store", "schemas"},
     "store": {"errors", "schemas", "sync-lib"},
     "config": {"schemas"},
@@ -129,7 +46,7 @@ ALLOWED: dict[str, set[str]] = {
     "sync-lib": set(),
 }
 
-TOP_MODULES = {"app", "cli", "config", "errors", "jobs"}
+TOP_MODULES = {"app", "cli", "config", "errors", "jobs", "wiring"}
 
 
 def part_of(module: str) -> str | None:

@@ -1,0 +1,97 @@
+"""What the API and the worker are both built on, wired once.
+
+:func:`core` opens the connections a process needs (the PostgreSQL pool, the Redis client,
+the change notifier) and names the process's own HLC node; :meth:`Core.sync_service` and
+:meth:`Core.care_service` build the domain services the same way for both. The API adds its
+edge (``service/app.py``), the worker its job handlers (``service/worker/main.py``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from service.care.service import CareService
+from service.config import Settings
+from service.store.db import create_pool
+from service.sync.realtime import ChangeNotifier
+from service.sync.service import SeqOracle, SyncService
+from sync.hlc import Clock
+
+__all__ = ["DEFAULT_REDIS_URL", "Core", "core", "redis_client"]
+
+#: Where Redis is looked for when REDIS_URL is unset (sync works without it).
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: A Redis call that hangs must not hold up a request or a job: these fail it fast.
+REDIS_TIMEOUT_S = 2
+
+Role = Literal["api", "worker"]
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        settings.redis_url or DEFAULT_REDIS_URL,
+        socket_timeout=REDIS_TIMEOUT_S,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    """One process's connections and clock."""
+
+    settings: Settings
+    pool: asyncpg.Pool[Any]
+    redis: aioredis.Redis
+    notifier: ChangeNotifier
+    #: The process's own HLC node, distinct per process, so two processes never mint the
+    #: same stamp for their server writes.
+    clock: Clock
+
+    def sync_service(
+        self,
+        *,
+        seqs: SeqOracle | None = None,
+        evaluate_debounce_s: float | None = None,
+        wake_workers: Callable[[], Awaitable[None]] | None = None,
+    ) -> SyncService:
+        """The sync engine, announcing and publishing every committed change."""
+        return SyncService(
+            self.pool,
+            self.clock,
+            max_skew_ms=self.settings.sync.max_clock_skew_ms,
+            publish=self.notifier.publish,
+            announce=self.notifier.announce,
+            seqs=seqs,
+            evaluate_debounce_s=evaluate_debounce_s,
+            wake_workers=wake_workers,
+        )
+
+    def care_service(self, sync: SyncService) -> CareService:
+        return CareService(self.pool, sync)
+
+
+@asynccontextmanager
+async def core(settings: Settings, role: Role) -> AsyncIterator[Core]:
+    """Open a process's connections; close them, in reverse, when it ends."""
+    database = settings.database
+    if not database.url:
+        raise RuntimeError("DATABASE_URL is not set (use `kith dev` for embedded servers)")
+    # The worker's concurrency comes from its jobs, not from a pool floor kept warm.
+    min_size = database.pool_min if role == "api" else 1
+    pool = await create_pool(database.url, min_size=min_size, max_size=database.pool_max)
+    client = redis_client(settings)
+    notifier = ChangeNotifier(client)
+    prefix = "srv" if role == "api" else "wrk"
+    try:
+        yield Core(settings, pool, client, notifier, Clock(f"{prefix}-{secrets.token_hex(4)}"))
+    finally:
+        await notifier.close()
+        await client.aclose()
+        await pool.close()
