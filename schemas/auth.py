@@ -13,15 +13,18 @@ from msgspec import Meta, Struct
 from schemas.common import Platform, RecordId
 
 __all__ = [
+    "ApnsAddress",
     "DeviceInfo",
     "DeviceOut",
     "DevicesResponse",
+    "FcmAddress",
     "LoginRequest",
     "ProviderName",
     "PushTokenRequest",
     "RefreshRequest",
     "RegisterRequest",
     "TokenResponse",
+    "WebPushAddress",
     "WebPushKeys",
 ]
 
@@ -112,46 +115,58 @@ _APNS_TOKEN = re.compile(r"(?:[0-9a-f]{2}){8,100}")
 _FCM_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
-class PushTokenRequest(Struct, forbid_unknown_fields=True):
-    """An APNs device token (hex), an FCM registration token, or a Web Push endpoint URL.
+class ApnsAddress(Struct, tag_field="provider", tag="apns", forbid_unknown_fields=True):
+    """An APNs device token, as the app got it from ``registerForRemoteNotifications``."""
 
-    The checks that depend on ``provider`` run in ``__post_init__`` and name their field
-    (``"token: ..."``), so the problem body points at it like any other field error."""
-
-    provider: ProviderName
-    token: Annotated[str, Meta(min_length=1, max_length=4096)]
-    environment: Annotated[Literal["production", "sandbox"], Meta(description="APNs only")] = (
-        "production"
-    )
+    token: Annotated[str, Meta(min_length=1, max_length=4096, description="hexadecimal")]
+    environment: Literal["production", "sandbox"] = "production"
     topic: (
         Annotated[
             str,
             Meta(
                 pattern=_whole(r"[A-Za-z0-9.-]{1,255}"),
-                description="APNs only: the app's bundle id (apns-topic)",
+                description="the app's bundle id (apns-topic), if not the configured one",
             ),
         ]
         | None
     ) = None
-    keys: Annotated[WebPushKeys | None, Meta(description="Web Push only, and required there")] = (
-        None
-    )
 
     def __post_init__(self) -> None:
-        if self.provider == "apns":
-            # One phone, one spelling: apps format the token with %02x or %02X.
-            self.token = self.token.lower()
-            if not _APNS_TOKEN.fullmatch(self.token):
-                raise ValueError("token: an APNs device token is 8 to 100 bytes in hexadecimal")
-        elif self.provider == "fcm":
-            if not _FCM_TOKEN.fullmatch(self.token):
-                raise ValueError("token: an FCM registration token is printable ASCII, no spaces")
-        else:
-            problem = _webpush_endpoint_problem(self.token)
-            if problem:
-                raise ValueError(f"token: {problem}")
-            if self.keys is None:
-                raise ValueError("keys: a Web Push subscription needs its keys (p256dh, auth)")
+        # One phone, one spelling: apps format the token with %02x or %02X.
+        self.token = self.token.lower()
+        if not _APNS_TOKEN.fullmatch(self.token):
+            raise ValueError("token: an APNs device token is 8 to 100 bytes in hexadecimal")
+
+
+class FcmAddress(Struct, tag_field="provider", tag="fcm", forbid_unknown_fields=True):
+    """An FCM registration token."""
+
+    token: Annotated[str, Meta(min_length=1, max_length=4096)]
+
+    def __post_init__(self) -> None:
+        if not _FCM_TOKEN.fullmatch(self.token):
+            raise ValueError("token: an FCM registration token is printable ASCII, no spaces")
+
+
+class WebPushAddress(Struct, tag_field="provider", tag="webpush", forbid_unknown_fields=True):
+    """A Web Push subscription: its endpoint URL (``token``) and its keys."""
+
+    token: Annotated[
+        str, Meta(min_length=1, max_length=4096, description="the subscription's endpoint URL")
+    ]
+    keys: Annotated[WebPushKeys | None, Meta(description="required")] = None
+
+    def __post_init__(self) -> None:
+        problem = _webpush_endpoint_problem(self.token)
+        if problem:
+            raise ValueError(f"token: {problem}")
+        if self.keys is None:
+            raise ValueError("keys: a Web Push subscription needs its keys (p256dh, auth)")
+
+
+#: Where one device receives pushes: one variant per provider, told apart by ``provider``
+#: (a tagged union; each variant carries only the fields its provider uses).
+PushTokenRequest = ApnsAddress | FcmAddress | WebPushAddress
 
 
 def _webpush_endpoint_problem(url: str) -> str | None:

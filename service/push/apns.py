@@ -20,14 +20,17 @@ import msgspec
 
 from service.config import ApnsSettings
 from service.push.base import (
+    Action,
     Address,
     Notification,
     ProviderName,
     SendResult,
     Shared,
     SharedTokenLike,
+    Verdict,
     collapse_key,
     retry_after_s,
+    retry_verdict,
 )
 from service.push.credentials import Minted, SharedToken
 from service.push.h2client import H2Client, H2Error, H2Timeout
@@ -40,6 +43,7 @@ __all__ = [
     "apns_minter",
     "apns_payload",
     "build",
+    "judge",
 ]
 
 #: Apple: refresh no more often than every 20 minutes, no less than every 60; reuse ~45.
@@ -180,3 +184,58 @@ def build(settings: ApnsSettings, shared: Shared) -> APNsProvider:
         verify=shared.verify,
         clock=shared.clock,
     )
+
+
+_APNS_CREDENTIALS = frozenset(
+    {
+        "InvalidProviderToken",
+        "MissingProviderToken",
+        "BadCertificate",
+        "BadCertificateEnvironment",
+        "Forbidden",
+        "BadTopic",
+        "MissingTopic",
+        "TopicDisallowed",
+        "InvalidPushType",
+    }
+)
+_APNS_BAD_MESSAGE = frozenset(
+    {
+        "PayloadTooLarge",
+        "PayloadEmpty",
+        "BadCollapseId",
+        "BadExpirationDate",
+        "BadMessageId",
+        "BadPriority",
+        "DuplicateHeaders",
+        "BadPath",
+        "MethodNotAllowed",
+        "MissingDeviceToken",
+    }
+)
+TOKEN_LIMIT_WAIT_S = 20 * 60.0
+
+
+def judge(result: SendResult, registered_at: dt.datetime | None) -> Verdict:
+    """What an APNs answer means (Apple's documented reasons; anything new is retried)."""
+    status, reason = result.status, result.reason or ""
+    if status == 410:
+        if result.timestamp_ms is None or registered_at is None:
+            return Verdict(Action.DROP_TOKEN)
+        invalid_since = dt.datetime.fromtimestamp(result.timestamp_ms / 1000, dt.UTC)
+        return Verdict(Action.DROP_TOKEN if registered_at < invalid_since else Action.KEEP_TOKEN)
+    if reason == "DeviceTokenNotForTopic":
+        return Verdict(Action.DROP_TOKEN)
+    if reason == "BadDeviceToken":
+        return Verdict(Action.OTHER_ENVIRONMENT)
+    if reason == "ExpiredProviderToken":
+        return Verdict(Action.REMINT)
+    if reason == "TooManyProviderTokenUpdates":
+        return Verdict(Action.WAIT_TOKEN_LIMIT, TOKEN_LIMIT_WAIT_S)
+    if reason in _APNS_CREDENTIALS:
+        return Verdict(Action.CREDENTIALS)
+    if reason in _APNS_BAD_MESSAGE or status == 413:
+        return Verdict(Action.BAD_MESSAGE)
+    # 429 TooManyRequests (this device), 500, 503 ServiceUnavailable/Shutdown, IdleTimeout,
+    # and anything Apple adds later: not our fault, try again later.
+    return retry_verdict(result)

@@ -1,7 +1,8 @@
 """What every push provider speaks: one notification to one device address, one result.
 
 The providers (``apns.py``, ``fcm.py``, ``webpush.py``) only translate; what a result
-*means* — deliver, retry, forget the token, stop the app — is decided in ``policy.py``,
+*means* — deliver, retry, forget the token, stop the app — each provider's ``judge``
+reads from its answers into one vocabulary (:class:`Action`), which ``delivery.py`` acts on
 the same way for all of them.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import enum
 import hashlib
 import ssl
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from service.store.push import Address
 
 __all__ = [
     "NUDGE_CATEGORY",
+    "Action",
     "Address",
     "Notification",
     "Provider",
@@ -29,8 +32,10 @@ __all__ = [
     "SendResult",
     "Shared",
     "SharedTokenLike",
+    "Verdict",
     "collapse_key",
     "retry_after_s",
+    "retry_verdict",
 ]
 
 
@@ -128,3 +133,26 @@ class Shared:
     verify: ssl.SSLContext | bool
     timeout_s: float
     clock: Callable[[], dt.datetime]
+
+
+class Action(enum.Enum):
+    DELIVERED = "delivered"
+    DROP_TOKEN = "drop_token"  # noqa: S105 - an action's name, not a secret
+    OTHER_ENVIRONMENT = "other_environment"  # APNs BadDeviceToken: try the other gateway once
+    KEEP_TOKEN = "keep_token"  # noqa: S105 - a 410 older than the token's registration: stop, keep it
+    RETRY = "retry"
+    REMINT = "remint"
+    CREDENTIALS = "credentials"  # alarm, stop the app
+    WAIT_TOKEN_LIMIT = "wait_token_limit"  # noqa: S105
+    BAD_MESSAGE = "bad_message"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    action: Action
+    min_delay_s: float = 0.0  # for RETRY: no sooner than this (Retry-After, quotas)
+
+
+def retry_verdict(result: SendResult, floor: float = 0.0) -> Verdict:
+    """Try again later, no sooner than the provider's Retry-After (or ``floor``)."""
+    return Verdict(Action.RETRY, max(result.retry_after_s or 0.0, floor))

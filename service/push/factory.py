@@ -15,8 +15,8 @@ from typing import Any
 import asyncpg
 
 from service.config import Settings
-from service.push import apns, fcm, webpush
 from service.push.base import Provider, Shared
+from service.push.providers import PROVIDERS
 
 __all__ = ["build_providers"]
 
@@ -37,11 +37,9 @@ def build_providers(
         verify = ssl.create_default_context()
         verify.load_verify_locations(cafile=str(push.ca_file))
     shared = Shared(pool=pool, verify=verify, timeout_s=float(push.timeout_s), clock=clock)
-    providers: dict[str, Provider] = {}
-    if push.apns is not None:
-        providers["apns"] = apns.build(push.apns, shared)
-    if push.fcm is not None:
-        providers["fcm"] = fcm.build(push.fcm, shared)
-    if push.webpush is not None:
-        providers["webpush"] = webpush.build(push.webpush, shared)
-    return providers
+    configured = {name: getattr(push, name) for name in PROVIDERS}
+    return {
+        name: PROVIDERS[name].build(group, shared)
+        for name, group in configured.items()
+        if group is not None
+    }

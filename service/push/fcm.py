@@ -19,14 +19,17 @@ import msgspec
 
 from service.config import FcmSettings
 from service.push.base import (
+    Action,
     Address,
     Notification,
     ProviderName,
     SendResult,
     Shared,
     SharedTokenLike,
+    Verdict,
     collapse_key,
     retry_after_s,
+    retry_verdict,
 )
 from service.push.credentials import Minted, SharedToken
 
@@ -39,6 +42,7 @@ __all__ = [
     "build",
     "fcm_message",
     "fcm_minter",
+    "judge",
 ]
 
 #: Google's access tokens live an hour; take a new one 5 minutes before.
@@ -208,3 +212,23 @@ def build(settings: FcmSettings, shared: Shared) -> FCMProvider:
     return FCMProvider(
         credentials=token, project_id=settings.project_id, timeout_s=shared.timeout_s, client=client
     )
+
+
+_FCM_DEAD_TOKEN = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH", "INVALID_ARGUMENT:token"})
+QUOTA_MIN_DELAY_S = 60.0  # FCM: "exponential backoff with a minimum initial delay of 1 minute"
+
+
+def judge(result: SendResult, registered_at: dt.datetime | None) -> Verdict:
+    """What an FCM HTTP v1 answer means."""
+    status, reason = result.status, result.reason or ""
+    if reason in _FCM_DEAD_TOKEN or status == 404:
+        return Verdict(Action.DROP_TOKEN)
+    if status == 401 and reason != "THIRD_PARTY_AUTH_ERROR":
+        return Verdict(Action.REMINT)  # our OAuth access token
+    if reason == "THIRD_PARTY_AUTH_ERROR" or status == 403:
+        return Verdict(Action.CREDENTIALS)
+    if status == 429 or reason == "QUOTA_EXCEEDED":
+        return retry_verdict(result, QUOTA_MIN_DELAY_S)
+    if status == 400:
+        return Verdict(Action.BAD_MESSAGE)
+    return retry_verdict(result)

@@ -34,13 +34,16 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from service.config import WebPushSettings
 from service.push.base import (
+    Action,
     Address,
     Notification,
     ProviderName,
     SendResult,
     Shared,
     SharedTokenLike,
+    Verdict,
     retry_after_s,
+    retry_verdict,
 )
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "build",
     "encrypt",
     "generate_vapid_keys",
+    "judge",
     "origin_of",
     "topic_for",
 ]
@@ -390,3 +394,20 @@ def build(settings: WebPushSettings, shared: Shared) -> WebPushProvider:
         clock=lambda: clock().timestamp(),
         allow_private_hosts=settings.allow_private_hosts,
     )
+
+
+#: Web Push answers about one subscription, not our key: a malformed subscription, or one
+#: a browser made under an earlier VAPID key (Apple's push service names it).
+_WEBPUSH_DEAD = frozenset({"InvalidSubscription", "VapidPkHashMismatch"})
+
+
+def judge(result: SendResult, registered_at: dt.datetime | None) -> Verdict:
+    """What a push service's answer (RFC 8030) means."""
+    status, reason = result.status, result.reason or ""
+    if status in {404, 410} or reason in _WEBPUSH_DEAD:
+        return Verdict(Action.DROP_TOKEN)
+    if status in {401, 403}:
+        return Verdict(Action.CREDENTIALS)  # our VAPID key or claims are refused
+    if status in {400, 413}:
+        return Verdict(Action.BAD_MESSAGE)
+    return retry_verdict(result)

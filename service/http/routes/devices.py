@@ -8,7 +8,13 @@ from litestar import Controller, delete, get, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, Parameter
 
-from schemas.auth import DeviceOut, DevicesResponse, PushTokenRequest
+from schemas.auth import (
+    ApnsAddress,
+    DeviceOut,
+    DevicesResponse,
+    PushTokenRequest,
+    WebPushAddress,
+)
 from schemas.common import ID_PATTERN
 from service.accounts.service import AccountService
 from service.errors import NotFound
@@ -54,18 +60,20 @@ class DeviceController(Controller):
         data: JSONBody[PushTokenRequest],
         device_id: str = DeviceId,
     ) -> None:
-        # Store only what the provider uses, so the sender never reads a stray value.
-        apns = data.provider == "apns"
-        keys = msgspec.json.encode(data.keys).decode() if data.provider == "webpush" else None
+        # Each variant carries only what its provider uses, so the sender never reads a
+        # stray value.
+        apns = data if isinstance(data, ApnsAddress) else None
+        webpush = data if isinstance(data, WebPushAddress) else None
+        keys = msgspec.json.encode(webpush.keys).decode() if webpush is not None else None
         async with pool.acquire() as conn, conn.transaction():
             ok = await store.set_push_token(
                 conn,
                 user_id=caller.user_id,
                 device_id=device_id,
-                provider=data.provider,
+                provider=str(type(data).__struct_config__.tag),  # the variant's tag
                 token=data.token,
-                environment=data.environment if apns else None,
-                topic=data.topic if apns else None,
+                environment=apns.environment if apns is not None else None,
+                topic=apns.topic if apns is not None else None,
                 keys_json=keys,
             )
         if not ok:

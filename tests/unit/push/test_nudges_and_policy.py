@@ -200,5 +200,5 @@ def MS(d: dt.datetime) -> int:
 def test_reason_code_policy(
     provider: str, result: SendResult, action: Action, min_delay: float
 ) -> None:
-    verdict = judge(provider, result, APNS_REGISTERED)  # type: ignore[arg-type]
+    verdict = judge(provider, result, APNS_REGISTERED)
     assert (verdict.action, verdict.min_delay_s) == (action, min_delay)
