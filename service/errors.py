@@ -65,13 +65,16 @@ class Code(StrEnum):
     READ_ONLY_TABLE = "read_only_table"
     # 404
     NOT_FOUND = "not_found"
+    INVITATION_INVALID = "invitation_invalid"
+    # 405, and any other status the framework answers by itself
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    HTTP_ERROR = "http_error"
     # 409: the request contradicts what exists
     CONFLICT = "conflict"
     EMAIL_TAKEN = "email_taken"
     BATCH_ID_REUSED = "batch_id_reused"
     ALREADY_LINKED = "already_linked"
     OWN_INVITATION = "own_invitation"
-    INVITATION_INVALID = "invitation_invalid"
     # 413, 422, 426, 429
     BODY_TOO_LARGE = "body_too_large"
     INVALID_FIELD = "invalid_field"

@@ -19,6 +19,7 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 
 from schemas.problem import FieldError, Problem
 from service.errors import (
+    Code,
     Conflict,
     Forbidden,
     InvalidInput,
@@ -145,29 +146,30 @@ def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Re
     ):
         return _malformed()
     return _respond(
-        422, "invalid_field", "Invalid field", "the request does not match the schema", errors
+        422, Code.INVALID_FIELD, "Invalid field", "the request does not match the schema", errors
     )
 
 
 def _malformed(detail: str = "the request body is not valid JSON") -> Response[bytes]:
-    return _respond(400, "malformed_json", "Malformed JSON", detail)
+    return _respond(400, Code.MALFORMED_JSON, "Malformed JSON", detail)
 
 
+#: What Litestar answers by itself (routing, the body limit), in Kith's codes.
 _STATUS_CODES = {
-    400: ("bad_request", "Bad request"),
-    401: ("unauthenticated", "Not authenticated"),
-    403: ("forbidden", "Forbidden"),
-    404: ("not_found", "Not found"),
-    405: ("method_not_allowed", "Method not allowed"),
-    413: ("body_too_large", "Request body too large"),
-    429: ("rate_limited", "Too many requests"),
+    400: (Code.BAD_REQUEST, "Bad request"),
+    401: (Code.UNAUTHENTICATED, "Not authenticated"),
+    403: (Code.FORBIDDEN, "Forbidden"),
+    404: (Code.NOT_FOUND, "Not found"),
+    405: (Code.METHOD_NOT_ALLOWED, "Method not allowed"),
+    413: (Code.BODY_TOO_LARGE, "Request body too large"),
+    429: (Code.RATE_LIMITED, "Too many requests"),
 }
 
 
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     if isinstance(exc.__cause__, SerializationException):
         return _malformed(f"the request body is not valid JSON: {exc.detail}")
-    code, title = _STATUS_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+    code, title = _STATUS_CODES.get(exc.status_code, (Code.HTTP_ERROR, "HTTP error"))
     detail = exc.detail if exc.status_code < 500 else ""
     return _respond(exc.status_code, code, title, str(detail), headers=dict(exc.headers or {}))
 
@@ -195,7 +197,7 @@ def _unstorable(request: Request[Any, Any, Any], exc: asyncpg.DataError) -> Resp
     )
     return _respond(
         422,
-        "invalid_field",
+        Code.INVALID_FIELD,
         "Invalid field",
         "a value in the request cannot be stored (for example a NUL character)",
         [FieldError(field="$", message="contains a value that cannot be stored")],
@@ -214,7 +216,7 @@ def _raised_in(exc: BaseException, function: str) -> bool:
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     # Type and route only: exception text can carry user data (a value echoed by a driver).
     log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.scope["path"])
-    return _respond(500, "internal_error", "Internal error", "something went wrong on our side")
+    return _respond(500, Code.INTERNAL_ERROR, "Internal error", "something went wrong on our side")
 
 
 exception_handlers: dict[type[Exception], Any] = {
