@@ -3,8 +3,10 @@
 Every setting is listed (with its default) in ``deploy/env.example``; nothing below the
 edge reads ``os.environ`` — the app factory, the CLI and the worker receive a ``Settings``,
 and each part takes only its group (``settings.tokens``, ``settings.push.apns``, ...).
-Each group is a small frozen object whose defaults are written once, on its fields:
-:meth:`Settings.from_env` falls back to them.
+
+Each group is a small frozen object. A field is declared once, with :func:`setting`: its
+variable's name, its default and how its text is read; :func:`read` builds a group from the
+environment by those declarations, so no name or default is written twice.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import dataclasses
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 __all__ = [
     "ApnsSettings",
@@ -30,42 +32,76 @@ __all__ = [
     "TokenSettings",
     "WebPushSettings",
     "WorkerSettings",
+    "read",
+    "setting",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+G = TypeVar("G")
+#: How one variable's text becomes a value: ``parse(env, name, default)``.
+Parse = Callable[[Mapping[str, str], str, Any], Any]
 
 
 class SettingsError(ValueError):
     """A setting is present but cannot be understood."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 0) -> int:
+# -- how a variable's text is read --------------------------------------------------------
+
+
+def _text(env: Mapping[str, str], name: str, default: Any) -> Any:
+    return env.get(name) or default
+
+
+def _upper(env: Mapping[str, str], name: str, default: Any) -> Any:
+    return str(env.get(name) or default).upper()
+
+
+def _path(env: Mapping[str, str], name: str, default: Any) -> Any:
     raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < low:
-        raise SettingsError(f"{name} must be >= {low}, got {value}")
-    return value
+    return Path(raw) if raw else default
 
 
-def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+def _flag(env: Mapping[str, str], name: str, default: Any) -> Any:
+    raw = env.get(name)
+    return raw.lower() in {"1", "true", "yes"} if raw else default
+
+
+def _names(env: Mapping[str, str], name: str, default: Any) -> Any:
+    """Comma-separated names (``push_send, care_push``)."""
+    return tuple(k.strip() for k in (env.get(name) or "").split(",") if k.strip()) or default
+
+
+def _integer(low: int = 0) -> Parse:
+    def parse(env: Mapping[str, str], name: str, default: Any) -> Any:
+        raw = env.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        if value < low:
+            raise SettingsError(f"{name} must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _networks(env: Mapping[str, str], name: str, default: Any) -> Any:
     """Comma-separated addresses or CIDR blocks, normalised (``10.0.0.0/8, ::1``)."""
-    entries = [p.strip() for p in env.get(name, "").split(",") if p.strip()]
+    entries = [p.strip() for p in (env.get(name) or "").split(",") if p.strip()]
     try:
-        return tuple(str(ipaddress.ip_network(p, strict=False)) for p in entries)
+        return tuple(str(ipaddress.ip_network(p, strict=False)) for p in entries) or default
     except ValueError as exc:
         raise SettingsError(f"{name}: {exc}") from None
 
 
-def _pem(env: Mapping[str, str], name: str) -> str | None:
+def _pem(env: Mapping[str, str], name: str, default: Any) -> Any:
     """A key given as PEM text (``\\n`` escapes allowed, as env files need) or as a path."""
     raw = env.get(name)
     if not raw:
-        return None
+        return default
     if "-----BEGIN" in raw:
         return raw.replace("\\n", "\n")
     try:
@@ -74,137 +110,155 @@ def _pem(env: Mapping[str, str], name: str) -> str | None:
         raise SettingsError(f"{name}: cannot read the key file {raw!r} ({exc.strerror})") from None
 
 
+def setting(env: str, default: Any = MISSING, parse: Parse = _text) -> Any:
+    """A field read from the variable ``env`` (no default: the group's required setting)."""
+    return field(default=default, metadata={"env": env, "parse": parse})
+
+
+def _values(group: type[Any], env: Mapping[str, str]) -> dict[str, Any]:
+    out = {}
+    for f in fields(group):
+        if "env" not in f.metadata:
+            continue  # a nested group, filled by the caller
+        default = None if f.default is MISSING else f.default
+        out[f.name] = f.metadata["parse"](env, f.metadata["env"], default)
+    return out
+
+
+def read(group: type[G], env: Mapping[str, str]) -> G:
+    """The group from ``env``: each field from its variable, or its default."""
+    return group(**_values(group, env))
+
+
+def _read_optional(group: type[G], env: Mapping[str, str], needs: str) -> G | None:
+    """A group that is all there or not at all (a push provider): None when none of its
+    required settings is given; an error when some are and others are not."""
+    values = _values(group, env)
+    required = [f.name for f in fields(cast(Any, group)) if f.default is MISSING]
+    given = [name for name in required if values[name]]
+    if not given:
+        return None
+    if len(given) < len(required):
+        raise SettingsError(needs)
+    return group(**values)
+
+
+# -- the groups ---------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class DatabaseSettings:
-    """PostgreSQL (``DATABASE_URL``; none: ``kith dev`` starts the embedded server)."""
+    """PostgreSQL (no URL: ``kith dev`` starts the embedded server)."""
 
-    url: str | None = None
-    pool_min: int = 2
-    pool_max: int = 10
+    url: str | None = setting("DATABASE_URL", None)
+    pool_min: int = setting("KITH_DB_POOL_MIN", 2, _integer(1))
+    pool_max: int = setting("KITH_DB_POOL_MAX", 10, _integer(1))
 
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     """The API processes: where they listen, TLS, request limits, shutdown, streams."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    max_body_bytes: int = 4 * 1024 * 1024
-    shutdown_grace_s: int = 25
-    sse_heartbeat_s: int = 15
-    trusted_proxies: tuple[str, ...] = ()
-    metrics_token: str | None = None
+    host: str = setting("KITH_HOST", "127.0.0.1")
+    port: int = setting("KITH_PORT", 8000, _integer(0))
+    workers: int = setting("KITH_WORKERS", 1, _integer(1))
+    tls_cert: Path | None = setting("KITH_TLS_CERT", None, _path)
+    tls_key: Path | None = setting("KITH_TLS_KEY", None, _path)
+    max_body_bytes: int = setting("KITH_MAX_BODY_BYTES", 4 * 1024 * 1024, _integer(1024))
+    shutdown_grace_s: int = setting("KITH_SHUTDOWN_GRACE_S", 25, _integer(1))
+    sse_heartbeat_s: int = setting("KITH_SSE_HEARTBEAT_S", 15, _integer(1))
+    trusted_proxies: tuple[str, ...] = setting("KITH_TRUSTED_PROXIES", (), _networks)
+    metrics_token: str | None = setting("KITH_METRICS_TOKEN", None)
 
 
 @dataclass(frozen=True, slots=True)
 class TokenSettings:
     """Access and refresh tokens, and password hashing."""
 
-    jwt_private_key: str | None = None
-    jwt_public_key: str | None = None
-    access_ttl_s: int = 900
-    refresh_ttl_s: int = 60 * 60 * 24 * 60
-    argon2_time_cost: int = 3
-    argon2_memory_kib: int = 65536
+    jwt_private_key: str | None = setting("KITH_JWT_PRIVATE_KEY", None)
+    jwt_public_key: str | None = setting("KITH_JWT_PUBLIC_KEY", None)
+    access_ttl_s: int = setting("KITH_ACCESS_TOKEN_TTL_S", 900, _integer(30))
+    refresh_ttl_s: int = setting("KITH_REFRESH_TOKEN_TTL_S", 60 * 60 * 24 * 60, _integer(60))
+    argon2_time_cost: int = setting("KITH_ARGON2_TIME_COST", 3, _integer(1))
+    argon2_memory_kib: int = setting("KITH_ARGON2_MEMORY_KIB", 65536, _integer(8))
 
 
 @dataclass(frozen=True, slots=True)
 class SyncSettings:
     """The sync protocol's clock defence and how long history is kept."""
 
-    max_clock_skew_ms: int = 5 * 60 * 1000
-    tombstone_horizon_days: int = 180
-    conflict_retention_days: int = 30
-    batch_retention_days: int = 30
+    max_clock_skew_ms: int = setting("KITH_MAX_CLOCK_SKEW_MS", 5 * 60 * 1000, _integer(0))
+    tombstone_horizon_days: int = setting("KITH_TOMBSTONE_HORIZON_DAYS", 180, _integer(1))
+    conflict_retention_days: int = setting("KITH_CONFLICT_RETENTION_DAYS", 30, _integer(1))
+    batch_retention_days: int = setting("KITH_BATCH_RETENTION_DAYS", 30, _integer(1))
 
 
 @dataclass(frozen=True, slots=True)
 class RateLimitSettings:
     """Requests per ``window_s`` (counted in Redis, shared by every process)."""
 
-    window_s: int = 60
-    login_per_ip: int = 10
-    login_per_email: int = 10
-    register_per_ip: int = 10
-    refresh_per_ip: int = 60
-    sync_per_user: int = 600
+    window_s: int = setting("KITH_RATELIMIT_WINDOW_S", 60, _integer(1))
+    login_per_ip: int = setting("KITH_RATELIMIT_LOGIN_PER_IP", 10, _integer())
+    login_per_email: int = setting("KITH_RATELIMIT_LOGIN_PER_EMAIL", 10, _integer())
+    register_per_ip: int = setting("KITH_RATELIMIT_REGISTER_PER_IP", 10, _integer())
+    refresh_per_ip: int = setting("KITH_RATELIMIT_REFRESH_PER_IP", 60, _integer())
+    sync_per_user: int = setting("KITH_RATELIMIT_SYNC_PER_USER", 600, _integer())
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
     """The background worker and the rules' schedule."""
 
-    concurrency: int = 64
-    lease_s: int = 60
-    kinds: tuple[str, ...] = ()  # empty: every kind of job
-    evaluate_debounce_s: int = 60
-    sweep_morning_hour: int = 7
-    sweep_chunk: int = 250
+    concurrency: int = setting("KITH_WORKER_CONCURRENCY", 64, _integer(1))
+    lease_s: int = setting("KITH_WORKER_LEASE_S", 60, _integer(3))
+    kinds: tuple[str, ...] = setting("KITH_WORKER_KINDS", (), _names)  # empty: every kind
+    evaluate_debounce_s: int = setting("KITH_EVALUATE_DEBOUNCE_S", 60, _integer(0))
+    sweep_morning_hour: int = setting("KITH_SWEEP_MORNING_HOUR", 7, _integer(0))
+    sweep_chunk: int = setting("KITH_SWEEP_CHUNK", 250, _integer(1))
 
 
 @dataclass(frozen=True, slots=True)
 class ApnsSettings:
     """Apple Push Notification service: a token-based (.p8) key."""
 
-    team_id: str
-    key_id: str
-    private_key: str
-    topic: str
-    url: str = "https://api.push.apple.com"
-    sandbox_url: str = "https://api.sandbox.push.apple.com"
+    team_id: str = setting("KITH_APNS_TEAM_ID")
+    key_id: str = setting("KITH_APNS_KEY_ID")
+    private_key: str = setting("KITH_APNS_PRIVATE_KEY", parse=_pem)
+    topic: str = setting("KITH_APNS_TOPIC")
+    url: str = setting("KITH_APNS_URL", "https://api.push.apple.com")
+    sandbox_url: str = setting("KITH_APNS_SANDBOX_URL", "https://api.sandbox.push.apple.com")
 
 
 @dataclass(frozen=True, slots=True)
 class FcmSettings:
     """Firebase Cloud Messaging HTTP v1: a service account."""
 
-    project_id: str
-    client_email: str
-    private_key: str
-    url: str = "https://fcm.googleapis.com"
-    token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
+    project_id: str = setting("KITH_FCM_PROJECT_ID")
+    client_email: str = setting("KITH_FCM_CLIENT_EMAIL")
+    private_key: str = setting("KITH_FCM_PRIVATE_KEY", parse=_pem)
+    url: str = setting("KITH_FCM_URL", "https://fcm.googleapis.com")
+    token_url: str = setting("KITH_FCM_TOKEN_URL", "https://oauth2.googleapis.com/token")
 
 
 @dataclass(frozen=True, slots=True)
 class WebPushSettings:
     """Web Push with a VAPID key."""
 
-    vapid_private_key: str
-    vapid_subject: str
-    allow_private_hosts: bool = False
+    vapid_private_key: str = setting("KITH_VAPID_PRIVATE_KEY", parse=_pem)
+    vapid_subject: str = setting("KITH_VAPID_SUBJECT")
+    allow_private_hosts: bool = setting("KITH_WEBPUSH_ALLOW_PRIVATE_HOSTS", False, _flag)
 
 
 @dataclass(frozen=True, slots=True)
 class PushSettings:
-    """Push delivery: each provider is configured (all of its settings) or absent."""
+    """Push delivery: each provider (named as in ``service/push/providers.py``) is
+    configured with all of its required settings, or absent."""
 
-    timeout_s: int = 10
-    ca_file: Path | None = None
+    timeout_s: int = setting("KITH_PUSH_TIMEOUT_S", 10, _integer(1))
+    ca_file: Path | None = setting("KITH_PUSH_CA_FILE", None, _path)
     apns: ApnsSettings | None = None
     fcm: FcmSettings | None = None
     webpush: WebPushSettings | None = None
-
-
-def _default(group: type[Any], name: str) -> Any:
-    """A field's default, as written on its group (so no default is written twice)."""
-    return group.__dataclass_fields__[name].default
-
-
-def _provider(
-    read: Callable[[str], str | None], group: type[Any], names: dict[str, str], needs: str
-) -> Any:
-    """One provider's group: every required setting present, or none of them."""
-    values = {f: read(n) for f, n in names.items()}
-    required = [f for f in names if _default(group, f) is MISSING]
-    given = [f for f in required if values[f]]
-    if not given:
-        return None
-    if len(given) < len(required):
-        raise SettingsError(needs)
-    return group(**{f: v for f, v in values.items() if v is not None})
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +266,7 @@ class Settings:
     """Everything Kith can be configured with. Build it with :meth:`from_env`."""
 
     environment: str = "development"
-    data_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".kith")
+    data_dir: Path = PROJECT_ROOT / ".kith"
     log_level: str = "INFO"
     redis_url: str | None = None
     database: DatabaseSettings = DatabaseSettings()
@@ -239,105 +293,43 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from ``env`` (default: the process environment)."""
         e = os.environ if env is None else env
-        data_dir = Path(e.get("KITH_DATA_DIR") or PROJECT_ROOT / ".kith")
         environment = e.get("KITH_ENV", "development")
         if environment not in {"development", "test", "production"}:
             raise SettingsError(
                 f"KITH_ENV must be development, test or production, got {environment!r}"
             )
-        d, sv, tk, sy = DatabaseSettings, ServerSettings, TokenSettings, SyncSettings
-        rl, wk = RateLimitSettings, WorkerSettings
-        server = ServerSettings(
-            host=e.get("KITH_HOST", _default(sv, "host")),
-            port=_int(e, "KITH_PORT", _default(sv, "port"), low=0),
-            workers=_int(e, "KITH_WORKERS", _default(sv, "workers"), low=1),
-            tls_cert=Path(e["KITH_TLS_CERT"]) if e.get("KITH_TLS_CERT") else None,
-            tls_key=Path(e["KITH_TLS_KEY"]) if e.get("KITH_TLS_KEY") else None,
-            max_body_bytes=_int(e, "KITH_MAX_BODY_BYTES", _default(sv, "max_body_bytes"), low=1024),
-            shutdown_grace_s=_int(
-                e, "KITH_SHUTDOWN_GRACE_S", _default(sv, "shutdown_grace_s"), low=1
+        push = dataclasses.replace(
+            read(PushSettings, e),
+            apns=_read_optional(
+                ApnsSettings,
+                e,
+                "APNs needs KITH_APNS_TEAM_ID, KITH_APNS_KEY_ID, KITH_APNS_PRIVATE_KEY and "
+                "KITH_APNS_TOPIC together",
             ),
-            sse_heartbeat_s=_int(e, "KITH_SSE_HEARTBEAT_S", _default(sv, "sse_heartbeat_s"), low=1),
-            trusted_proxies=_networks(e, "KITH_TRUSTED_PROXIES"),
-            metrics_token=e.get("KITH_METRICS_TOKEN") or None,
+            fcm=_read_optional(
+                FcmSettings,
+                e,
+                "FCM needs KITH_FCM_PROJECT_ID, KITH_FCM_CLIENT_EMAIL and KITH_FCM_PRIVATE_KEY "
+                "together",
+            ),
+            webpush=_read_optional(
+                WebPushSettings, e, "Web Push needs KITH_VAPID_PRIVATE_KEY and KITH_VAPID_SUBJECT"
+            ),
         )
         settings = cls(
             environment=environment,
-            data_dir=data_dir,
-            log_level=e.get("KITH_LOG_LEVEL", _default(cls, "log_level")).upper(),
+            data_dir=_path(e, "KITH_DATA_DIR", PROJECT_ROOT / ".kith"),
+            log_level=_upper(e, "KITH_LOG_LEVEL", "INFO"),
             redis_url=e.get("REDIS_URL") or None,
-            database=DatabaseSettings(
-                url=e.get("DATABASE_URL") or None,
-                pool_min=_int(e, "KITH_DB_POOL_MIN", _default(d, "pool_min"), low=1),
-                pool_max=_int(e, "KITH_DB_POOL_MAX", _default(d, "pool_max"), low=1),
-            ),
-            server=server,
-            tokens=TokenSettings(
-                jwt_private_key=e.get("KITH_JWT_PRIVATE_KEY") or None,
-                jwt_public_key=e.get("KITH_JWT_PUBLIC_KEY") or None,
-                access_ttl_s=_int(
-                    e, "KITH_ACCESS_TOKEN_TTL_S", _default(tk, "access_ttl_s"), low=30
-                ),
-                refresh_ttl_s=_int(
-                    e, "KITH_REFRESH_TOKEN_TTL_S", _default(tk, "refresh_ttl_s"), low=60
-                ),
-                argon2_time_cost=_int(
-                    e, "KITH_ARGON2_TIME_COST", _default(tk, "argon2_time_cost"), low=1
-                ),
-                argon2_memory_kib=_int(
-                    e, "KITH_ARGON2_MEMORY_KIB", _default(tk, "argon2_memory_kib"), low=8
-                ),
-            ),
-            sync=SyncSettings(
-                max_clock_skew_ms=_int(
-                    e, "KITH_MAX_CLOCK_SKEW_MS", _default(sy, "max_clock_skew_ms"), low=0
-                ),
-                tombstone_horizon_days=_int(
-                    e, "KITH_TOMBSTONE_HORIZON_DAYS", _default(sy, "tombstone_horizon_days"), low=1
-                ),
-                conflict_retention_days=_int(
-                    e,
-                    "KITH_CONFLICT_RETENTION_DAYS",
-                    _default(sy, "conflict_retention_days"),
-                    low=1,
-                ),
-                batch_retention_days=_int(
-                    e, "KITH_BATCH_RETENTION_DAYS", _default(sy, "batch_retention_days"), low=1
-                ),
-            ),
-            ratelimit=RateLimitSettings(
-                window_s=_int(e, "KITH_RATELIMIT_WINDOW_S", _default(rl, "window_s"), low=1),
-                login_per_ip=_int(e, "KITH_RATELIMIT_LOGIN_PER_IP", _default(rl, "login_per_ip")),
-                login_per_email=_int(
-                    e, "KITH_RATELIMIT_LOGIN_PER_EMAIL", _default(rl, "login_per_email")
-                ),
-                register_per_ip=_int(
-                    e, "KITH_RATELIMIT_REGISTER_PER_IP", _default(rl, "register_per_ip")
-                ),
-                refresh_per_ip=_int(
-                    e, "KITH_RATELIMIT_REFRESH_PER_IP", _default(rl, "refresh_per_ip")
-                ),
-                sync_per_user=_int(
-                    e, "KITH_RATELIMIT_SYNC_PER_USER", _default(rl, "sync_per_user")
-                ),
-            ),
-            worker=WorkerSettings(
-                concurrency=_int(e, "KITH_WORKER_CONCURRENCY", _default(wk, "concurrency"), low=1),
-                lease_s=_int(e, "KITH_WORKER_LEASE_S", _default(wk, "lease_s"), low=3),
-                kinds=tuple(
-                    k.strip() for k in e.get("KITH_WORKER_KINDS", "").split(",") if k.strip()
-                ),
-                evaluate_debounce_s=_int(
-                    e, "KITH_EVALUATE_DEBOUNCE_S", _default(wk, "evaluate_debounce_s"), low=0
-                ),
-                sweep_morning_hour=_int(
-                    e, "KITH_SWEEP_MORNING_HOUR", _default(wk, "sweep_morning_hour"), low=0
-                ),
-                sweep_chunk=_int(e, "KITH_SWEEP_CHUNK", _default(wk, "sweep_chunk"), low=1),
-            ),
-            push=_push(e),
+            database=read(DatabaseSettings, e),
+            server=read(ServerSettings, e),
+            tokens=read(TokenSettings, e),
+            sync=read(SyncSettings, e),
+            ratelimit=read(RateLimitSettings, e),
+            worker=read(WorkerSettings, e),
+            push=push,
         )
-        tokens = settings.tokens
+        tokens, server = settings.tokens, settings.server
         if settings.is_production and not (tokens.jwt_private_key and tokens.jwt_public_key):
             raise SettingsError(
                 "KITH_JWT_PRIVATE_KEY and KITH_JWT_PUBLIC_KEY are required when KITH_ENV=production"
@@ -345,55 +337,3 @@ class Settings:
         if (server.tls_cert is None) != (server.tls_key is None):
             raise SettingsError("KITH_TLS_CERT and KITH_TLS_KEY must be set together")
         return settings
-
-
-def _push(e: Mapping[str, str]) -> PushSettings:
-    """The push group. A provider's keys are PEM text or a path (read here, once)."""
-    pems = ("KITH_APNS_PRIVATE_KEY", "KITH_FCM_PRIVATE_KEY", "KITH_VAPID_PRIVATE_KEY")
-    keys = {name: _pem(e, name) for name in pems}
-
-    def read(name: str) -> str | None:
-        return keys[name] if name in keys else (e.get(name) or None)
-
-    apns = _provider(
-        read,
-        ApnsSettings,
-        {
-            "team_id": "KITH_APNS_TEAM_ID",
-            "key_id": "KITH_APNS_KEY_ID",
-            "private_key": "KITH_APNS_PRIVATE_KEY",
-            "topic": "KITH_APNS_TOPIC",
-            "url": "KITH_APNS_URL",
-            "sandbox_url": "KITH_APNS_SANDBOX_URL",
-        },
-        "APNs needs KITH_APNS_TEAM_ID, KITH_APNS_KEY_ID, KITH_APNS_PRIVATE_KEY and "
-        "KITH_APNS_TOPIC together",
-    )
-    fcm = _provider(
-        read,
-        FcmSettings,
-        {
-            "project_id": "KITH_FCM_PROJECT_ID",
-            "client_email": "KITH_FCM_CLIENT_EMAIL",
-            "private_key": "KITH_FCM_PRIVATE_KEY",
-            "url": "KITH_FCM_URL",
-            "token_url": "KITH_FCM_TOKEN_URL",
-        },
-        "FCM needs KITH_FCM_PROJECT_ID, KITH_FCM_CLIENT_EMAIL and KITH_FCM_PRIVATE_KEY together",
-    )
-    allow_private = (read("KITH_WEBPUSH_ALLOW_PRIVATE_HOSTS") or "").lower() in {"1", "true", "yes"}
-    webpush = _provider(
-        read,
-        WebPushSettings,
-        {"vapid_private_key": "KITH_VAPID_PRIVATE_KEY", "vapid_subject": "KITH_VAPID_SUBJECT"},
-        "Web Push needs KITH_VAPID_PRIVATE_KEY and KITH_VAPID_SUBJECT",
-    )
-    if webpush is not None and allow_private:
-        webpush = WebPushSettings(webpush.vapid_private_key, webpush.vapid_subject, True)
-    return PushSettings(
-        timeout_s=_int(e, "KITH_PUSH_TIMEOUT_S", _default(PushSettings, "timeout_s"), low=1),
-        ca_file=Path(e["KITH_PUSH_CA_FILE"]) if e.get("KITH_PUSH_CA_FILE") else None,
-        apns=apns,
-        fcm=fcm,
-        webpush=webpush,
-    )
