@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from service.store.db import Connection, Executor
+from service.store.insights import NudgeRequest
 
 __all__ = [
     "Pending",
@@ -33,14 +34,10 @@ _decode = msgspec.json.decode
 
 
 @dataclass(frozen=True, slots=True)
-class Pending:
-    id: str
-    insight_id: str
-    contact_id: str | None
-    rule: str
-    level: str
-    title: str
-    body: str
+class Pending(NudgeRequest):
+    """A nudge request still waiting to be planned: the request as the evaluator wrote it
+    (``store.insights.NudgeRequest``), and when."""
+
     created_at: dt.datetime
 
 
