@@ -80,15 +80,11 @@ class ConflictWrite:
 
 
 @dataclass(frozen=True, slots=True)
-class ConflictRow:
+class ConflictRow(ConflictWrite):
+    """A recorded conflict as its owner reads it back: what was written, plus its id (the
+    page cursor) and when."""
+
     id: int
-    table: str
-    record_id: str
-    field: str
-    value_json: str
-    hlc: str
-    winner_hlc: str
-    reason: str
     recorded_at: dt.datetime
 
 
@@ -423,15 +419,15 @@ async def conflicts_since(
     )
     return [
         ConflictRow(
-            r["id"],
-            r["tbl"],
-            r["record_id"],
-            r["field"],
-            r["value"],
-            r["hlc"],
-            r["winner_hlc"],
-            r["reason"],
-            r["recorded_at"],
+            table=r["tbl"],
+            record_id=r["record_id"],
+            field=r["field"],
+            value_json=r["value"],
+            hlc=r["hlc"],
+            winner_hlc=r["winner_hlc"],
+            reason=r["reason"],
+            id=r["id"],
+            recorded_at=r["recorded_at"],
         )
         for r in rows
     ]
