@@ -29,7 +29,7 @@ from typing import Any
 
 from sync.client.errors import RecordNotFound, error_for_status
 from sync.client.store import Batch, LocalStore, Record
-from sync.client.transport import Transport
+from sync.client.transport import Reply, Transport
 from sync.hlc import Clock
 
 __all__ = ["MAX_BATCH", "SCHEMA_VERSION", "Conflict", "Superseded", "SyncClient", "SyncReport"]
@@ -260,15 +260,15 @@ class SyncClient:
             self.store.save_clock(str(self.clock.last))
 
     def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        reply = self.transport.post(path, body)
-        if reply.status != 200:
-            raise error_for_status(reply.status, reply.body)
-        result: dict[str, Any] = reply.body
-        return result
+        return _ok(self.transport.post(path, body))
 
     def _get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
-        reply = self.transport.get(path, params)
-        if reply.status != 200:
-            raise error_for_status(reply.status, reply.body)
-        result: dict[str, Any] = reply.body
-        return result
+        return _ok(self.transport.get(path, params))
+
+
+def _ok(reply: Reply) -> dict[str, Any]:
+    """The body of a 200 answer; any other status raises its error (``errors.py``)."""
+    if reply.status != 200:
+        raise error_for_status(reply.status, reply.body)
+    result: dict[str, Any] = reply.body
+    return result
