@@ -40,6 +40,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -203,48 +204,24 @@ class ChangeNotifier:
 # -- one connected device --------------------------------------------------------------------
 
 
+@dataclass(eq=False, repr=False, slots=True)  # a stream is itself: hashed by identity
 class EventStream:
     """What one open ``GET /v1/sync/events`` still has to tell its device. The process's
     :class:`Realtime` sets the flags and wakes it; the HTTP handler drains them."""
 
-    __slots__ = (
-        "_heartbeat",
-        "_poke",
-        "_status",
-        "device_id",
-        "ending",
-        "expires_at",
-        "family_id",
-        "realtime",
-        "sent_seq",
-        "space_id",
-        "user_id",
-        "wake",
-    )
-
-    def __init__(
-        self,
-        user_id: str,
-        device_id: str,
-        space_id: str,
-        family_id: str,
-        *,
-        expires_at: float,
-        since: int | None,
-        realtime: bool,
-    ) -> None:
-        self.user_id = user_id
-        self.device_id = device_id
-        self.space_id = space_id
-        self.family_id = family_id
-        self.expires_at = expires_at
-        self.sent_seq = since  # the newest seq the device is known to have been told of
-        self.realtime = realtime
-        self.ending: str | None = None  # why the stream ends: session_revoked, shutdown, …
-        self.wake = asyncio.Event()
-        self._poke: int | None = None
-        self._status = False
-        self._heartbeat = False
+    user_id: str
+    device_id: str
+    space_id: str
+    family_id: str
+    _: KW_ONLY
+    expires_at: float
+    sent_seq: int | None  # the newest seq the device is known to have been told of
+    realtime: bool
+    ending: str | None = field(default=None, init=False)  # why: session_revoked, shutdown, …
+    wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _poke: int | None = field(default=None, init=False)
+    _status: bool = field(default=False, init=False)
+    _heartbeat: bool = field(default=False, init=False)
 
     def poke(self, seq: int) -> None:
         if self.sent_seq is None or seq > self.sent_seq:
@@ -429,7 +406,7 @@ class Realtime:
             space_id,
             family_id,
             expires_at=expires_at,
-            since=since,
+            sent_seq=since,
             realtime=self._sub.connected,
         )
         self._by_space.setdefault(space_id, set()).add(stream)
