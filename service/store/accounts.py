@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from schemas.auth import DeviceOut
 from service.store.db import Connection, Executor
 
 __all__ = [
-    "DeviceRow",
     "RefreshRow",
     "UserRow",
     "active_families",
@@ -48,16 +48,6 @@ class RefreshRow:
     expires_at: dt.datetime
     used: bool
     family_revoked: bool
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRow:
-    id: str
-    platform: str
-    name: str
-    created_at: dt.datetime
-    last_seen_at: dt.datetime | None
-    push_provider: str | None
 
 
 async def insert_user(
@@ -246,26 +236,18 @@ async def active_families(conn: Executor, family_ids: list[str]) -> set[str]:
     return {r["id"] for r in rows}
 
 
-async def list_devices(conn: Executor, user_id: str) -> list[DeviceRow]:
+async def list_devices(conn: Executor, user_id: str, current_device_id: str) -> list[DeviceOut]:
+    """The user's signed-in devices as the API lists them (``current``: the caller's own)."""
     rows = await conn.fetch(
         """
-        SELECT id, platform, name, created_at, last_seen_at, push_provider
+        SELECT id, platform, name, created_at, last_seen_at, push_provider, id = $2 AS current
         FROM devices WHERE user_id = $1 AND revoked_at IS NULL
         ORDER BY created_at
         """,
         user_id,
+        current_device_id,
     )
-    return [
-        DeviceRow(
-            r["id"],
-            r["platform"],
-            r["name"],
-            r["created_at"],
-            r["last_seen_at"],
-            r["push_provider"],
-        )
-        for r in rows
-    ]
+    return [DeviceOut(**r) for r in rows]
 
 
 async def revoke_device(conn: Connection, *, user_id: str, device_id: str) -> bool:

@@ -10,7 +10,6 @@ from litestar.params import JSONBody, Parameter
 
 from schemas.auth import (
     ApnsAddress,
-    DeviceOut,
     DevicesResponse,
     PushTokenRequest,
     WebPushAddress,
@@ -36,21 +35,7 @@ class DeviceController(Controller):
     async def list_devices(
         self, caller: NamedDependency[Caller], pool: NamedDependency[asyncpg.Pool]
     ) -> DevicesResponse:
-        rows = await store.list_devices(pool, caller.user_id)
-        return DevicesResponse(
-            [
-                DeviceOut(
-                    r.id,
-                    r.platform,
-                    r.name,
-                    r.created_at,
-                    r.last_seen_at,
-                    r.push_provider,
-                    current=r.id == caller.device_id,
-                )
-                for r in rows
-            ]
-        )
+        return DevicesResponse(await store.list_devices(pool, caller.user_id, caller.device_id))
 
     @put("/{device_id:str}/push-token", status_code=204, summary="Register a push address")
     async def put_push_token(
