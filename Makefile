@@ -1,18 +1,27 @@
-# Kith — every target is one line a newcomer can read. Python >= 3.11 is all you need.
+# Kith — every target is one line a newcomer can read. Python >= 3.11 is all `run` needs;
+# `test` also uses Node >= 20 with npm, and installs Debian's chromium if missing (as root).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NODE   := tests/watermelon
+NPM_STAMP := $(NODE)/node_modules/.installed
 
-.PHONY: run test lint bench openapi clean
+.PHONY: run test lint bench openapi clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q --upgrade pip && $(BIN)/pip install -q -e ".[dev]" && touch $(STAMP)
 
+$(NPM_STAMP): $(NODE)/package.json $(NODE)/package-lock.json
+	cd $(NODE) && npm ci --no-audit --no-fund && touch node_modules/.installed
+
+chromium:            ## Debian's Chromium for the caregiver page's browser test, installed if missing
+	@sh tests/setup/chromium.sh
+
 run: $(STAMP)        ## embedded PostgreSQL + Valkey (unless DATABASE_URL/REDIS_URL), migrations, worker + API
 	$(BIN)/kith dev
 
-test: $(STAMP)       ## the whole suite, same servers as `run`; exit 5 (no tests collected) is a failure
+test: $(STAMP) $(NPM_STAMP) chromium  ## the whole suite (+ the real WatermelonDB from npm, Chromium), same servers as `run`; exit 5 is a failure
 	$(BIN)/pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc; }
 
 lint: $(STAMP)       ## ruff (lint + format check) and mypy --strict
@@ -27,4 +36,4 @@ openapi: $(STAMP)    ## write schemas/openapi.json and schemas/tables.schema.jso
 	$(BIN)/kith openapi --out-dir schemas
 
 clean:               ## remove the venv and the embedded servers' data
-	rm -rf $(VENV) .kith test-output
+	rm -rf $(VENV) .kith test-output $(NODE)/node_modules
