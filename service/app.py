@@ -33,6 +33,7 @@ from service.http.routes.events import EventsController
 from service.http.routes.health import live, ready
 from service.http.routes.nudges import NudgeController
 from service.http.routes.sync import SyncController
+from service.http.routes.watermelon import WatermelonController
 from service.http.web.pages import CarePages
 from service.infra import heap
 from service.infra.asgi import ASGIApp
@@ -40,6 +41,7 @@ from service.infra.logs import ObservedApp, configure_logging
 from service.infra.metrics import Metrics, flushing, metrics_route, sync_counter
 from service.infra.wakeup import notify
 from service.sync.realtime import Realtime
+from service.sync.watermelon import WatermelonAdapter
 from service.wiring import DEFAULT_REDIS_URL, core
 
 __all__ = ["app_from_env", "configure_logging", "create_app", "served"]
@@ -87,6 +89,9 @@ def create_app(settings: Settings) -> Litestar:
                 wake_workers=lambda: notify(c.redis),
             )
             app.state.care = c.care_service(app.state.sync)
+            app.state.watermelon = WatermelonAdapter(
+                c.pool, app.state.sync, c.clock, max_skew_ms=settings.sync.max_clock_skew_ms
+            )
             await realtime.start()  # one Redis subscription per process (service/sync/realtime.py)
             heap.settle()  # start-up objects frozen, fewer collections (service/infra/heap.py)
             try:
@@ -114,6 +119,7 @@ def create_app(settings: Settings) -> Litestar:
             CareController,
             CarePages,
             SyncController,
+            WatermelonController,
             EventsController,
             live,
             ready,

@@ -95,6 +95,8 @@ class _Batch:
     records: dict[tuple[str, str], _Working] = field(default_factory=dict)
     superseded: list[SupersededField] = field(default_factory=list)
     conflicts: list[store.ConflictWrite] = field(default_factory=list)
+    # Records where a value this batch pushed lost (re-sequenced with ``resend_lost``).
+    lost: set[tuple[str, str]] = field(default_factory=set)
 
 
 class SyncService:
@@ -161,10 +163,23 @@ class SyncService:
     # -- push ---------------------------------------------------------------------------
 
     async def push(
-        self, caller: Caller, req: PushRequest, *, session: SessionCheck | None = None
+        self,
+        caller: Caller,
+        req: PushRequest,
+        *,
+        session: SessionCheck | None = None,
+        fingerprint: bytes | None = None,
+        resend_lost: bool = False,
     ) -> PushResponse:
         """Apply a batch, all of it or none. ``session``, when given, is confirmed live by
-        the statement that takes the space's lock, before anything is read or written."""
+        the statement that takes the space's lock, before anything is read or written.
+        ``fingerprint`` is what tells a retry of ``batch_id`` from a reuse of it; by default
+        the hash of the changes as sent (an adapter whose stamps are minted on arrival,
+        ``service/sync/watermelon.py``, passes the hash of what its device sent instead).
+        ``resend_lost``: a record where a value of this batch lost gets a new seq even if
+        nothing changed, so the pushing device's next pull brings it the winner — for
+        clients that do not read ``superseded`` (WatermelonDB; decision 0020). Kith's own
+        clients drop a superseded value from their queue and need no pull traffic for it."""
         check_schema_version(req.schema_version)
         if req.device_id != caller.device_id:
             raise Forbidden(
@@ -174,7 +189,7 @@ class SyncService:
             )
         # What the device sent (before clamping), to tell a retry from a reused batch_id.
         sent = _push_encoder.encode(req.changes)
-        request_hash = hashlib.sha256(sent).digest()
+        request_hash = fingerprint or hashlib.sha256(sent).digest()
         changes, skew = validate_changes(
             req.changes, self._clock, self._max_skew_ms, look_for_nul=b"\\u0000" in sent
         )
@@ -199,6 +214,8 @@ class SyncService:
                     )
                 return _push_decoder.decode(response_bytes)  # a retry: same answer, no writes
             batch = await self._merge(conn, caller.space_id, changes)
+            if not resend_lost:
+                batch.lost.clear()
             await self._cascade(conn, caller.space_id, batch)
             seq = await self._write(conn, caller.space_id, position.seq, batch)
             if self._evaluate_debounce_s is not None and _feeds_rules(batch):
@@ -271,6 +288,8 @@ class SyncService:
             base = work.state if (work.before is not None or work.touched) else None
             outcome = apply(base, c.fields, c.hlc, deleted=c.deleted)
             work.state, work.touched = outcome.state, True
+            if outcome.superseded:
+                batch.lost.add(key)
             for loss in outcome.superseded:
                 batch.superseded.append(SupersededField(c.table, c.id, loss.field, loss.reason))  # type: ignore[arg-type]
                 batch.conflicts.append(_conflict(c.table, c.id, loss))
@@ -326,8 +345,16 @@ class SyncService:
         writes: dict[str, list[store.RecordWrite]] = {}
         ordered = sorted(batch.records.values(), key=lambda w: (w.first_index < 0, w.first_index))
         for work in ordered:
-            if work.before is not None and work.state == work.before:
-                continue  # nothing changed (e.g. every field lost): no new seq, no pull traffic
+            if (
+                work.before is not None
+                and work.state == work.before
+                and (work.table, work.id) not in batch.lost
+            ):
+                continue  # nothing changed: no new seq, no pull traffic
+            # With ``resend_lost``, a record whose pushed value lost gets a new seq even if
+            # nothing changed, so the device that pushed it is sent the winner on its next
+            # pull: WatermelonDB keeps its own value and marks the row synced after the
+            # push, and would otherwise show the losing value forever (decision 0020).
             seq += 1
             writes.setdefault(work.table, []).append(store.RecordWrite(work.id, work.state, seq))
         for table, rows in writes.items():

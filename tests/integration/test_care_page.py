@@ -126,8 +126,8 @@ def _chromium() -> str:
     )
     if not found:
         pytest.fail(
-            "the browser test needs Chromium: `apt-get install chromium` (what `make test` does as root) "
-            "or set KITH_CHROMIUM to a Chromium/Chrome binary"
+            "the browser test needs Chromium: `apt-get install chromium` (what `make test` "
+            "does as root) or set KITH_CHROMIUM to a Chromium/Chrome binary"
         )
     return found
 
