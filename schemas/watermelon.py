@@ -10,8 +10,11 @@ given one of those column types, derived here from the synced tables' own msgspe
 * lists and objects (``contact_ids``, ``tags``, ``evidence``) → ``string`` holding JSON
   (``@json`` columns).
 
-A column is optional (``isOptional: true`` in the app's schema) when the Kith field may be
-null. Every row also carries ``updated_at`` (ms): what Kith stamps a device's edits with.
+The app declares every column ``isOptional: true``: a column the phone never set is then
+``null`` (not WatermelonDB's ``''``/``0``/``false``, which Kith's limits may refuse), and a
+record created with it gets the server's default. ``Column.optional`` says whether the
+Kith field itself may be null. Every row also carries ``updated_at`` (ms): what Kith
+stamps a device's edits with.
 """
 
 from __future__ import annotations

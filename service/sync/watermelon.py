@@ -209,7 +209,9 @@ class WatermelonAdapter:
                 items = sections.get(section, [])
                 if not isinstance(items, list):
                     raise _bad(f"{table}.{section}", "expected a list")
-                for item in items:
+                # In id order: WatermelonDB lists a table's rows in no stable order, and the
+                # batch ids derive from the rows in order.
+                for item in sorted(items, key=_row_key):
                     rows.add(table, section, item, known.get(table, {}))
         if not rows.changes:
             return WatermelonPushResponse(True, 0, [], [], sorted(rows.ignored))
@@ -256,6 +258,10 @@ class WatermelonAdapter:
                 table: await store.existing_records(conn, space_id, table, ids)
                 for table, ids in wanted.items()
             }
+
+
+def _row_key(item: object) -> str:
+    return str(item.get("id") if isinstance(item, dict) else item)
 
 
 def _is_id(value: object) -> bool:
@@ -340,7 +346,17 @@ class _Rows:
     ) -> None:
         self.changes.append(ChangeIn(table, rid, stamp, fields, deleted))  # type: ignore[arg-type]
         self.origins.append((table, section, rid))
-        self.fingerprints.append(_canonical.encode([table, rid, fields, ms, deleted]))
+        # What identifies this row's version when the app sends it again. A retry follows a
+        # new pull, which overwrites a created row's columns with the server's copy (its
+        # defaults filled in) but keeps an updated row's changed columns: so a created row
+        # is known by its id and stamp, an updated row also by its changed values.
+        if deleted:
+            version: list[Any] = [table, rid, "deleted"]
+        elif ms is not None and section == "created":
+            version = [table, rid, section, ms]
+        else:
+            version = [table, rid, section, ms, fields]
+        self.fingerprints.append(_canonical.encode(version))
 
     def _fields(
         self,
@@ -365,6 +381,8 @@ class _Rows:
             if name not in row:
                 raise _row_error(table, section, rid, name, "listed in _changed but not sent")
             value = row[name]
+            if value == "" and column.kind == "json":
+                value = None  # a @json column never set on the phone
             if value is None and creating and not column.optional:
                 if name in spec.required_on_create:
                     raise _row_error(table, section, rid, name, f"required when creating {table}")
