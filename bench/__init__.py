@@ -19,6 +19,7 @@ from bench.rules_sweep import rules_sweep
 from bench.servers import Stack
 from bench.sse import sse_streams
 from bench.sync_throughput import push_pull
+from bench.watermelon_sync import watermelon_first_sync
 
 __all__ = ["WORKLOADS", "Workload"]
 
@@ -31,4 +32,5 @@ WORKLOADS: list[Workload] = [
     sse_streams,
     push_delivery,
     rules_sweep,
+    watermelon_first_sync,
 ]
