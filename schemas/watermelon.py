@@ -26,15 +26,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from schemas.common import RecordId
-from schemas.tables import (
-    CareSummaryFields,
-    CheckInFields,
-    ContactFields,
-    InsightFields,
-    InteractionFields,
-    ReflectionFields,
-    SettingsFields,
-)
+from schemas.tables import TABLES
 
 __all__ = [
     "COLUMNS",
@@ -105,16 +97,9 @@ def _columns(fields: type[Struct]) -> dict[str, Column]:
 #: Every synced table's columns as WatermelonDB sees them (server-written tables included:
 #: the app reads insights and care summaries; it may write only ``insights.status``).
 COLUMNS: dict[str, dict[str, Column]] = {
-    table: _columns(fields)
-    for table, fields in (
-        ("contacts", ContactFields),
-        ("interactions", InteractionFields),
-        ("reflections", ReflectionFields),
-        ("check_ins", CheckInFields),
-        ("settings", SettingsFields),
-        ("insights", InsightFields),
-        ("care_summaries", CareSummaryFields),
-    )
+    name: _columns(fields)
+    for name, spec in TABLES.items()
+    if (fields := spec.read_type or spec.client_type) is not None
 }
 
 _VALUE_TYPES: dict[ColumnKind, Any] = {

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from schemas.watermelon import COLUMNS
 from tests.helpers import Account, login, new_id, push, register
 
 APP = Path(__file__).resolve().parents[1] / "watermelon"
@@ -128,3 +129,25 @@ async def test_a_first_sync_of_10000_records_with_the_real_watermelondb(
         )
     figures = await run_scenario(live_server, "firstSync", [who])
     assert figures["contacts"] == 10_000
+
+
+def test_the_guides_app_schema_declares_every_kith_column_with_its_type() -> None:
+    """The schema in tests/watermelon/app.js (the guide's) matches the adapter's mapping:
+    a table or column added to Kith and missing from the app's schema fails here."""
+    dump = subprocess.run(
+        [_node(), "-e", "process.stdout.write(JSON.stringify(require('./app').schema.tables))"],
+        cwd=APP,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    tables = json.loads(dump.stdout)
+    assert set(tables) == set(COLUMNS)
+    for name, columns in COLUMNS.items():
+        declared = {c["name"]: c for c in tables[name]["columnArray"]}
+        assert set(declared) == {*columns, "updated_at"}, name
+        assert declared["updated_at"]["type"] == "number"
+        for column in columns.values():
+            assert declared[column.name]["type"] == column.watermelon_type, (name, column)
+            assert declared[column.name].get("isOptional") is True, (name, column)
