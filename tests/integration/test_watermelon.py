@@ -347,3 +347,20 @@ async def test_a_cursor_the_server_cannot_continue_replaces_the_local_state(
     assert body["experimentalStrategy"] == "replacement"
     assert [r["id"] for r in body["changes"]["contacts"]["updated"]] == ["creset000001"]
     assert "experimentalStrategy" not in await wm_pull(http, who, body["timestamp"])
+
+
+async def test_a_migration_sync_sends_the_migrated_tables_whole(http: httpx.AsyncClient) -> None:
+    who = await register(http)
+    await wm_push(http, who, {"contacts": section([contact_row("cmigrate0001", now_ms())])})
+    synced = (await wm_pull(http, who))["timestamp"]
+    plain = await wm_pull(http, who, synced)
+    assert plain["changes"]["contacts"]["updated"] == []
+    # The app added a column to contacts since its last sync (WatermelonDB's migration).
+    migration = {"from": 1, "tables": [], "columns": [{"table": "contacts", "columns": ["notes"]}]}
+    body = await wm_pull(http, who, synced, migration=json.dumps(migration))
+    assert [r["id"] for r in body["changes"]["contacts"]["updated"]] == ["cmigrate0001"]
+    assert body["changes"]["interactions"]["updated"] == []
+    r = await http.get(
+        PULL, headers=who.headers, params={"last_pulled_at": str(synced), "migration": "{oops"}
+    )
+    assert expect_problem(r, 400)["errors"][0]["field"] == "migration"
