@@ -71,6 +71,8 @@ BOLA_CHECKS: dict[tuple[str, str], list[str]] = {
         "test_batch_ids_are_per_space",
     ],
     ("GET", "/v1/sync/conflicts"): ["test_conflict_history_is_only_the_callers"],
+    ("GET", "/v1/watermelon/pull"): ["test_watermelondb_sync_stays_in_the_callers_space"],
+    ("POST", "/v1/watermelon/push"): ["test_watermelondb_sync_stays_in_the_callers_space"],
     ("GET", "/v1/sync/events"): ["test_an_event_stream_tells_only_of_the_callers_space"],
     ("GET", "/v1/nudges"): ["test_nudges_are_only_the_callers"],
     ("POST", "/v1/nudges/{nudge_id}/feedback"): ["test_nudges_are_only_the_callers"],
@@ -724,3 +726,43 @@ async def test_another_users_care_links_are_out_of_reach(
     r = await http.get(f"/v1/care/people/{link_id}/summary", headers=carol.headers)
     assert r.status_code == 200
     assert SECRET not in r.text
+
+
+async def test_watermelondb_sync_stays_in_the_callers_space(
+    http: httpx.AsyncClient, db: asyncpg.Connection, ana: Victim
+) -> None:
+    ben = await register(http)
+    seq_before = await _seq(db, ana.account)
+    # Ben's first pull, and one from Ana's latest timestamp: only Ben's settings row.
+    for last in ("null", str(seq_before + 1)):
+        r = await http.get(
+            "/v1/watermelon/pull", headers=ben.headers, params={"last_pulled_at": last}
+        )
+        assert r.status_code == 200, r.text
+        assert SECRET not in r.text
+        assert ana.contact_id not in r.text
+        changes = r.json()["changes"]
+        assert [row["id"] for row in changes["settings"]["updated"]] == ["settings"]
+        assert all(not t["updated"] for n, t in changes.items() if n != "settings")
+    # Ben pushes Ana's ids, newer than her writes: they land in Ben's own space only.
+    ms = int(stamp(ben.device_id, offset_ms=60_000)[:13])
+    changes = {
+        "contacts": {
+            "created": [],
+            "updated": [
+                {
+                    "id": ana.contact_id,
+                    "_status": "updated",
+                    "_changed": "display_name",
+                    "display_name": "Ben's rename",
+                    "updated_at": ms,
+                }
+            ],
+            "deleted": [],
+        },
+        "interactions": {"created": [], "updated": [], "deleted": [ana.interaction_id]},
+    }
+    r = await http.post("/v1/watermelon/push", headers=ben.headers, json={"changes": changes})
+    assert r.status_code == 200, r.text
+    assert await _seq(db, ana.account) == seq_before
+    await _assert_untouched(http, db, ana)
