@@ -166,9 +166,12 @@ class RateLimiter:
             "/v1/auth/register": ("register_ip", settings.ratelimit.register_per_ip),
             "/v1/auth/refresh": ("refresh_ip", settings.ratelimit.refresh_per_ip),
         }
+        # WatermelonDB's sync (one GET pull, one POST push) spends the same allowance.
         self._per_user = {
-            "/v1/sync/push": settings.ratelimit.sync_per_user,
-            "/v1/sync/pull": settings.ratelimit.sync_per_user,
+            ("POST", "/v1/sync/push"): settings.ratelimit.sync_per_user,
+            ("POST", "/v1/sync/pull"): settings.ratelimit.sync_per_user,
+            ("POST", "/v1/watermelon/push"): settings.ratelimit.sync_per_user,
+            ("GET", "/v1/watermelon/pull"): settings.ratelimit.sync_per_user,
         }
         self._skip_until = 0.0
         self._warned_at = -math.inf
@@ -176,7 +179,7 @@ class RateLimiter:
     @property
     def per_user_sync_limit(self) -> int:
         """Push and pull requests a user may make per window (0: unlimited)."""
-        return self._per_user["/v1/sync/pull"]
+        return self._per_user[("POST", "/v1/sync/pull")]
 
     # -- what a request counts against ---------------------------------------------------
 
@@ -184,16 +187,17 @@ class RateLimiter:
         """What :class:`RateLimits` counts before the app sees a request: the per-address
         limits of the auth routes, the per-user limit of push and pull. Other requests are
         not limited."""
-        if scope["method"] != "POST":
+        method = scope["method"]
+        if method not in ("POST", "GET"):
             return
         path = routed_path(scope)
-        if path in self._per_ip:
+        if method == "POST" and path in self._per_ip:
             rule, limit = self._per_ip[path]
             await self.hit([Check(rule, self.client_of(scope), limit)])
-        elif path in self._per_user and self._per_user[path] > 0:
+        elif self._per_user.get((method, path), 0) > 0:
             user = self._user_of(scope)
             if user is not None:  # no valid token: the handler answers 401 at once
-                await self.hit([Check("sync_user", user, self._per_user[path])])
+                await self.hit([Check("sync_user", user, self._per_user[(method, path)])])
 
     async def check_login_email(self, email: str) -> None:
         """The login handler's part, once the body has named the account."""

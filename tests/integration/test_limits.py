@@ -187,6 +187,27 @@ async def test_sync_is_limited_per_user_and_not_per_device_or_process(
     expect_problem(await pull_as(forged, 0), 401)
 
 
+async def test_watermelondb_sync_spends_the_same_allowance(
+    clients: list[httpx.AsyncClient],
+) -> None:
+    ana = (await _register(clients[0], _forwarded())).json()
+    headers = {"Authorization": f"Bearer {ana['access_token']}", **_forwarded()}
+    empty: dict[str, Any] = {"contacts": {"created": [], "updated": [], "deleted": []}}
+    for i in range(SYNC_PER_USER):
+        if i % 2:
+            r = await clients[i % 2].post("/v1/watermelon/push", json=empty, headers=headers)
+        else:
+            r = await clients[i % 2].get(
+                "/v1/watermelon/pull", params={"last_pulled_at": "null"}, headers=headers
+            )
+        assert r.status_code == 200, r.text
+    r = await clients[0].get(
+        "/v1/watermelon/pull", params={"last_pulled_at": "null"}, headers=headers
+    )
+    _expect_429(r)
+    _expect_429(await clients[1].post("/v1/sync/pull", json={"schema_version": 1}, headers=headers))
+
+
 async def test_an_oversized_body_still_gets_a_problem_413(
     clients: list[httpx.AsyncClient],
 ) -> None:
