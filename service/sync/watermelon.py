@@ -51,7 +51,7 @@ from service.sync.service import SyncService
 from service.sync.validation import validate_changes
 from sync.hlc import Clock, format_hlc, parse
 
-__all__ = ["PullPlan", "WatermelonAdapter", "plan_pull"]
+__all__ = ["PullPlan", "WatermelonAdapter", "plan_pull", "pulled_row", "to_kith"]
 
 #: Records read and written per page of a pull: the most a pull holds in memory at once.
 PULL_PAGE = 1000
@@ -159,7 +159,10 @@ class WatermelonAdapter:
                 while True:
                     rows = await store.live_page(conn, space, table, cursor, upto, PULL_PAGE)
                     if rows:
-                        page = _encode_rows.encode([_pulled(table, r, wanted) for r in rows])
+                        raws = [
+                            pulled_row(table, r["id"], r["fields"], r["hlc"], wanted) for r in rows
+                        ]
+                        page = _encode_rows.encode(raws)
                         yield sep + page[1:-1]
                         sep, cursor = b",", rows[-1]["seq"]
                     if len(rows) < PULL_PAGE:
@@ -387,7 +390,7 @@ class _Rows:
                 if name in spec.required_on_create:
                     raise _row_error(table, section, rid, name, f"required when creating {table}")
                 continue  # unset on the phone: the server's default applies
-            fields[name] = _to_kith(table, section, rid, column, value)
+            fields[name] = to_kith(table, section, rid, column, value)
         if creating and spec.client_type is not None:
             missing = sorted(spec.required_on_create - fields.keys())
             if missing:
@@ -434,7 +437,7 @@ def _row_error(
     return InvalidInput(f"{path}: {message}", errors=[FieldError(path, message)])
 
 
-def _to_kith(table: str, section: str, rid: str, column: Column, value: Any) -> Any:
+def to_kith(table: str, section: str, rid: str, column: Column, value: Any) -> Any:
     """A WatermelonDB column value as the Kith field's value (checked by Kith's own types
     afterwards; here only what the column kind implies)."""
     if value is None:
@@ -463,24 +466,28 @@ def _to_kith(table: str, section: str, rid: str, column: Column, value: Any) -> 
     return value
 
 
-def _pulled(table: str, row: asyncpg.Record, wanted: frozenset[str] | None) -> dict[str, Any]:
-    """A stored record as WatermelonDB's raw record: declared columns only, no
-    ``_status``/``_changed``, ``updated_at`` = the newest stamp's milliseconds."""
+def pulled_row(
+    table: str, rid: str, fields: str | bytes, hlc: str, wanted: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """A stored record (its ``fields`` JSON and newest stamp) as WatermelonDB's raw record:
+    declared columns only, no ``_status``/``_changed``, ``updated_at`` = the stamp's ms."""
     columns = COLUMNS[table]
-    out: dict[str, Any] = {"id": row["id"]}
-    for name, value in _decode(row["fields"]).items():
+    out: dict[str, Any] = {"id": rid}
+    for name, value in _decode(fields).items():
         column = columns.get(name)
         if column is None or (wanted is not None and name not in wanted):
             continue
         if value is None:
             out[name] = None
         elif column.kind == "time_ms":
-            out[name] = (dt.datetime.fromisoformat(value) - _EPOCH) // _MS
+            try:
+                out[name] = (dt.datetime.fromisoformat(value) - _EPOCH) // _MS
+            except (TypeError, ValueError):
+                continue  # not an instant with an offset: never stored by Kith's types
         elif column.kind == "json":
             out[name] = _encode_rows.encode(value).decode()
         else:
             out[name] = value
     if wanted is None or "updated_at" in wanted:
-        hlc = row["hlc"]
         out["updated_at"] = int(hlc[:13]) if hlc else 0
     return out
