@@ -364,3 +364,26 @@ async def test_a_migration_sync_sends_the_migrated_tables_whole(http: httpx.Asyn
         PULL, headers=who.headers, params={"last_pulled_at": str(synced), "migration": "{oops"}
     )
     assert expect_problem(r, 400)["errors"][0]["field"] == "migration"
+
+
+async def test_a_row_is_stamped_with_updated_at_else_created_at_and_the_device(
+    http: httpx.AsyncClient,
+) -> None:
+    who = await register(http)
+    ms = now_ms() - 30_000
+    by_created = contact_row("cstamp000001", 0, created_at=ms)
+    by_created.pop("updated_at")
+    unstamped = contact_row("cstamp000002", 0, created_at=None)
+    unstamped.pop("updated_at")
+    before = now_ms()
+    await wm_push(http, who, {"contacts": section([by_created, unstamped])})
+    rows = {r["id"]: r for r in (await wm_pull(http, who))["changes"]["contacts"]["updated"]}
+    assert rows["cstamp000001"]["updated_at"] == ms
+    assert before <= rows["cstamp000002"]["updated_at"] <= now_ms()  # the server's clock
+    # The device is the author of those values in Kith's own view of the record.
+    r = await http.post(
+        "/v1/sync/pull", headers=who.headers, json={"schema_version": 1, "limit": 1000}
+    )
+    hlcs = {c["id"]: c["hlc"] for c in r.json()["changes"]}
+    assert hlcs["cstamp000001"] == f"{ms:013d}-0000-{who.device_id}"
+    assert hlcs["cstamp000002"].endswith(f"-{who.device_id}")
