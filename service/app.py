@@ -26,6 +26,7 @@ from service.config import Settings
 from service.http.fastpath import FastPull
 from service.http.problems import exception_handlers
 from service.http.ratelimit import RateLimiter, RateLimits
+from service.http.routes.account import AccountController
 from service.http.routes.auth import AuthController
 from service.http.routes.care import CareController
 from service.http.routes.devices import DeviceController
@@ -34,12 +35,14 @@ from service.http.routes.health import live, ready
 from service.http.routes.nudges import NudgeController
 from service.http.routes.sync import SyncController
 from service.http.routes.watermelon import WatermelonController
+from service.http.web.account import AccountPages
 from service.http.web.pages import CarePages
 from service.infra import heap
 from service.infra.asgi import ASGIApp
 from service.infra.logs import ObservedApp, configure_logging
 from service.infra.metrics import Metrics, flushing, metrics_route, sync_counter
 from service.infra.wakeup import notify
+from service.lifecycle.erasure import Erasure
 from service.sync.realtime import Realtime
 from service.sync.watermelon import WatermelonAdapter
 from service.wiring import DEFAULT_REDIS_URL, core
@@ -92,6 +95,12 @@ def create_app(settings: Settings) -> Litestar:
             app.state.watermelon = WatermelonAdapter(
                 c.pool, app.state.sync, c.clock, max_skew_ms=settings.sync.max_clock_skew_ms
             )
+            app.state.erasure = Erasure(
+                c.pool,
+                app.state.sync,
+                on_revoke=realtime.session_revoked,
+                wake_workers=lambda: notify(c.redis),
+            )
             await realtime.start()  # one Redis subscription per process (service/sync/realtime.py)
             heap.settle()  # start-up objects frozen, fewer collections (service/infra/heap.py)
             try:
@@ -114,6 +123,8 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[
             AuthController,
+            AccountController,
+            AccountPages,
             DeviceController,
             NudgeController,
             CareController,
@@ -131,6 +142,7 @@ def create_app(settings: Settings) -> Litestar:
             "accounts": state("accounts"),
             "sync": state("sync"),
             "care": state("care"),
+            "erasure": state("erasure"),
             "limits": state("limits"),
         },
         lifespan=[lifespan, observability],

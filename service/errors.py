@@ -7,7 +7,7 @@ problem-details body. The tree, with the status the edge gives each branch::
     KithError
     ├── Malformed             400  malformed_json, invalid_cursor, bad_request
     ├── NotAuthenticated      401  unauthenticated, invalid_token, invalid_credentials, ...
-    ├── Forbidden             403  device_mismatch, read_only_table, forbidden
+    ├── Forbidden             403  device_mismatch, read_only_table, wrong_password, ...
     ├── NotFound              404  not_found
     ├── Conflict              409  email_taken, batch_id_reused, already_linked, ...
     ├── TooLarge              413  body_too_large
@@ -63,6 +63,8 @@ class Code(StrEnum):
     FORBIDDEN = "forbidden"
     DEVICE_MISMATCH = "device_mismatch"
     READ_ONLY_TABLE = "read_only_table"
+    REAUTHENTICATION_REQUIRED = "reauthentication_required"
+    WRONG_PASSWORD = "wrong_password"
     # 404
     NOT_FOUND = "not_found"
     INVITATION_INVALID = "invitation_invalid"

@@ -40,6 +40,9 @@ class Kind(StrEnum):
     CHECKIN_TICK = "checkin_tick"
     #: One caregiver alert or check-in reminder to one device (``service/care/jobs.py``).
     CARE_PUSH = "care_push"
+    #: Everything of a person who deleted their account, in re-runnable steps
+    #: (``service/lifecycle/erasure.py``).
+    ACCOUNT_ERASE = "account_erase"
 
 
 class Retry(Exception):

@@ -28,4 +28,4 @@ class Passwords:
                 return False
 
         ok = await asyncio.to_thread(check)
-        return ok and stored_hash is not None
+        return ok and bool(stored_hash)  # no hash (none, or an erased account's ''): no

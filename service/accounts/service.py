@@ -18,14 +18,17 @@ from schemas.problem import FieldError
 from schemas.tables import SETTINGS_ID, TABLES, check_time_zone
 from service.accounts.passwords import Passwords
 from service.accounts.tokens import AccessClaims, TokenIssuer, hash_refresh_token
-from service.errors import Code, Conflict, InvalidInput, NotAuthenticated
+from service.errors import Code, Conflict, Forbidden, InvalidInput, NotAuthenticated
 from service.store import accounts as store
 from service.store import sync as sync_store
 from service.store.db import Connection
 from sync.hlc import Clock
 from sync.merge import RecordState
 
-__all__ = ["AccountService", "OnRevoke"]
+__all__ = ["RECENT_SIGN_IN_S", "AccountService", "OnRevoke"]
+
+#: A session started by a sign-in this recently may delete its account without the password.
+RECENT_SIGN_IN_S = 300
 
 #: Told after a device's sessions were revoked and committed: ``(user_id, device_id,
 #: keep)`` where ``keep`` is a family of that device that stays live (a new login's).
@@ -101,6 +104,29 @@ class AccountService:
         user = await store.user_by_email(self._pool, email)
         ok = await self._passwords.verify(user.password_hash if user else None, password)
         return user.id if user is not None and ok else None
+
+    async def confirm_identity(self, user_id: str, family_id: str, password: str | None) -> None:
+        """Before an irreversible act (deleting the account): the password, or a session
+        started by a sign-in within :data:`RECENT_SIGN_IN_S` — refreshing tokens does not
+        count, so a leaked refresh token alone cannot delete an account. Raises 403
+        ``wrong_password`` or ``reauthentication_required``."""
+        if password is not None:
+            stored = await store.password_hash_of(self._pool, user_id)
+            if not await self._passwords.verify(stored, password):
+                raise Forbidden(
+                    "the password is wrong",
+                    code=Code.WRONG_PASSWORD,
+                    errors=[FieldError("password", "is wrong")],
+                )
+            return
+        age = await store.session_age_s(self._pool, family_id=family_id, user_id=user_id)
+        if age is None or age > RECENT_SIGN_IN_S:
+            raise Forbidden(
+                "confirm with your password (or sign in again and retry within "
+                f"{RECENT_SIGN_IN_S // 60} minutes)",
+                code=Code.REAUTHENTICATION_REQUIRED,
+                errors=[FieldError("password", "required")],
+            )
 
     async def login(self, req: LoginRequest) -> TokenResponse:
         user = await store.user_by_email(self._pool, req.email)

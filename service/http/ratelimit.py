@@ -203,6 +203,13 @@ class RateLimiter:
         """The login handler's part, once the body has named the account."""
         await self.hit([Check("login_email", _email_subject(email), self._login_per_email)])
 
+    async def check_password_confirmation(self, user_id: str) -> None:
+        """A password typed to confirm deleting an account counts against the same
+        per-account allowance as sign-ins, so it is no cheaper way to guess one."""
+        await self.hit(
+            [Check("login_email", _email_subject(f"user:{user_id}"), self._login_per_email)]
+        )
+
     async def check_web_sign_in(
         self, connection: ASGIConnection[Any, Any, Any, Any], email: str
     ) -> None:

@@ -21,10 +21,12 @@ __all__ = [
     "insert_user",
     "list_devices",
     "mark_refresh_used",
+    "password_hash_of",
     "refresh_token_for_update",
     "revoke_device",
     "revoke_device_families",
     "revoke_family",
+    "session_age_s",
     "set_push_token",
     "start_family",
     "upsert_device",
@@ -85,11 +87,33 @@ async def user_by_email(conn: Executor, email: str) -> UserRow | None:
         """
         SELECT u.id, s.id AS space_id, u.password_hash
         FROM users u JOIN spaces s ON s.owner_id = u.id
-        WHERE lower(u.email) = lower($1)
+        WHERE lower(u.email) = lower($1) AND u.erasing_at IS NULL
         """,
         email,
     )
     return UserRow(row["id"], row["space_id"], row["password_hash"]) if row else None
+
+
+async def password_hash_of(conn: Executor, user_id: str) -> str | None:
+    """The user's password hash (None: no such account, or one being erased)."""
+    value = await conn.fetchval(
+        "SELECT password_hash FROM users WHERE id = $1 AND erasing_at IS NULL", user_id
+    )
+    return None if value is None else str(value)
+
+
+async def session_age_s(conn: Executor, *, family_id: str, user_id: str) -> float | None:
+    """Seconds since the session (token family) was started by a sign-in; refreshing its
+    tokens does not make it younger."""
+    value = await conn.fetchval(
+        """
+        SELECT extract(epoch FROM now() - created_at)::float8 FROM token_families
+        WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL
+        """,
+        family_id,
+        user_id,
+    )
+    return None if value is None else float(value)
 
 
 async def upsert_device(

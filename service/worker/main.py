@@ -19,6 +19,7 @@ from service.infra.wakeup import listen
 from service.insights import jobs as evaluation
 from service.insights.service import InsightEvaluator
 from service.jobs import Handler, Kind
+from service.lifecycle.erasure import Erasure
 from service.nudges.jobs import NudgeJobs
 from service.push.factory import build_providers
 from service.sync import maintenance
@@ -105,6 +106,9 @@ def _handlers(c: Core, metrics: Metrics) -> dict[str, Handler]:
         **NudgeJobs(pool, providers, metrics=metrics).handlers(),
         **Escalation(pool, c.care_service(c.sync_service())).handlers(),
         **CarePushJobs(pool, providers).handlers(),
+        Kind.ACCOUNT_ERASE: Erasure(
+            pool, c.sync_service(), on_revoke=c.notifier.session_revoked
+        ).run,
     }
     assert handlers.keys() == set(Kind), "every job kind has its handler"
     kinds = settings.worker.kinds

@@ -52,6 +52,11 @@ ALLOWED_UNSCOPED: dict[tuple[str, str, str], str] = {
     ("accounts", "user_by_email", "spaces"): "login: the space is found from the email",
     ("care", "links_of_caregiver", "care_links"): "a caregiver's links span the people cared for",
     ("care", "link_for_caregiver", "care_links"): "a caregiver opens one of their links by id",
+    ("lifecycle", "space_of", "spaces"): "account deletion (web page): the space of a user",
+    ("lifecycle", "links_as_caregiver", "care_links"): "erasure: a caregiver's links span spaces",
+    ("lifecycle", "erase_account", "care_links"): "erasure: the links a caregiver held, by user",
+    ("lifecycle", "anonymise_caregiver_audit", "care_audit"): "erasure: a caregiver's views",
+    ("lifecycle", "export_links", "care_links"): "export: the people a caregiver cares for",
 }
 
 #: Unique constraints Citus could not enforce as the tables would be distributed, each

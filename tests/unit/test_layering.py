@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: What every part above the floor may lean on.
 _FLOOR = {"config", "errors", "jobs", "infra", "store", "schemas", "sync-lib"}
 #: The features, each with one home (``service/<feature>/``) and the same name in every layer.
-_FEATURES = {"accounts", "sync", "insights", "nudges", "care", "push"}
+_FEATURES = {"accounts", "sync", "insights", "nudges", "care", "push", "lifecycle"}
 
 ALLOWED: dict[str, set[str]] = {
     # the top: what starts processes and wires them
@@ -29,6 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "http": _FEATURES | _FLOOR,
     "wiring": _FEATURES | _FLOOR,
     # the features, in the order they may lean on each other
+    "lifecycle": {"accounts", "sync", "care", "push"} | _FLOOR,
     "care": {"sync", "nudges", "push"} | _FLOOR,
     "nudges": {"push"} | _FLOOR,
     "insights": {"sync", "rules"} | _FLOOR,

@@ -36,7 +36,7 @@ from service.nudges.budget import Budget
 from service.store import sync as sync_store
 from service.store import web as store
 
-__all__ = ["CarePages"]
+__all__ = ["CarePages", "page", "secure"]
 
 SESSION_COOKIE = "kith_care"
 LOGIN_COOKIE = "kith_care_login"
@@ -74,12 +74,13 @@ def _hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _page(name: str, status: int = 200, **context: Any) -> Response[str]:
+def page(name: str, status: int = 200, **context: Any) -> Response[str]:
+    """A template rendered with the private-page headers (no scripts, never cached)."""
     html = _env.get_template(name).render(**context)
     return Response(html, status_code=status, media_type="text/html", headers=_HEADERS)
 
 
-def _secure(request: Request[Any, Any, Any]) -> bool:
+def secure(request: Request[Any, Any, Any]) -> bool:
     return request.url.scheme == "https"
 
 
@@ -141,7 +142,7 @@ class CarePages(Controller):
             max_age=int(SESSION_TTL.total_seconds()),
             httponly=True,
             samesite="lax",
-            secure=_secure(request),
+            secure=secure(request),
         )
         response.delete_cookie(LOGIN_COOKIE, path="/care")
         return response
@@ -171,7 +172,7 @@ class CarePages(Controller):
         if session is None:
             return Redirect("/care/login", status_code=303)
         links = await care.people(session[0])
-        return _page("people.html", people=links, csrf=session[1])
+        return page("people.html", people=links, csrf=session[1])
 
     @get("/{link_id:str}")
     async def person(
@@ -186,14 +187,14 @@ class CarePages(Controller):
             return Redirect("/care/login", status_code=303)
         user_id, csrf = session
         if not link_id.startswith("cl") or len(link_id) != 18:
-            return _page("gone.html", 404, csrf=csrf)
+            return page("gone.html", 404, csrf=csrf)
         try:
             link, summary, now = await care.summary_for(user_id, link_id, "web")
         except NotFound:
-            return _page("gone.html", 404, csrf=csrf)
+            return page("gone.html", 404, csrf=csrf)
         settings = await sync_store.settings_of(pool, link.space_id) or {}
         zone = Budget.from_settings(settings).zone
-        return _page(
+        return page(
             "person.html",
             csrf=csrf,
             label=link.label,
@@ -209,7 +210,7 @@ class CarePages(Controller):
         request: Request[Any, Any, Any], error: str = "", status: int = 200, email: str = ""
     ) -> Response[str]:
         csrf = secrets.token_urlsafe(24)
-        response = _page("login.html", status, csrf=csrf, error=error, email=email)
+        response = page("login.html", status, csrf=csrf, error=error, email=email)
         response.set_cookie(
             LOGIN_COOKIE,
             csrf,
@@ -217,7 +218,7 @@ class CarePages(Controller):
             max_age=3600,
             httponly=True,
             samesite="strict",
-            secure=_secure(request),
+            secure=secure(request),
         )
         return response
 

@@ -1,0 +1,1 @@
+"""The account's lifecycle and the person's data rights: erasure, export and consent."""
