@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Literal
 
+import msgspec
 from msgspec import Meta, Struct
 
-__all__ = ["DeleteAccountRequest", "DeletionStarted"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "EXPORT_VERSION",
+    "AccountExport",
+    "DeleteAccountRequest",
+    "DeletionStarted",
+    "ExportAccount",
+    "ExportConflict",
+    "ExportConsent",
+    "ExportDevice",
+    "ExportLink",
+    "ExportNudge",
+    "ExportRecord",
+    "ExportView",
+]
 
 
 class DeleteAccountRequest(Struct, forbid_unknown_fields=True):
@@ -21,3 +37,120 @@ class DeletionStarted(Struct):
     finishes even if a worker stops half way."""
 
     state: Literal["erasing"] = "erasing"
+
+
+# -- the export: one JSON document, streamed (docs/protocol.md "Export") --------------------
+
+EXPORT_FORMAT = "kith-export"
+EXPORT_VERSION = 1
+
+
+class ExportConsent(Struct):
+    terms_version: str | None
+    terms_accepted_at: dt.datetime | None
+    wellbeing_consent_at: dt.datetime | None
+
+
+class ExportAccount(Struct):
+    user_id: str
+    email: str
+    display_name: str
+    time_zone: str
+    created_at: dt.datetime
+    consent: ExportConsent
+
+
+class ExportDevice(Struct):
+    id: str
+    platform: str
+    name: str
+    created_at: dt.datetime
+    last_seen_at: dt.datetime | None
+    signed_out_at: dt.datetime | None
+    push_provider: str | None
+
+
+class ExportRecord(Struct):
+    """A synced record as the server holds it (a tombstone has ``fields: {}``)."""
+
+    id: str
+    fields: msgspec.Raw
+    deleted: bool
+    hlc: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ExportConflict(Struct):
+    """A value that lost a merge or was overwritten (the conflict history)."""
+
+    table: str
+    id: str
+    field: str
+    value: msgspec.Raw
+    hlc: str
+    winner_hlc: str
+    reason: str
+    recorded_at: dt.datetime
+
+
+class ExportNudge(Struct):
+    """A nudge the rules asked for, and what became of it: ``state`` (pending, sent,
+    merged, skipped, cancelled) with its ``reason``, the words pushed, the feedback."""
+
+    id: str
+    insight_id: str
+    contact_id: str | None
+    rule: str
+    level: str
+    title: str
+    body: str
+    state: str
+    reason: str | None
+    merged_into: str | None
+    created_at: dt.datetime
+    decided_at: dt.datetime | None
+    sent_at: dt.datetime | None
+    push_title: str | None
+    push_body: str | None
+    feedback: str | None
+    feedback_at: dt.datetime | None
+
+
+class ExportLink(Struct):
+    """A caregiver link: ``my_caregiver`` (someone looks out for me) or ``i_care_for``."""
+
+    id: str
+    role: Literal["my_caregiver", "i_care_for"]
+    label: str
+    scopes: list[str]
+    state: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ExportView(Struct):
+    """A caregiver looked at my summary (``caregiver_name`` is empty for a caregiver whose
+    own account was deleted since)."""
+
+    link_id: str
+    caregiver_name: str
+    channel: str
+    viewed_at: dt.datetime
+
+
+class AccountExport(Struct):
+    """The whole document ``GET /v1/account/export`` streams, in this key order. Insights
+    are ``records.insights`` (with their explanation and evidence); caregivers' summaries
+    shared with me are ``records.care_summaries``."""
+
+    format: Literal["kith-export"]
+    version: int
+    exported_at: dt.datetime
+    account: ExportAccount
+    devices: list[ExportDevice]
+    records: dict[str, list[ExportRecord]]
+    conflicts: list[ExportConflict]
+    nudges: list[ExportNudge]
+    caregiver_links: list[ExportLink]
+    summary_views: list[ExportView]

@@ -43,6 +43,7 @@ from service.infra.logs import ObservedApp, configure_logging
 from service.infra.metrics import Metrics, flushing, metrics_route, sync_counter
 from service.infra.wakeup import notify
 from service.lifecycle.erasure import Erasure
+from service.lifecycle.export import Exporter
 from service.sync.realtime import Realtime
 from service.sync.watermelon import WatermelonAdapter
 from service.wiring import DEFAULT_REDIS_URL, core
@@ -95,6 +96,7 @@ def create_app(settings: Settings) -> Litestar:
             app.state.watermelon = WatermelonAdapter(
                 c.pool, app.state.sync, c.clock, max_skew_ms=settings.sync.max_clock_skew_ms
             )
+            app.state.exporter = Exporter(c.pool)
             app.state.erasure = Erasure(
                 c.pool,
                 app.state.sync,
@@ -143,6 +145,7 @@ def create_app(settings: Settings) -> Litestar:
             "sync": state("sync"),
             "care": state("care"),
             "erasure": state("erasure"),
+            "exporter": state("exporter"),
             "limits": state("limits"),
         },
         lifespan=[lifespan, observability],

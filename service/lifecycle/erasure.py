@@ -18,6 +18,7 @@ Two halves (decision 0013):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -90,9 +91,11 @@ class Erasure:
         for link in await store.links_as_person(self._pool, space_id):
             # The tombstone first: a re-run after a crash here writes nothing new (deletes
             # are final), and the link is only marked ended once its summary is gone.
-            await self._sync.server_write(
-                link.caregiver_space_id, "care_summaries", link.summary_id, None
-            )
+            # (LookupError: the caregiver's own account was erased meanwhile.)
+            with contextlib.suppress(LookupError):
+                await self._sync.server_write(
+                    link.caregiver_space_id, "care_summaries", link.summary_id, None
+                )
             async with self._pool.acquire() as conn, conn.transaction():
                 await store.drop_care_pushes_about(conn, link.caregiver_space_id, space_id)
                 if await store.end_link(conn, link.space_id, link.id):

@@ -154,11 +154,12 @@ class LinkEnd:
 
 
 async def links_as_person(conn: Executor, space_id: str) -> list[LinkEnd]:
-    """The person's links to their caregivers that are not ended yet."""
+    """Every link of the person's to a caregiver, ended or not (an ended one may still
+    have a push about the person queued in the caregiver's space)."""
     rows = await conn.fetch(
         """
         SELECT space_id, id, caregiver_space_id, generation, label FROM care_links
-        WHERE space_id = $1 AND state <> 'revoked'
+        WHERE space_id = $1
         """,
         space_id,
     )

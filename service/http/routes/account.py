@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, delete
+from litestar import Controller, Request, delete, get
 from litestar.di import NamedDependency, Provide
+from litestar.response import Stream
 
 from schemas.account import DeleteAccountRequest, DeletionStarted
 from service.accounts.service import AccountService
@@ -14,6 +15,7 @@ from service.errors import Code, InvalidInput, Malformed, field_errors_from_msgs
 from service.http.guard import Caller, resolve_caller
 from service.http.ratelimit import RateLimiter
 from service.lifecycle.erasure import Erasure
+from service.lifecycle.export import Exporter
 
 __all__ = ["AccountController"]
 
@@ -55,3 +57,27 @@ class AccountController(Controller):
         await accounts.confirm_identity(caller.user_id, caller.family_id, req.password)
         await erasure.request(caller.user_id)
         return DeletionStarted()
+
+    @get(
+        "/export",
+        summary="Export everything Kith holds about me (one JSON document, streamed)",
+        description=(
+            "The document is `AccountExport` (format `kith-export`, version 1): the account "
+            "and its consent, devices, every record of every table, the conflict history, "
+            "nudges with what became of them, caregiver links both ways and who viewed my "
+            "summary. See docs/protocol.md."
+        ),
+        media_type="application/json",
+    )
+    async def export(
+        self, caller: NamedDependency[Caller], exporter: NamedDependency[Exporter]
+    ) -> Stream:
+        chunks = await exporter.open(caller.user_id, caller.space_id)
+        return Stream(
+            chunks,
+            media_type="application/json",
+            headers={
+                "Content-Disposition": 'attachment; filename="kith-export.json"',
+                "Cache-Control": "no-store",
+            },
+        )
