@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
+from bench.account_export import account_export
 from bench.measure import Plan, Result
 from bench.mixed_load import mixed_load
 from bench.nochange_pull import nochange_pull
@@ -33,4 +34,5 @@ WORKLOADS: list[Workload] = [
     push_delivery,
     rules_sweep,
     watermelon_first_sync,
+    account_export,
 ]

@@ -35,7 +35,7 @@ from service.store import lifecycle as store
 
 __all__ = ["PAGE", "Exporter"]
 
-PAGE = 1000
+PAGE = 500
 _encode = msgspec.json.Encoder().encode
 
 
