@@ -12,6 +12,8 @@ __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
     "AccountExport",
+    "ConsentRequest",
+    "ConsentResponse",
     "DeleteAccountRequest",
     "DeletionStarted",
     "ExportAccount",
@@ -30,6 +32,25 @@ class DeleteAccountRequest(Struct, forbid_unknown_fields=True):
     minutes of a sign-in on this device (``reauthentication_required`` otherwise)."""
 
     password: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
+
+
+class ConsentRequest(Struct, forbid_unknown_fields=True):
+    """Accept the privacy terms ``terms_version`` (the current one) and consent to the
+    processing of wellbeing data; both are recorded with the time."""
+
+    terms_version: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,40}$")]
+    wellbeing_consent: bool
+
+
+class ConsentResponse(Struct):
+    """What was recorded, and an access token that carries it (sync accepts it at once;
+    the refresh token stays the same)."""
+
+    terms_version: str
+    accepted_at: dt.datetime
+    access_token: str
+    expires_in: int
+    token_type: str = "Bearer"  # noqa: S105 - a scheme name, not a secret
 
 
 class DeletionStarted(Struct):

@@ -53,6 +53,9 @@ Password = Annotated[str, Meta(min_length=10, max_length=1024)]
 #: The push services Kith sends through; each has its provider module in ``service/push/``.
 ProviderName = Literal["apns", "fcm", "webpush"]
 Name = Annotated[str, Meta(pattern=_whole(f"{_PRINTABLE}*"), max_length=100)]
+TermsVersion = Annotated[
+    str, Meta(pattern=_whole(r"[A-Za-z0-9._-]{1,40}"), examples=["2026-12-01"])
+]
 
 
 class DeviceInfo(Struct, forbid_unknown_fields=True):
@@ -70,6 +73,12 @@ class RegisterRequest(Struct, forbid_unknown_fields=True):
         Meta(pattern=_whole(r"[A-Za-z0-9_+/-]{1,64}"), max_length=64, examples=["Europe/Lisbon"]),
     ]
     device: DeviceInfo
+    #: The version of the privacy terms the person read and accepted (required, and must be
+    #: the current one, when the server requires consent: ``KITH_TERMS_VERSION``).
+    terms_version: TermsVersion | None = None
+    #: Their explicit consent to Kith processing wellbeing data (moods, loneliness and
+    #: wellbeing scores, check-ins); must be true when the server requires consent.
+    wellbeing_consent: bool = False
 
 
 class LoginRequest(Struct, forbid_unknown_fields=True):

@@ -18,6 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from service.accounts.consent import Consent
 from service.accounts.passwords import Passwords
 from service.accounts.service import AccountService
 from service.accounts.sessions import SessionCache
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> Litestar:
         keys.jwt_private_key, keys.jwt_public_key, settings.data_dir / "keys"
     )
     tokens = TokenIssuer(private, public, access_ttl_s=keys.access_ttl_s)
+    consent = Consent(settings.accounts.terms_version)
     metrics = Metrics()  # this process's deltas, flushed to Redis (service/infra/metrics.py)
 
     @asynccontextmanager
@@ -79,6 +81,7 @@ def create_app(settings: Settings) -> Litestar:
             app.state.pool = c.pool
             app.state.redis = c.redis
             app.state.tokens = tokens
+            app.state.consent = consent
             app.state.accounts = AccountService(
                 c.pool,
                 Passwords(time_cost=keys.argon2_time_cost, memory_kib=keys.argon2_memory_kib),
@@ -86,6 +89,7 @@ def create_app(settings: Settings) -> Litestar:
                 c.clock,
                 refresh_ttl_s=keys.refresh_ttl_s,
                 on_revoke=realtime.session_revoked,
+                consent=consent,
             )
             app.state.sync = c.sync_service(
                 seqs=realtime,

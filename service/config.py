@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 __all__ = [
+    "AccountSettings",
     "ApnsSettings",
     "DatabaseSettings",
     "FcmSettings",
@@ -172,6 +173,15 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountSettings:
+    """Registration and consent."""
+
+    #: The version of the privacy terms a person must have accepted (with their consent to
+    #: process wellbeing data) to sync; unset: consent is recorded when given, not required.
+    terms_version: str | None = setting("KITH_TERMS_VERSION", None)
+
+
+@dataclass(frozen=True, slots=True)
 class TokenSettings:
     """Access and refresh tokens, and password hashing."""
 
@@ -272,6 +282,7 @@ class Settings:
     database: DatabaseSettings = DatabaseSettings()
     server: ServerSettings = ServerSettings()
     tokens: TokenSettings = TokenSettings()
+    accounts: AccountSettings = AccountSettings()
     sync: SyncSettings = SyncSettings()
     ratelimit: RateLimitSettings = RateLimitSettings()
     worker: WorkerSettings = WorkerSettings()
@@ -324,6 +335,7 @@ class Settings:
             database=read(DatabaseSettings, e),
             server=read(ServerSettings, e),
             tokens=read(TokenSettings, e),
+            accounts=read(AccountSettings, e),
             sync=read(SyncSettings, e),
             ratelimit=read(RateLimitSettings, e),
             worker=read(WorkerSettings, e),

@@ -64,6 +64,7 @@ class Code(StrEnum):
     DEVICE_MISMATCH = "device_mismatch"
     READ_ONLY_TABLE = "read_only_table"
     REAUTHENTICATION_REQUIRED = "reauthentication_required"
+    CONSENT_REQUIRED = "consent_required"
     WRONG_PASSWORD = "wrong_password"
     # 404
     NOT_FOUND = "not_found"

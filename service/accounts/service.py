@@ -7,15 +7,18 @@ family is revoked and the device must log in again (OAuth 2.0 Security BCP §4.1
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from schemas.account import ConsentRequest, ConsentResponse
 from schemas.auth import DeviceInfo, LoginRequest, RegisterRequest, TokenResponse
 from schemas.problem import FieldError
 from schemas.tables import SETTINGS_ID, TABLES, check_time_zone
+from service.accounts.consent import Consent
 from service.accounts.passwords import Passwords
 from service.accounts.tokens import AccessClaims, TokenIssuer, hash_refresh_token
 from service.errors import Code, Conflict, Forbidden, InvalidInput, NotAuthenticated
@@ -50,6 +53,7 @@ class AccountService:
         *,
         refresh_ttl_s: int,
         on_revoke: OnRevoke | None = None,
+        consent: Consent | None = None,
     ) -> None:
         self._pool = pool
         self._passwords = passwords
@@ -57,12 +61,14 @@ class AccountService:
         self._clock = clock
         self._refresh_ttl_s = refresh_ttl_s
         self._on_revoke = on_revoke
+        self.consent = consent or Consent(None)
 
     async def register(self, req: RegisterRequest) -> TokenResponse:
         try:
             check_time_zone(req.time_zone)
         except ValueError as exc:
             raise InvalidInput(str(exc), errors=[FieldError("time_zone", str(exc))]) from None
+        self.consent.check_acceptance(req.terms_version, req.wellbeing_consent)
         password_hash = await self._passwords.hash(req.password)
         user_id, space_id = _new_id(), _new_id()
         async with self._pool.acquire() as conn, conn.transaction():
@@ -74,6 +80,8 @@ class AccountService:
                 password_hash=password_hash,
                 display_name=req.display_name,
                 time_zone=req.time_zone,
+                terms_version=req.terms_version,
+                wellbeing_consent=req.wellbeing_consent,
             )
             if not created:
                 raise Conflict(
@@ -82,7 +90,9 @@ class AccountService:
                     errors=[FieldError("email", "already registered")],
                 )
             await self._create_settings(conn, space_id, req.time_zone)
-            return await self._open_session(conn, user_id, space_id, req.device)
+            return await self._open_session(
+                conn, user_id, space_id, req.device, terms_version=req.terms_version
+            )
 
     async def _create_settings(self, conn: Connection, space_id: str, time_zone: str) -> None:
         """The settings row is a synced record like any other (a server write, seq 1), so
@@ -104,6 +114,23 @@ class AccountService:
         user = await store.user_by_email(self._pool, email)
         ok = await self._passwords.verify(user.password_hash if user else None, password)
         return user.id if user is not None and ok else None
+
+    async def accept_terms(self, claims: AccessClaims, req: ConsentRequest) -> ConsentResponse:
+        """Record the person's acceptance of the current terms and their wellbeing consent;
+        answer with an access token for this session that carries it."""
+        self.consent.check_acceptance(req.terms_version, req.wellbeing_consent)
+        if not req.wellbeing_consent:
+            raise InvalidInput(
+                "consent to the processing of wellbeing data is needed to use Kith",
+                errors=[FieldError("wellbeing_consent", "must be true")],
+            )
+        accepted_at = await store.record_consent(self._pool, claims.user_id, req.terms_version)
+        token = self._tokens.mint_access(
+            dataclasses.replace(claims, terms_version=req.terms_version, expires_at=0)
+        )
+        return ConsentResponse(
+            req.terms_version, accepted_at, token, expires_in=self._tokens.access_ttl_s
+        )
 
     async def confirm_identity(self, user_id: str, family_id: str, password: str | None) -> None:
         """Before an irreversible act (deleting the account): the password, or a session
@@ -135,7 +162,9 @@ class AccountService:
             raise NotAuthenticated("email or password is wrong", code=Code.INVALID_CREDENTIALS)
         family_id = _new_id()
         async with self._pool.acquire() as conn, conn.transaction():
-            response = await self._open_session(conn, user.id, user.space_id, req.device, family_id)
+            response = await self._open_session(
+                conn, user.id, user.space_id, req.device, family_id, user.terms_version
+            )
         await self._revoked(user.id, req.device.id, keep=family_id)  # the device's old session
         return response
 
@@ -146,6 +175,7 @@ class AccountService:
         space_id: str,
         device: DeviceInfo,
         family_id: str | None = None,
+        terms_version: str | None = None,
     ) -> TokenResponse:
         await store.upsert_device(
             conn, user_id=user_id, device_id=device.id, platform=device.platform, name=device.name
@@ -154,7 +184,8 @@ class AccountService:
         await store.start_family(
             conn, family_id=family_id, user_id=user_id, device_id=device.id, space_id=space_id
         )
-        return await self._issue(conn, AccessClaims(user_id, device.id, space_id, family_id))
+        claims = AccessClaims(user_id, device.id, space_id, family_id, terms_version=terms_version)
+        return await self._issue(conn, claims)
 
     async def _issue(self, conn: Connection, claims: AccessClaims) -> TokenResponse:
         refresh = self._tokens.new_refresh_token()
@@ -191,7 +222,13 @@ class AccountService:
                 )
             else:
                 await store.mark_refresh_used(conn, token_hash)
-                claims = AccessClaims(row.user_id, row.device_id, row.space_id, row.family_id)
+                claims = AccessClaims(
+                    row.user_id,
+                    row.device_id,
+                    row.space_id,
+                    row.family_id,
+                    terms_version=row.terms_version,
+                )
                 return await self._issue(conn, claims)
         assert reused
         await self._revoked(row.user_id, row.device_id)

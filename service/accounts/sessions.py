@@ -50,6 +50,8 @@ class Caller:
     # cache knows) and ``resolve_caller_unconfirmed`` (not checked yet): the handler then
     # confirms it in PostgreSQL (``PendingSession``) before anything is read or written.
     session_confirmed: bool = True
+    #: The privacy terms version the token says the person accepted (see ``Consent``).
+    terms_version: str | None = None
 
 
 SESSION_CACHE_S = 300.0  # only ever used to say "nothing new" (see above)

@@ -44,6 +44,9 @@ class AccessClaims:
     space_id: str
     family_id: str
     expires_at: int = 0  # the token's exp (set when a token is verified)
+    #: The privacy terms version the person had accepted when the token was minted (``tv``):
+    #: sync checks it against the required version with no database read.
+    terms_version: str | None = None
 
 
 def load_or_create_keys(
@@ -102,6 +105,8 @@ class TokenIssuer:
             "iat": issued,
             "exp": issued + self.access_ttl_s,
         }
+        if claims.terms_version is not None:
+            payload["tv"] = claims.terms_version
         return jwt.encode(payload, self._private, algorithm=_ALGORITHM, headers={"kid": self._kid})
 
     def verify_access(self, token: str) -> AccessClaims:
@@ -123,6 +128,7 @@ class TokenIssuer:
             space_id=str(payload["spc"]),
             family_id=str(payload["fam"]),
             expires_at=int(payload["exp"]),
+            terms_version=str(payload["tv"]) if "tv" in payload else None,
         )
 
     @staticmethod

@@ -81,6 +81,9 @@ class FastPull:
             return None
         if request.cursor is None or not sessions.known_live(claims):
             return None
+        consent = getattr(state, "consent", None)
+        if consent is None or not consent.satisfied(claims.terms_version):
+            return None  # Litestar answers 403 consent_required
         try:
             response = await sync.pull_if_unchanged(claims.space_id, request)
         except KithError:

@@ -33,7 +33,13 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="kith"'}
 async def resolve_caller(request: Request[Any, Any, Any]) -> Caller:
     """The caller, with the token's session and device confirmed live in PostgreSQL."""
     claims = await verified_session(request, _bearer(request))
-    return Caller(claims.user_id, claims.device_id, claims.space_id, claims.family_id)
+    return Caller(
+        claims.user_id,
+        claims.device_id,
+        claims.space_id,
+        claims.family_id,
+        terms_version=claims.terms_version,
+    )
 
 
 async def resolve_caller_lazily(request: Request[Any, Any, Any]) -> Caller:
@@ -52,6 +58,7 @@ async def resolve_caller_lazily(request: Request[Any, Any, Any]) -> Caller:
                 claims.space_id,
                 claims.family_id,
                 session_confirmed=False,
+                terms_version=claims.terms_version,
             )
     return await resolve_caller(request)
 
@@ -61,7 +68,14 @@ async def resolve_caller_unconfirmed(request: Request[Any, Any, Any]) -> Caller:
     confirmed — the push confirms it (:class:`PendingSession`) in the statement that takes
     the space's lock, before it reads or writes anything: one round trip instead of two."""
     claims = _claims(request, _bearer(request))
-    return Caller(claims.user_id, claims.device_id, claims.space_id, claims.family_id, False)
+    return Caller(
+        claims.user_id,
+        claims.device_id,
+        claims.space_id,
+        claims.family_id,
+        False,
+        terms_version=claims.terms_version,
+    )
 
 
 class PendingSession:

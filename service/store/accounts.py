@@ -22,6 +22,7 @@ __all__ = [
     "list_devices",
     "mark_refresh_used",
     "password_hash_of",
+    "record_consent",
     "refresh_token_for_update",
     "revoke_device",
     "revoke_device_families",
@@ -39,6 +40,7 @@ class UserRow:
     id: str
     space_id: str
     password_hash: str
+    terms_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class RefreshRow:
     expires_at: dt.datetime
     used: bool
     family_revoked: bool
+    terms_version: str | None = None
 
 
 async def insert_user(
@@ -61,12 +64,17 @@ async def insert_user(
     password_hash: str,
     display_name: str,
     time_zone: str,
+    terms_version: str | None = None,
+    wellbeing_consent: bool = False,
 ) -> bool:
-    """Create the user and their space; False if the email is already registered."""
+    """Create the user and their space; False if the email is already registered. The
+    terms version and the wellbeing consent are recorded with the time, if given."""
     inserted = await conn.fetchval(
         """
-        INSERT INTO users (id, email, password_hash, display_name, time_zone)
-        VALUES ($1, $2, $3, $4, $5)
+        INSERT INTO users (id, email, password_hash, display_name, time_zone, terms_version,
+                           terms_accepted_at, wellbeing_consent_at)
+        VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6::text IS NULL THEN NULL ELSE now() END,
+                CASE WHEN $7 THEN now() END)
         ON CONFLICT (lower(email)) DO NOTHING
         RETURNING id
         """,
@@ -75,6 +83,8 @@ async def insert_user(
         password_hash,
         display_name,
         time_zone,
+        terms_version,
+        wellbeing_consent,
     )
     if inserted is None:
         return False
@@ -85,13 +95,15 @@ async def insert_user(
 async def user_by_email(conn: Executor, email: str) -> UserRow | None:
     row = await conn.fetchrow(
         """
-        SELECT u.id, s.id AS space_id, u.password_hash
+        SELECT u.id, s.id AS space_id, u.password_hash, u.terms_version
         FROM users u JOIN spaces s ON s.owner_id = u.id
         WHERE lower(u.email) = lower($1) AND u.erasing_at IS NULL
         """,
         email,
     )
-    return UserRow(row["id"], row["space_id"], row["password_hash"]) if row else None
+    if row is None:
+        return None
+    return UserRow(row["id"], row["space_id"], row["password_hash"], row["terms_version"])
 
 
 async def password_hash_of(conn: Executor, user_id: str) -> str | None:
@@ -100,6 +112,23 @@ async def password_hash_of(conn: Executor, user_id: str) -> str | None:
         "SELECT password_hash FROM users WHERE id = $1 AND erasing_at IS NULL", user_id
     )
     return None if value is None else str(value)
+
+
+async def record_consent(conn: Executor, user_id: str, terms_version: str) -> dt.datetime:
+    """The person accepted ``terms_version`` and consented to wellbeing data, now."""
+    value = await conn.fetchval(
+        """
+        UPDATE users SET terms_version = $2, terms_accepted_at = now(),
+                         wellbeing_consent_at = now()
+        WHERE id = $1 AND erasing_at IS NULL
+        RETURNING terms_accepted_at
+        """,
+        user_id,
+        terms_version,
+    )
+    if not isinstance(value, dt.datetime):
+        raise LookupError("no such account")
+    return value
 
 
 async def session_age_s(conn: Executor, *, family_id: str, user_id: str) -> float | None:
@@ -199,10 +228,12 @@ async def refresh_token_for_update(conn: Connection, token_hash: bytes) -> Refre
         SELECT f.id AS family_id, f.user_id, f.device_id, f.space_id, r.expires_at,
                r.used_at IS NOT NULL AS used,
                (f.revoked_at IS NOT NULL
-                OR d.revoked_at IS NOT NULL) AS family_revoked
+                OR d.revoked_at IS NOT NULL) AS family_revoked,
+               u.terms_version
         FROM refresh_tokens r
         JOIN token_families f ON f.id = r.family_id
         JOIN devices d ON d.user_id = f.user_id AND d.id = f.device_id
+        JOIN users u ON u.id = f.user_id
         WHERE r.token_hash = $1
         FOR UPDATE OF r
         """,
@@ -218,6 +249,7 @@ async def refresh_token_for_update(conn: Connection, token_hash: bytes) -> Refre
         row["expires_at"],
         row["used"],
         row["family_revoked"],
+        row["terms_version"],
     )
 
 

@@ -41,6 +41,10 @@ PUBLIC = {
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
     ("GET", "/metrics"),  # no personal data; KITH_METRICS_TOKEN protects it when set
+    # The account-deletion page: its form signs in with the email and password itself
+    # (tests/integration/test_account_deletion.py).
+    ("GET", "/account/delete"),
+    ("POST", "/account/delete"),
 }
 PUBLIC_PREFIXES = ("/docs",)  # the OpenAPI document and its renderers
 #: The caregiver web page: a cookie session, not a bearer token. Signed out, every page
@@ -76,6 +80,9 @@ BOLA_CHECKS: dict[tuple[str, str], list[str]] = {
     ("GET", "/v1/sync/events"): ["test_an_event_stream_tells_only_of_the_callers_space"],
     ("GET", "/v1/nudges"): ["test_nudges_are_only_the_callers"],
     ("POST", "/v1/nudges/{nudge_id}/feedback"): ["test_nudges_are_only_the_callers"],
+    ("DELETE", "/v1/account"): ["test_deleting_my_account_leaves_another_users_alone"],
+    ("GET", "/v1/account/export"): ["test_an_export_holds_only_the_callers_data"],
+    ("POST", "/v1/account/consent"): ["test_consent_is_recorded_only_for_the_caller"],
     **{
         route: ["test_another_users_care_links_are_out_of_reach"]
         for route in (
@@ -642,6 +649,59 @@ async def test_logout_ends_only_the_callers_session(http: httpx.AsyncClient, ana
         assert (await http.get("/v1/devices", headers=account.headers)).status_code == 200
     r = await http.post("/v1/auth/refresh", json={"refresh_token": ana.account.refresh_token})
     assert r.status_code == 200, r.text
+
+
+# -- the account ----------------------------------------------------------------------------
+
+
+async def test_deleting_my_account_leaves_another_users_alone(
+    http: httpx.AsyncClient, ana: Victim, db: asyncpg.Connection
+) -> None:
+    ben = await register(http)  # a fresh sign-in: no password needed
+    r = await http.request(
+        "DELETE",
+        "/v1/account",
+        headers=ben.headers,
+        json={"password": "correct horse battery staple"},
+    )
+    assert r.status_code == 202, r.text
+    assert await db.fetchval("SELECT erasing_at IS NOT NULL FROM users WHERE id = $1", ben.user_id)
+    assert await db.fetchval(
+        "SELECT erasing_at IS NULL FROM users WHERE id = $1", ana.account.user_id
+    )
+    assert (await http.get("/v1/devices", headers=ana.account.headers)).status_code == 200
+    await _assert_untouched(http, db, ana)
+
+
+async def test_an_export_holds_only_the_callers_data(
+    http: httpx.AsyncClient, ana: Victim, db: asyncpg.Connection
+) -> None:
+    ben = await register(http)
+    r = await http.get("/v1/account/export", headers=ben.headers)
+    assert r.status_code == 200
+    for secret in (SECRET, ana.account.user_id, ana.account.email, ana.space_id, ana.contact_id):
+        assert secret not in r.text
+    assert r.json()["account"]["user_id"] == ben.user_id
+
+
+async def test_consent_is_recorded_only_for_the_caller(
+    http: httpx.AsyncClient, ana: Victim, db: asyncpg.Connection
+) -> None:
+    ben = await register(http)
+    r = await http.post(
+        "/v1/account/consent",
+        headers=ben.headers,
+        json={"terms_version": "2030-01-01", "wellbeing_consent": True},
+    )
+    assert r.status_code == 200, r.text
+    users = await db.fetch(
+        "SELECT id, terms_version FROM users WHERE id = ANY($1::text[])",
+        [ben.user_id, ana.account.user_id],
+    )
+    assert {u["id"]: u["terms_version"] for u in users} == {
+        ben.user_id: "2030-01-01",
+        ana.account.user_id: None,
+    }
 
 
 # -- nudges and caregivers ------------------------------------------------------------------

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, delete, get
+from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
 from litestar.response import Stream
 
-from schemas.account import DeleteAccountRequest, DeletionStarted
+from schemas.account import ConsentRequest, ConsentResponse, DeleteAccountRequest, DeletionStarted
 from service.accounts.service import AccountService
+from service.accounts.tokens import AccessClaims
 from service.errors import Code, InvalidInput, Malformed, field_errors_from_msgspec
 from service.http.guard import Caller, resolve_caller
 from service.http.ratelimit import RateLimiter
@@ -57,6 +59,24 @@ class AccountController(Controller):
         await accounts.confirm_identity(caller.user_id, caller.family_id, req.password)
         await erasure.request(caller.user_id)
         return DeletionStarted()
+
+    @post(
+        "/consent",
+        status_code=200,
+        summary="Accept the privacy terms and consent to the processing of wellbeing data",
+        description=(
+            "After `403 consent_required`: send the current terms version and "
+            "`wellbeing_consent: true`; use the access token in the answer and sync again."
+        ),
+    )
+    async def consent(
+        self,
+        caller: NamedDependency[Caller],
+        accounts: NamedDependency[AccountService],
+        data: JSONBody[ConsentRequest],
+    ) -> ConsentResponse:
+        claims = AccessClaims(caller.user_id, caller.device_id, caller.space_id, caller.family_id)
+        return await accounts.accept_terms(claims, data)
 
     @get(
         "/export",

@@ -46,6 +46,7 @@ class SyncController(Controller):
     ) -> PushResponse:
         # The service from the state, as in ``pull``: a second injected dependency would
         # make Litestar resolve them in an anyio task group (~5 % of a sync's CPU).
+        request.app.state.consent.check(caller.terms_version)  # 403 consent_required
         sync: SyncService = request.app.state.sync
         return await sync.push(caller, data, session=PendingSession(request, caller))
 
@@ -61,6 +62,7 @@ class SyncController(Controller):
         # The most frequent request of all, usually answered from memory: the service is
         # taken from the state rather than injected, because Litestar resolves two or more
         # dependencies in an anyio task group — which costs more than the whole answer.
+        request.app.state.consent.check(caller.terms_version)  # 403 consent_required
         sync: SyncService = request.app.state.sync
         # The session may only be known live from this process's cache: enough to say
         # "nothing new", but confirmed in PostgreSQL before anything read is returned.
