@@ -14,3 +14,17 @@ ALTER TABLE users
     ADD COLUMN terms_version        text,
     ADD COLUMN terms_accepted_at    timestamptz,
     ADD COLUMN wellbeing_consent_at timestamptz;
+
+-- One-time codes sent by email: a password reset, or the confirmation of a new address.
+-- Only a hash is stored; one live code per person and purpose (a new request replaces
+-- it); a code is single-use, expires, and dies after a few wrong tries.
+CREATE TABLE account_codes (
+    user_id    text NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    purpose    text NOT NULL CHECK (purpose IN ('password_reset', 'email_change')),
+    code_hash  bytea NOT NULL,
+    new_email  text,
+    attempts   integer NOT NULL DEFAULT 0,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (user_id, purpose)
+);

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from schemas.auth import Email, OneTimeCode
+
 __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
@@ -16,6 +18,9 @@ __all__ = [
     "ConsentResponse",
     "DeleteAccountRequest",
     "DeletionStarted",
+    "EmailChangeConfirm",
+    "EmailChangeRequest",
+    "EmailChanged",
     "ExportAccount",
     "ExportConflict",
     "ExportConsent",
@@ -51,6 +56,21 @@ class ConsentResponse(Struct):
     access_token: str
     expires_in: int
     token_type: str = "Bearer"  # noqa: S105 - a scheme name, not a secret
+
+
+class EmailChangeRequest(Struct, forbid_unknown_fields=True):
+    """A code is mailed to ``new_email``; the password confirms it is the person asking."""
+
+    new_email: Email
+    password: Annotated[str, Meta(min_length=1, max_length=1024)]
+
+
+class EmailChangeConfirm(Struct, forbid_unknown_fields=True):
+    code: OneTimeCode
+
+
+class EmailChanged(Struct):
+    email: str
 
 
 class DeletionStarted(Struct):

@@ -19,6 +19,9 @@ __all__ = [
     "DevicesResponse",
     "FcmAddress",
     "LoginRequest",
+    "OneTimeCode",
+    "PasswordResetConfirm",
+    "PasswordResetRequest",
     "ProviderName",
     "PushTokenRequest",
     "RefreshRequest",
@@ -79,6 +82,19 @@ class RegisterRequest(Struct, forbid_unknown_fields=True):
     #: Their explicit consent to Kith processing wellbeing data (moods, loneliness and
     #: wellbeing scores, check-ins); must be true when the server requires consent.
     wellbeing_consent: bool = False
+
+
+OneTimeCode = Annotated[str, Meta(pattern=r"^[0-9]{6}$", examples=["042917"])]
+
+
+class PasswordResetRequest(Struct, forbid_unknown_fields=True):
+    email: Email
+
+
+class PasswordResetConfirm(Struct, forbid_unknown_fields=True):
+    email: Email
+    code: OneTimeCode
+    new_password: Password
 
 
 class LoginRequest(Struct, forbid_unknown_fields=True):

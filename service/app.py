@@ -20,6 +20,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from service.accounts.consent import Consent
 from service.accounts.passwords import Passwords
+from service.accounts.recovery import Recovery
 from service.accounts.service import AccountService
 from service.accounts.sessions import SessionCache
 from service.accounts.tokens import TokenIssuer, load_or_create_keys
@@ -41,6 +42,7 @@ from service.http.web.pages import CarePages
 from service.infra import heap
 from service.infra.asgi import ASGIApp
 from service.infra.logs import ObservedApp, configure_logging
+from service.infra.mail import build_mailer
 from service.infra.metrics import Metrics, flushing, metrics_route, sync_counter
 from service.infra.wakeup import notify
 from service.lifecycle.erasure import Erasure
@@ -77,6 +79,9 @@ def create_app(settings: Settings) -> Litestar:
                 heartbeat_s=settings.server.sse_heartbeat_s,
             )
             app.state.realtime = realtime
+            passwords = Passwords(
+                time_cost=keys.argon2_time_cost, memory_kib=keys.argon2_memory_kib
+            )
             app.state.sessions = realtime.sessions
             app.state.pool = c.pool
             app.state.redis = c.redis
@@ -84,7 +89,7 @@ def create_app(settings: Settings) -> Litestar:
             app.state.consent = consent
             app.state.accounts = AccountService(
                 c.pool,
-                Passwords(time_cost=keys.argon2_time_cost, memory_kib=keys.argon2_memory_kib),
+                passwords,
                 tokens,
                 c.clock,
                 refresh_ttl_s=keys.refresh_ttl_s,
@@ -101,6 +106,9 @@ def create_app(settings: Settings) -> Litestar:
                 c.pool, app.state.sync, c.clock, max_skew_ms=settings.sync.max_clock_skew_ms
             )
             app.state.exporter = Exporter(c.pool)
+            app.state.recovery = Recovery(
+                c.pool, passwords, build_mailer(settings.mail), on_revoke=realtime.session_revoked
+            )
             app.state.erasure = Erasure(
                 c.pool,
                 app.state.sync,
@@ -150,6 +158,7 @@ def create_app(settings: Settings) -> Litestar:
             "care": state("care"),
             "erasure": state("erasure"),
             "exporter": state("exporter"),
+            "recovery": state("recovery"),
             "limits": state("limits"),
         },
         lifespan=[lifespan, observability],

@@ -24,6 +24,7 @@ __all__ = [
     "ApnsSettings",
     "DatabaseSettings",
     "FcmSettings",
+    "MailSettings",
     "PushSettings",
     "RateLimitSettings",
     "ServerSettings",
@@ -182,6 +183,21 @@ class AccountSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MailSettings:
+    """Outgoing email (one-time codes): an SMTP server. No host: no mail is sent."""
+
+    smtp_host: str | None = setting("KITH_SMTP_HOST", None)
+    smtp_port: int = setting("KITH_SMTP_PORT", 587, _integer(1))
+    #: ``starttls`` (upgrade on 587), ``tls`` (implicit TLS, 465) or ``none`` (tests only).
+    smtp_tls: str = setting("KITH_SMTP_TLS", "starttls")
+    smtp_username: str | None = setting("KITH_SMTP_USERNAME", None)
+    smtp_password: str | None = setting("KITH_SMTP_PASSWORD", None)
+    smtp_ca_file: Path | None = setting("KITH_SMTP_CA_FILE", None, _path)
+    smtp_timeout_s: int = setting("KITH_SMTP_TIMEOUT_S", 10, _integer(1))
+    sender: str = setting("KITH_MAIL_FROM", "Kith <no-reply@localhost>")
+
+
+@dataclass(frozen=True, slots=True)
 class TokenSettings:
     """Access and refresh tokens, and password hashing."""
 
@@ -283,6 +299,7 @@ class Settings:
     server: ServerSettings = ServerSettings()
     tokens: TokenSettings = TokenSettings()
     accounts: AccountSettings = AccountSettings()
+    mail: MailSettings = MailSettings()
     sync: SyncSettings = SyncSettings()
     ratelimit: RateLimitSettings = RateLimitSettings()
     worker: WorkerSettings = WorkerSettings()
@@ -336,6 +353,7 @@ class Settings:
             server=read(ServerSettings, e),
             tokens=read(TokenSettings, e),
             accounts=read(AccountSettings, e),
+            mail=read(MailSettings, e),
             sync=read(SyncSettings, e),
             ratelimit=read(RateLimitSettings, e),
             worker=read(WorkerSettings, e),
@@ -346,6 +364,8 @@ class Settings:
             raise SettingsError(
                 "KITH_JWT_PRIVATE_KEY and KITH_JWT_PUBLIC_KEY are required when KITH_ENV=production"
             )
+        if settings.mail.smtp_tls not in {"starttls", "tls", "none"}:
+            raise SettingsError("KITH_SMTP_TLS must be starttls, tls or none")
         if (server.tls_cert is None) != (server.tls_key is None):
             raise SettingsError("KITH_TLS_CERT and KITH_TLS_KEY must be set together")
         return settings

@@ -65,6 +65,7 @@ class Code(StrEnum):
     READ_ONLY_TABLE = "read_only_table"
     REAUTHENTICATION_REQUIRED = "reauthentication_required"
     CONSENT_REQUIRED = "consent_required"
+    INVALID_CODE = "invalid_code"
     WRONG_PASSWORD = "wrong_password"
     # 404
     NOT_FOUND = "not_found"

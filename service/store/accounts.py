@@ -9,27 +9,36 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import asyncpg
+
 from schemas.auth import DeviceOut
 from service.store.db import Connection, Executor
 
 __all__ = [
+    "CodeCheck",
     "RefreshRow",
     "UserRow",
     "active_families",
+    "email_of",
+    "email_taken",
     "family_is_active",
     "insert_refresh_token",
     "insert_user",
     "list_devices",
     "mark_refresh_used",
     "password_hash_of",
+    "put_code",
     "record_consent",
     "refresh_token_for_update",
     "revoke_device",
     "revoke_device_families",
     "revoke_family",
     "session_age_s",
+    "set_email",
+    "set_password",
     "set_push_token",
     "start_family",
+    "take_code",
     "upsert_device",
     "user_by_email",
 ]
@@ -112,6 +121,112 @@ async def password_hash_of(conn: Executor, user_id: str) -> str | None:
         "SELECT password_hash FROM users WHERE id = $1 AND erasing_at IS NULL", user_id
     )
     return None if value is None else str(value)
+
+
+async def put_code(
+    conn: Executor,
+    *,
+    user_id: str,
+    purpose: str,
+    code_hash: bytes,
+    ttl_s: int,
+    new_email: str | None = None,
+) -> None:
+    """A new one-time code for ``purpose``; it replaces the person's previous one."""
+    await conn.execute(
+        """
+        INSERT INTO account_codes (user_id, purpose, code_hash, new_email, expires_at)
+        VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+        ON CONFLICT (user_id, purpose) DO UPDATE
+           SET code_hash = EXCLUDED.code_hash, new_email = EXCLUDED.new_email,
+               attempts = 0, created_at = now(), expires_at = EXCLUDED.expires_at
+        """,
+        user_id,
+        purpose,
+        code_hash,
+        new_email,
+        float(ttl_s),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CodeCheck:
+    ok: bool
+    new_email: str | None = None
+
+
+async def take_code(
+    conn: Connection, *, user_id: str, purpose: str, code_hash: bytes, max_attempts: int
+) -> CodeCheck:
+    """Use the person's code once: right, live and tried fewer than ``max_attempts``
+    times → deleted and ok; wrong → one more attempt counted. Run it in a transaction."""
+    # FOR UPDATE: two guesses at once take turns, so the attempt count cannot be raced.
+    row = await conn.fetchrow(
+        """
+        SELECT code_hash, new_email, attempts, expires_at > now() AS live
+        FROM account_codes WHERE user_id = $1 AND purpose = $2
+        FOR UPDATE
+        """,
+        user_id,
+        purpose,
+    )
+    if row is None:
+        return CodeCheck(False)
+    if row["live"] and row["attempts"] < max_attempts and row["code_hash"] == code_hash:
+        await conn.execute(
+            "DELETE FROM account_codes WHERE user_id = $1 AND purpose = $2", user_id, purpose
+        )
+        return CodeCheck(True, row["new_email"])
+    await conn.execute(
+        "UPDATE account_codes SET attempts = attempts + 1 WHERE user_id = $1 AND purpose = $2",
+        user_id,
+        purpose,
+    )
+    return CodeCheck(False)
+
+
+async def set_password(conn: Connection, user_id: str, password_hash: str) -> list[str]:
+    """A new password: every session of the person ends (their devices stay known) and the
+    web sessions too. Returns the person's device ids (to end their streams)."""
+    await conn.execute(
+        "UPDATE users SET password_hash = $2 WHERE id = $1 AND erasing_at IS NULL",
+        user_id,
+        password_hash,
+    )
+    rows = await conn.fetch(
+        """
+        UPDATE token_families SET revoked_at = now(), revoked_reason = 'password_reset'
+        WHERE user_id = $1 AND revoked_at IS NULL
+        RETURNING device_id
+        """,
+        user_id,
+    )
+    await conn.execute("DELETE FROM web_sessions WHERE user_id = $1", user_id)
+    return sorted({r["device_id"] for r in rows})
+
+
+async def set_email(conn: Executor, user_id: str, email: str) -> bool:
+    """False if another account has the address (nothing changed)."""
+    try:
+        done = await conn.fetchval(
+            "UPDATE users SET email = $2 WHERE id = $1 AND erasing_at IS NULL RETURNING true",
+            user_id,
+            email,
+        )
+    except asyncpg.UniqueViolationError:
+        return False
+    return bool(done)
+
+
+async def email_of(conn: Executor, user_id: str) -> str | None:
+    value = await conn.fetchval(
+        "SELECT email FROM users WHERE id = $1 AND erasing_at IS NULL", user_id
+    )
+    return None if value is None else str(value)
+
+
+async def email_taken(conn: Executor, email: str) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM users WHERE lower(email) = lower($1)", email))
 
 
 async def record_consent(conn: Executor, user_id: str, terms_version: str) -> dt.datetime:

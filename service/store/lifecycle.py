@@ -237,6 +237,7 @@ async def erase_account(conn: Connection, user_id: str, space_id: str) -> None:
         await conn.execute(_ERASE[table], space_id)
     await conn.execute("DELETE FROM care_links WHERE caregiver_user_id = $1", user_id)
     await conn.execute("DELETE FROM care_invitations WHERE user_id = $1", user_id)
+    await conn.execute("DELETE FROM account_codes WHERE user_id = $1", user_id)
     families = await conn.fetch("SELECT id FROM token_families WHERE user_id = $1", user_id)
     await conn.execute(
         "DELETE FROM refresh_tokens WHERE family_id = ANY($1::text[])",

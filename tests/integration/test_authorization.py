@@ -18,6 +18,7 @@ import asyncpg
 import httpx
 import pytest
 
+from service.accounts.recovery import code_hash as recovery_hash
 from service.app import create_app
 from service.config import Settings
 from sync.cursor import encode_cursor
@@ -45,6 +46,9 @@ PUBLIC = {
     # (tests/integration/test_account_deletion.py).
     ("GET", "/account/delete"),
     ("POST", "/account/delete"),
+    # Password reset: the emailed code is the proof (tests/integration/test_recovery.py).
+    ("POST", "/v1/auth/password-reset"),
+    ("POST", "/v1/auth/password-reset/confirm"),
 }
 PUBLIC_PREFIXES = ("/docs",)  # the OpenAPI document and its renderers
 #: The caregiver web page: a cookie session, not a bearer token. Signed out, every page
@@ -83,6 +87,8 @@ BOLA_CHECKS: dict[tuple[str, str], list[str]] = {
     ("DELETE", "/v1/account"): ["test_deleting_my_account_leaves_another_users_alone"],
     ("GET", "/v1/account/export"): ["test_an_export_holds_only_the_callers_data"],
     ("POST", "/v1/account/consent"): ["test_consent_is_recorded_only_for_the_caller"],
+    ("POST", "/v1/account/email"): ["test_an_email_change_code_is_bound_to_its_person"],
+    ("POST", "/v1/account/email/confirm"): ["test_an_email_change_code_is_bound_to_its_person"],
     **{
         route: ["test_another_users_care_links_are_out_of_reach"]
         for route in (
@@ -701,6 +707,38 @@ async def test_consent_is_recorded_only_for_the_caller(
     assert {u["id"]: u["terms_version"] for u in users} == {
         ben.user_id: "2030-01-01",
         ana.account.user_id: None,
+    }
+
+
+async def test_an_email_change_code_is_bound_to_its_person(
+    http: httpx.AsyncClient, ana: Victim, db: asyncpg.Connection
+) -> None:
+    """Ben asks to move his account to a new address; Ana, holding his code, can neither
+    use it on her account nor touch his."""
+    ben = await register(http)
+    new = f"{new_id('ben-new')}@example.org"
+    r = await http.post(
+        "/v1/account/email",
+        headers=ben.headers,
+        json={"new_email": new, "password": "correct horse battery staple"},
+    )
+    assert r.status_code == 202, r.text
+    # The mailed code, as if read from Ben's inbox (only its hash is stored).
+    await db.execute(
+        "UPDATE account_codes SET code_hash = $2 WHERE user_id = $1",
+        ben.user_id,
+        recovery_hash(ben.user_id, "123456"),
+    )
+    r = await http.post(
+        "/v1/account/email/confirm", headers=ana.account.headers, json={"code": "123456"}
+    )
+    expect_problem(r, 403, "invalid_code")
+    emails = await db.fetch(
+        "SELECT id, email FROM users WHERE id = ANY($1::text[])", [ben.user_id, ana.account.user_id]
+    )
+    assert {u["id"]: u["email"] for u in emails} == {
+        ben.user_id: ben.email,
+        ana.account.user_id: ana.account.email,
     }
 
 

@@ -10,7 +10,16 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 from litestar.response import Stream
 
-from schemas.account import ConsentRequest, ConsentResponse, DeleteAccountRequest, DeletionStarted
+from schemas.account import (
+    ConsentRequest,
+    ConsentResponse,
+    DeleteAccountRequest,
+    DeletionStarted,
+    EmailChangeConfirm,
+    EmailChanged,
+    EmailChangeRequest,
+)
+from service.accounts.recovery import Recovery
 from service.accounts.service import AccountService
 from service.accounts.tokens import AccessClaims
 from service.errors import Code, InvalidInput, Malformed, field_errors_from_msgspec
@@ -59,6 +68,34 @@ class AccountController(Controller):
         await accounts.confirm_identity(caller.user_id, caller.family_id, req.password)
         await erasure.request(caller.user_id)
         return DeletionStarted()
+
+    @post(
+        "/email",
+        status_code=202,
+        summary="Change my email: a one-time code is sent to the new address",
+    )
+    async def change_email(
+        self,
+        caller: NamedDependency[Caller],
+        accounts: NamedDependency[AccountService],
+        recovery: NamedDependency[Recovery],
+        limits: NamedDependency[RateLimiter],
+        data: JSONBody[EmailChangeRequest],
+    ) -> None:
+        await limits.check_password_confirmation(caller.user_id)
+        await accounts.confirm_identity(caller.user_id, caller.family_id, data.password)
+        await recovery.request_email_change(caller.user_id, data.new_email)
+
+    @post("/email/confirm", status_code=200, summary="Confirm the new email with its code")
+    async def confirm_email(
+        self,
+        caller: NamedDependency[Caller],
+        recovery: NamedDependency[Recovery],
+        limits: NamedDependency[RateLimiter],
+        data: JSONBody[EmailChangeConfirm],
+    ) -> EmailChanged:
+        await limits.check_password_confirmation(caller.user_id)
+        return EmailChanged(await recovery.confirm_email_change(caller.user_id, data.code))
 
     @post(
         "/consent",

@@ -6,7 +6,15 @@ from litestar import Controller, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
-from schemas.auth import LoginRequest, RefreshRequest, RegisterRequest, TokenResponse
+from schemas.auth import (
+    LoginRequest,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+    RefreshRequest,
+    RegisterRequest,
+    TokenResponse,
+)
+from service.accounts.recovery import Recovery
 from service.accounts.service import AccountService
 from service.http.guard import Caller, resolve_caller
 from service.http.ratelimit import RateLimiter
@@ -40,6 +48,34 @@ class AuthController(Controller):
         self, data: JSONBody[RefreshRequest], accounts: NamedDependency[AccountService]
     ) -> TokenResponse:
         return await accounts.refresh(data.refresh_token)
+
+    @post(
+        "/password-reset",
+        status_code=202,
+        summary="Email a one-time code to reset the password (the same answer for any email)",
+    )
+    async def password_reset(
+        self,
+        data: JSONBody[PasswordResetRequest],
+        recovery: NamedDependency[Recovery],
+        limits: NamedDependency[RateLimiter],
+    ) -> None:
+        await limits.check_login_email(data.email)
+        await recovery.request_reset(data.email)
+
+    @post(
+        "/password-reset/confirm",
+        status_code=204,
+        summary="Set a new password with the emailed code; every session is signed out",
+    )
+    async def password_reset_confirm(
+        self,
+        data: JSONBody[PasswordResetConfirm],
+        recovery: NamedDependency[Recovery],
+        limits: NamedDependency[RateLimiter],
+    ) -> None:
+        await limits.check_login_email(data.email)
+        await recovery.confirm_reset(data.email, data.code, data.new_password)
 
     @post(
         "/logout",
