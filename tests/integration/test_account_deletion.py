@@ -386,3 +386,32 @@ async def test_a_cross_site_post_cannot_delete_an_account(
         assert r.status_code == 403
     assert (await http.get("/v1/devices", headers=mum.headers)).status_code == 200
     await asyncio.sleep(0)
+
+
+async def test_deleting_from_the_web_page_in_a_real_browser(
+    http: httpx.AsyncClient, live_server: str
+) -> None:
+    """The store's web link, as a person uses it: a phone-sized Chromium, the labelled
+    form and its tick box."""
+    from playwright.async_api import async_playwright
+
+    from tests.integration.test_care_page import _chromium
+
+    mum = await register(http)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        try:
+            page = await browser.new_page(viewport={"width": 390, "height": 844})
+            await page.goto(f"{live_server}/account/delete")
+            await page.get_by_label("Email").fill(mum.email)
+            await page.get_by_label("Password").fill(PASSWORD)
+            await page.get_by_role("button", name="Delete my account").click()
+            # Without the tick nothing is deleted (the browser holds the form back).
+            assert (await http.get("/v1/devices", headers=mum.headers)).status_code == 200
+            await page.get_by_label("I understand").check()
+            await page.get_by_role("button", name="Delete my account").click()
+            heading = page.get_by_role("heading", level=1)
+            await heading.filter(has_text="being deleted").wait_for()
+        finally:
+            await browser.close()
+    expect_problem(await http.get("/v1/devices", headers=mum.headers), 401, "session_revoked")
