@@ -117,6 +117,11 @@ async def test_new_terms_stop_sync_until_the_person_accepts_them(
             },
         )
         expect_problem(r, 403, "consent_required")
+        # WatermelonDB's synchronize() is sync too.
+        r = await http.get("/v1/watermelon/pull", headers=ana.headers)
+        expect_problem(r, 403, "consent_required")
+        r = await http.post("/v1/watermelon/push", headers=ana.headers, json={"changes": {}})
+        expect_problem(r, 403, "consent_required")
         assert (
             await db.fetchval(
                 "SELECT count(*) FROM contacts c JOIN spaces s ON s.id = c.space_id "

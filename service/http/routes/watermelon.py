@@ -67,6 +67,7 @@ class WatermelonController(Controller):
             QueryParameter(description="comma-separated `table.column` the app declares"),
         ] = None,
     ) -> Stream:
+        request.app.state.consent.check(caller.terms_version)  # 403 consent_required
         plan = plan_pull(last_pulled_at, migration, tables, columns)  # 400s before streaming
         adapter: WatermelonAdapter = request.app.state.watermelon
         return Stream(adapter.pull(caller, plan), media_type="application/json")
@@ -86,5 +87,6 @@ class WatermelonController(Controller):
     async def push(
         self, request: Request[Any, Any, Any], caller: CallerDep
     ) -> WatermelonPushResponse:
+        request.app.state.consent.check(caller.terms_version)  # 403 consent_required
         adapter: WatermelonAdapter = request.app.state.watermelon
         return await adapter.push(caller, await request.body())
