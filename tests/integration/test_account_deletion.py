@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import re
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -18,10 +21,11 @@ import pytest
 
 from service.care.escalation import Escalation
 from service.care.service import CareService
-from service.jobs import Job, Kind
+from service.jobs import Kind
 from service.lifecycle.erasure import Erasure
 from service.sync.service import SyncService
 from sync.hlc import Clock
+from tests.conftest import OUTPUT
 from tests.helpers import PASSWORD, Account, expect_problem, login, new_id, push, register, stamp
 from tests.integration.push_support import (
     Person,
@@ -235,61 +239,6 @@ async def test_deleting_an_account_leaves_nothing_of_the_person_in_any_table(
     assert again.user_id != mum.user_id
 
 
-async def test_an_erasure_interrupted_half_way_finishes_and_tells_caregivers_once(
-    http: httpx.AsyncClient, pool: asyncpg.Pool[Any]
-) -> None:
-    mum = await older_adult_with_a_life(http)
-    carers = [await register(http) for _ in range(2)]
-    for carer in carers:
-        await set_push_token(http, carer, {"provider": "apns", "token": apns_token()})
-        await accept(http, carer, await invite(http, mum, ["check_ins"]))
-    names = await identifiers(pool, mum)
-    space = names[1]
-    r = await http.request(
-        "DELETE", "/v1/account", headers=mum.headers, json={"password": PASSWORD}
-    )
-    assert r.status_code == 202
-
-    class Killed(Exception):
-        pass
-
-    class DiesBeforeTheLastStep(Erasure):
-        """A worker that stops after ending the links (as if SIGKILLed there)."""
-
-        async def _end_links_as_caregiver(self, user_id: str) -> None:
-            raise Killed
-
-    job = await pool.fetchrow(
-        "SELECT id, payload FROM jobs WHERE kind = 'account_erase' AND space_id = $1", space
-    )
-    assert job is not None
-    dying = DiesBeforeTheLastStep(pool, SyncService(pool, Clock("wrk-a"), max_skew_ms=300_000))
-    with pytest.raises(Killed):
-        await dying.run(Job(job["id"], Kind.ACCOUNT_ERASE, space, json.loads(job["payload"]), 1))
-    # Half way: the person's data is all still there, only the sharing has ended.
-    assert await pool.fetchval("SELECT count(*) FROM contacts WHERE space_id = $1", space) > 0
-    assert (
-        await pool.fetchval(
-            "SELECT count(*) FROM jobs WHERE kind = 'account_erase' AND space_id = $1", space
-        )
-        == 1
-    )
-
-    # The job is still queued: a worker takes it and finishes.
-    await drain(pool, {Kind.ACCOUNT_ERASE: erasure(pool).run}, [space])
-    assert await tables_naming(pool, names) == {}
-    for carer in carers:
-        told = await pool.fetchval(
-            """
-            SELECT count(*) FROM jobs
-            WHERE space_id = $1 AND kind = 'care_push' AND payload->>'title' LIKE '%stopped sharing'
-            """,
-            await space_of(pool, carer),
-        )
-        assert told == 1  # once, though the first step ran twice
-        assert all(x["deleted"] for x in await summary_rows(http, carer))
-
-
 async def test_deleting_needs_the_password_or_a_fresh_sign_in(
     http: httpx.AsyncClient, pool: asyncpg.Pool[Any]
 ) -> None:
@@ -415,3 +364,95 @@ async def test_deleting_from_the_web_page_in_a_real_browser(
         finally:
             await browser.close()
     expect_problem(await http.get("/v1/devices", headers=mum.headers), 401, "session_revoked")
+
+
+def _worker(env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+    """``kith worker`` in its own process, taking only erasures, with a short lease."""
+    OUTPUT.mkdir(exist_ok=True)
+    log = (OUTPUT / f"{name}.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "worker"],
+        env={**env, "KITH_WORKER_KINDS": "account_erase", "KITH_WORKER_LEASE_S": "3"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def _until(check: Callable[[], Awaitable[bool]], within_s: float, what: str) -> None:
+    deadline = time.monotonic() + within_s
+    while not await check():
+        assert time.monotonic() < deadline, f"not within {within_s} s: {what}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_worker_killed_half_way_through_an_erasure_is_taken_over(
+    http: httpx.AsyncClient, pool: asyncpg.Pool[Any], server_env: dict[str, str]
+) -> None:
+    """A real ``kith worker`` is SIGKILLed while the erasure's last step waits (the test
+    holds the space's lock, as a long push would): the caregivers have been told, nothing
+    else is gone. Another worker takes the job when the lease expires and finishes it."""
+    mum = await older_adult_with_a_life(http)
+    carers = [await register(http) for _ in range(2)]
+    for carer in carers:
+        await set_push_token(http, carer, {"provider": "apns", "token": apns_token()})
+        await accept(http, carer, await invite(http, mum, ["check_ins"]))
+    names = await identifiers(pool, mum)
+    space = names[1]
+    r = await http.request(
+        "DELETE", "/v1/account", headers=mum.headers, json={"password": PASSWORD}
+    )
+    assert r.status_code == 202
+
+    async def links_ended() -> bool:
+        return not await pool.fetchval(
+            "SELECT count(*) FROM care_links WHERE space_id = $1 AND state <> 'revoked'", space
+        )
+
+    async def step_three_waits() -> bool:
+        return bool(
+            await pool.fetchval(
+                """
+                SELECT count(*) FROM pg_stat_activity
+                WHERE application_name = 'kith' AND wait_event_type = 'Lock'
+                  AND query LIKE '%FROM spaces WHERE id = $1 FOR UPDATE%'
+                """
+            )
+        )
+
+    async with pool.acquire() as holder:
+        lock = holder.transaction()
+        await lock.start()
+        await holder.execute("SELECT 1 FROM spaces WHERE id = $1 FOR UPDATE", space)
+        first = _worker(server_env, "worker-erase-killed")
+        try:
+            await _until(links_ended, 30, "the first worker ends the links")
+            await _until(step_three_waits, 30, "the first worker waits in the last step")
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        await lock.rollback()
+
+    # Killed half way: the sharing has ended, everything else is still there.
+    assert await pool.fetchval("SELECT count(*) FROM contacts WHERE space_id = $1", space) > 0
+    assert await pool.fetchval("SELECT count(*) FROM users WHERE id = $1", mum.user_id) == 1
+
+    second = _worker(server_env, "worker-erase-takeover")
+    try:
+
+        async def erased() -> bool:
+            return not await pool.fetchval("SELECT count(*) FROM users WHERE id = $1", mum.user_id)
+
+        await _until(erased, 30, "the second worker finishes the erasure")
+    finally:
+        second.terminate()
+        second.wait(15)
+    assert await tables_naming(pool, names) == {}
+    for carer in carers:
+        told = await pool.fetchval(
+            """
+            SELECT count(*) FROM jobs
+            WHERE space_id = $1 AND kind = 'care_push' AND payload->>'title' LIKE '%stopped sharing'
+            """,
+            await space_of(pool, carer),
+        )
+        assert told == 1  # once, though two workers ran the first step
