@@ -9,6 +9,7 @@ the same field path.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, get_args
@@ -18,6 +19,8 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from schemas.common import Circle, InteractionKind, RecordId, Relationship, TimeOfDay
 
 __all__ = [
+    "EVENT_TIME_MIN",
+    "EVENT_TIME_RANGE",
     "SETTINGS_ID",
     "TABLES",
     "CareSummaryFields",
@@ -31,6 +34,8 @@ __all__ = [
     "SettingsFields",
     "TableName",
     "TableSpec",
+    "check_time_zone",
+    "zone_names",
 ]
 
 SETTINGS_ID = "settings"
@@ -43,8 +48,19 @@ TableName = Literal[
 RuleId = Literal["overdue", "rate_drop", "drought", "narrowing", "self_report"]
 Text10k = Annotated[str, Meta(max_length=10_000)]
 Score1to5 = Annotated[int, Meta(ge=1, le=5)]
+#: The earliest event time a phone may send. The latest is the server's time plus the
+#: clock-skew allowance (``KITH_MAX_CLOCK_SKEW_MS``, 5 minutes by default), checked on push
+#: (``service/sync_validation.py``) because it moves with the server's clock. Nothing a person
+#: logs happened before 1900, and every instant in the range stays representable in any time
+#: zone (``0001-01-01T00:00:00+14:00`` is before year 1 in UTC and broke every read of it).
+EVENT_TIME_MIN = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+EVENT_TIME_RANGE = (
+    "from 1900-01-01T00:00:00Z to the server's time plus the clock-skew allowance "
+    "(5 minutes by default)"
+)
 EventTime = Annotated[
-    dt.datetime, Meta(tz=True, description="RFC 3339 with offset: the event time")
+    dt.datetime,
+    Meta(tz=True, description=f"RFC 3339 with offset: when it happened, {EVENT_TIME_RANGE}"),
 ]
 Tag = Annotated[str, Meta(min_length=1, max_length=50)]
 Ucla3 = Annotated[list[Annotated[int, Meta(ge=1, le=3)]], Meta(min_length=3, max_length=3)]
@@ -85,6 +101,12 @@ class ContactFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
         _check_birthday(self.birthday)
 
 
+def _check_event_time(value: dt.datetime | UnsetType) -> None:
+    # Aware datetimes compare by their UTC instant without converting (no overflow).
+    if isinstance(value, dt.datetime) and value < EVENT_TIME_MIN:
+        raise ValueError(f"occurred_at: must be {EVENT_TIME_RANGE}")
+
+
 class InteractionFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
     contact_ids: Annotated[list[RecordId], Meta(min_length=1, max_length=20)] | UnsetType = UNSET
     kind: InteractionKind | UnsetType = UNSET
@@ -94,6 +116,9 @@ class InteractionFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
     quality: Score1to5 | UnsetType | None = UNSET
     felt_closer: bool | UnsetType | None = UNSET
     note: Text10k | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        _check_event_time(self.occurred_at)
 
 
 class ReflectionFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -106,6 +131,9 @@ class ReflectionFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
     lsns6: Lsns6 | UnsetType | None = UNSET
     who5: Who5 | UnsetType | None = UNSET
 
+    def __post_init__(self) -> None:
+        _check_event_time(self.occurred_at)
+
 
 class CheckInFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
     occurred_at: EventTime | UnsetType = UNSET
@@ -113,10 +141,22 @@ class CheckInFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
     mood: Score1to5 | UnsetType | None = UNSET
     note: Annotated[str, Meta(max_length=2_000)] | UnsetType = UNSET
 
+    def __post_init__(self) -> None:
+        _check_event_time(self.occurred_at)
+
 
 class SettingsFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
     time_zone: (
-        Annotated[str, Meta(min_length=1, max_length=64, examples=["Europe/Lisbon"])] | UnsetType
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=64,
+                examples=["Europe/Lisbon"],
+                description="An IANA time zone name (not localtime, posixrules or Factory)",
+            ),
+        ]
+        | UnsetType
     ) = UNSET
     quiet_hours_start: TimeOfDay | UnsetType = UNSET
     quiet_hours_end: TimeOfDay | UnsetType = UNSET
@@ -136,12 +176,22 @@ class SettingsFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
                 raise ValueError(f"time_zone: {exc}") from None
 
 
+#: Files in the zone database that are not zones: ``localtime`` (a link to whatever this
+#: machine is set to), ``posixrules`` (a template for POSIX TZ strings) and ``Factory`` (the
+#: "-00" placeholder of an unconfigured system). None names a place's rules.
+NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+@functools.cache
+def zone_names() -> frozenset[str]:
+    """The IANA time zone names this machine's zone database holds (read once)."""
+    return frozenset(zoneinfo.available_timezones()) - NOT_ZONES
+
+
 def check_time_zone(name: str) -> None:
-    """Raise ValueError unless ``name`` is an IANA time zone this machine knows."""
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown IANA time zone {name!r}") from None
+    """Raise ValueError unless ``name`` is an IANA time zone name this machine knows."""
+    if name not in zone_names():
+        raise ValueError(f"unknown IANA time zone {name!r} (e.g. Europe/Lisbon)")
 
 
 class InsightStatusFields(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -164,9 +214,10 @@ class InsightFields(Struct, omit_defaults=True):
 
 
 class CareSummaryFields(Struct, omit_defaults=True):
-    """Server-written caregiver summary (read-only for clients); filled by the caregiver feature."""
+    """Server-written caregiver summary (read-only for clients); filled by the caregiver
+    feature. It names the person only by the caregiver's own label (``display_name``); the
+    link id is in the record id (``care-{link_id}-{generation}``)."""
 
-    cared_for_user_id: str | UnsetType = UNSET
     display_name: str | UnsetType = UNSET
     scopes: list[str] | UnsetType = UNSET
     summary: dict[str, Any] | UnsetType = UNSET

@@ -33,6 +33,7 @@ from service.nudges.budget import Budget, wall_time
 from service.store import care as store
 from service.store import push as push_store
 from service.store import sync as sync_store
+from service.store.db import Executor
 
 __all__ = [
     "Escalation",
@@ -55,11 +56,15 @@ def _utcnow() -> dt.datetime:
 
 
 def _deadline(settings: dict[str, Any]) -> dt.time | None:
+    """The daily deadline; None without one, or if what is stored is not ``HH:MM``."""
     value = settings.get("check_in_deadline")
     if not isinstance(value, str):
         return None
-    hour, minute = value.split(":")
-    return dt.time(int(hour), int(minute))
+    try:
+        hour, minute = value.split(":")
+        return dt.time(int(hour), int(minute))
+    except ValueError:
+        return None
 
 
 def _grace(settings: dict[str, Any]) -> dt.timedelta:
@@ -241,28 +246,31 @@ class Escalation:
         zone = Budget.from_settings(settings).zone
         inputs = await store.summary_inputs(self._pool, space_id, now)
         falling = declining(weekly_counts(inputs.touches, now.astimezone(zone).date(), zone))
-        raised = await store.raise_alert(
-            self._pool,
-            space_id,
-            f"missed:{day.isoformat()}",
-            "missed_check_in",
-            "high" if falling else "normal",
-            day,
-            now,
-        )
-        if not raised:
-            return
         deadline = _deadline(settings)
         body = f"Their check-in was due at {deadline:%H:%M}. You might give them a call."
         if falling:
             body += " They have also been seeing people less in recent weeks."
-        await self._to_caregivers(
-            space_id,
-            f"missed:{day.isoformat()}",
-            lambda label: f"No check-in from {label} yet today",
-            body,
-            time_sensitive=True,
-        )
+        async with self._pool.acquire() as conn, conn.transaction():  # as in _need_help
+            raised = await store.raise_alert(
+                conn,
+                space_id,
+                f"missed:{day.isoformat()}",
+                "missed_check_in",
+                "high" if falling else "normal",
+                day,
+                now,
+            )
+            if raised:
+                await self._to_caregivers(
+                    space_id,
+                    f"missed:{day.isoformat()}",
+                    lambda label: f"No check-in from {label} yet today",
+                    body,
+                    time_sensitive=True,
+                    conn=conn,
+                )
+        if not raised:
+            return
         await self._care.refresh(space_id)
         log.info("missed check-in alert raised")
 
@@ -271,24 +279,29 @@ class Escalation:
     ) -> None:
         settings = await sync_store.settings_of(self._pool, space_id) or {}
         zone = Budget.from_settings(settings).zone
-        raised = await store.raise_alert(
-            self._pool,
-            space_id,
-            f"help:{record_id}",
-            "need_help",
-            "high",
-            at.astimezone(zone).date(),
-            now,
-        )
-        if raised:
-            local = at.astimezone(zone).strftime("%H:%M")
-            await self._to_caregivers(
+        # The alert and its pushes in one transaction: a failure between them must not
+        # leave an alert raised whose pushes a retry would never queue (it is not new then).
+        async with self._pool.acquire() as conn, conn.transaction():
+            raised = await store.raise_alert(
+                conn,
                 space_id,
                 f"help:{record_id}",
-                lambda label: f"{label} asked for help",
-                f"They checked in with \u201cI need help\u201d at {local}. Please reach them.",
-                time_sensitive=True,
+                "need_help",
+                "high",
+                at.astimezone(zone).date(),
+                now,
             )
+            if raised:
+                local = at.astimezone(zone).strftime("%H:%M")
+                await self._to_caregivers(
+                    space_id,
+                    f"help:{record_id}",
+                    lambda label: f"{label} asked for help",
+                    f"They checked in with \u201cI need help\u201d at {local}. Please reach them.",
+                    time_sensitive=True,
+                    conn=conn,
+                )
+        if raised:
             log.info("need-help alert raised")
 
     async def _to_caregivers(
@@ -299,8 +312,9 @@ class Escalation:
         body: str,
         *,
         time_sensitive: bool,
+        conn: Executor | None = None,
     ) -> None:
-        recipients = await store.alert_recipients(self._pool, space_id)
+        recipients = await store.alert_recipients(conn or self._pool, space_id)
         for caregiver_space, device_id, label in recipients:
             await self._enqueue_pushes(
                 [(caregiver_space, device_id)],
@@ -308,6 +322,7 @@ class Escalation:
                 title(label),
                 body,
                 time_sensitive=time_sensitive,
+                conn=conn,
             )
 
     async def _enqueue_pushes(
@@ -318,10 +333,11 @@ class Escalation:
         body: str,
         *,
         time_sensitive: bool,
+        conn: Executor | None = None,
     ) -> None:
         if not targets:
             return
-        await self._pool.execute(
+        await (conn or self._pool).execute(
             """
             INSERT INTO jobs (kind, space_id, payload, max_attempts)
             SELECT $1, t.space_id, jsonb_build_object(

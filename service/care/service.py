@@ -9,12 +9,17 @@
   it on their next pull); resuming writes a new one (deletes are final, so it gets a new id).
 * Every read of a summary through the API or the web page is audited; the older adult can
   list who looked and when.
+* A summary leaves out what it cannot read rather than failing: a stored row whose event
+  time no reader can hold, or a scope whose section cannot be computed from what is
+  stored, is omitted and logged (counts and exception types only, never the person's
+  data), so the caregiver always sees the rest — above all an open "need help" alert.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -29,11 +34,16 @@ from service.sync.service import SyncService
 
 __all__ = ["INVITATION_TTL", "CareService", "normalize_code"]
 
+log = logging.getLogger("kith.care")
 INVITATION_TTL = dt.timedelta(hours=72)
 #: No 0/O, 1/I/L: read aloud over the phone to a parent, or typed on a small keyboard.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 8
 Channel = Literal["api", "web"]
+#: Fields summaries once carried and no longer do: ``cared_for_user_id`` told the
+#: caregiver's phone the older adult's account id, which it has no use for (the link id
+#: names the person in every caregiver route) — removed from rows as they are refreshed.
+RETIRED_FIELDS = frozenset({"cared_for_user_id"})
 
 
 def _utcnow() -> dt.datetime:
@@ -49,10 +59,14 @@ def _hash(code: str) -> bytes:
 
 
 def _time(value: Any) -> dt.time | None:
+    """``HH:MM`` as a time; None if absent or not one (a row from an older client)."""
     if not isinstance(value, str):
         return None
-    hour, minute = value.split(":")
-    return dt.time(int(hour), int(minute))
+    try:
+        hour, minute = value.split(":")
+        return dt.time(int(hour), int(minute))
+    except ValueError:
+        return None
 
 
 class CareService:
@@ -179,21 +193,33 @@ class CareService:
         now = self._clock()
         written = 0
         inputs = await store.summary_inputs(self._pool, space_id, now) if links else None
+        failed: Exception | None = None
         for link in links:
             if only is not None and link.id != only:
                 continue
             assert inputs is not None
             fields = {
-                "cared_for_user_id": link.user_id,
                 "display_name": link.label,
                 "scopes": link.scopes,
                 "summary": self._build(link, inputs, now),
                 "computed_at": now.isoformat(),
             }
-            await self._sync.server_write(
-                link.caregiver_space_id, "care_summaries", link.summary_id, fields, create=True
-            )
+            try:
+                await self._sync.server_write(
+                    link.caregiver_space_id,
+                    "care_summaries",
+                    link.summary_id,
+                    fields,
+                    create=True,
+                    retired=RETIRED_FIELDS,
+                )
+            except Exception as exc:  # the other caregivers still get theirs
+                log.warning("care summary: writing one failed (%s)", type(exc).__name__)
+                failed = exc
+                continue
             written += 1
+        if failed is not None:
+            raise failed  # the job retries; the summaries written stay written
         return written
 
     async def _compute(self, link: store.Link, now: dt.datetime) -> dict[str, Any]:
@@ -202,19 +228,29 @@ class CareService:
 
     @staticmethod
     def _build(link: store.Link, inputs: store.SummaryInputs, now: dt.datetime) -> dict[str, Any]:
+        """The granted scopes' sections; a section that cannot be computed is left out
+        (and logged), so one bad value never hides the others — alerts above all."""
+        if inputs.unreadable:
+            log.warning("care summary: left out %d rows it cannot read", inputs.unreadable)
         settings = inputs.settings or {}
         grace = settings.get("check_in_grace_min")
-        return build_summary(
-            link.scopes,
-            now=now,
-            zone=Budget.from_settings(settings).zone,
-            check_ins=inputs.check_ins,
-            touches=inputs.touches,
-            deadline=_time(settings.get("check_in_deadline")),
-            grace_min=grace if isinstance(grace, int) else 30,
-            alerts=inputs.alerts,
-            isolation_risk=inputs.isolation_risk,
-        )
+        out: dict[str, Any] = {}
+        for scope in link.scopes:
+            try:
+                out |= build_summary(
+                    [scope],
+                    now=now,
+                    zone=Budget.from_settings(settings).zone,
+                    check_ins=inputs.check_ins,
+                    touches=inputs.touches,
+                    deadline=_time(settings.get("check_in_deadline")),
+                    grace_min=grace if isinstance(grace, int) else 30,
+                    alerts=inputs.alerts,
+                    isolation_risk=inputs.isolation_risk,
+                )
+            except Exception as exc:  # one section's failure must not hide the others
+                log.warning("care summary: left out %s (%s)", scope, type(exc).__name__)
+        return out
 
     async def _remove_row(self, link: store.Link) -> None:
         await self._sync.server_write(

@@ -5,7 +5,10 @@
 * ``sweep`` — every few minutes: claims the people whose local morning has come and who
   were not swept today, and queues them in ``evaluate_batch`` chunks, so the daily sweep
   spreads over time zones and runs in parallel across workers.
-* ``evaluate_batch`` — a chunk of people, histories read with set-based queries.
+* ``evaluate_batch`` — a chunk of people, histories read with set-based queries. A person
+  whose evaluation fails does not fail the chunk: the others are written, and the failed
+  person gets an ``evaluate`` job of their own, which retries and, if it can never
+  succeed, dead-letters with its reason for ``kith report`` — without holding anyone back.
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ def make_handlers(
 ) -> dict[str, Callable[[Job], Awaitable[None]]]:
     async def evaluate_one(job: Job) -> None:
         if job.space_id:
-            await evaluator.evaluate_spaces([job.space_id], now())
+            result = await evaluator.evaluate_spaces([job.space_id], now())
+            for _, exc in result.failed:
+                raise exc  # one person: their own job retries (and says why if it dies)
             # Settings or a snooze may have changed what waiting nudges should do, and the
             # check-in schedule and caregivers' summaries follow the person's data.
             await nudge_store.replan_if_pending(pool, job.space_id)
@@ -55,13 +60,17 @@ def make_handlers(
     async def evaluate_batch(job: Job) -> None:
         space_ids = list(job.payload["space_ids"])
         result = await evaluator.evaluate_spaces(space_ids, now())
+        for space_id, _ in result.failed:
+            await job_store.enqueue(pool, Kind.EVALUATE, space_id=space_id, dedupe_key=space_id)
         await care_store.enqueue_followups(pool, Kind.CARE_CHECK_IN, space_ids)  # at least daily
         log.info(
-            "evaluated %d people: %d changed, %d new insights, %d nudge requests",
+            "evaluated %d people: %d changed, %d new insights, %d nudge requests, "
+            "%d failed (queued on their own)",
             result.people,
             result.changed_people,
             result.created,
             result.nudges,
+            len(result.failed),
         )
 
     async def sweep(_: Job) -> None:

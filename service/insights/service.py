@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from service.infra.outages import is_outage
 from service.jobs import Kind
 from service.rules import (
     Catalog,
@@ -51,6 +52,8 @@ class EvaluationResult:
     updated: int
     resolved: int
     nudges: int
+    #: People whose evaluation raised, with the exception (the others were still written).
+    failed: tuple[tuple[str, Exception], ...] = ()
 
 
 class InsightEvaluator:
@@ -84,13 +87,25 @@ class InsightEvaluator:
         return reconcile(stored, findings, history, now, catalog=self._catalog)
 
     async def evaluate_spaces(self, space_ids: Sequence[str], now: dt.datetime) -> EvaluationResult:
+        """Evaluate each person and write what changed, one transaction per person.
+
+        One person's failure (a stored value no rule anticipated) is caught, logged by type
+        and returned in ``failed``: everyone else in the chunk is still evaluated."""
         raws = await store.load_histories(self._pool, space_ids)
         totals = [0, 0, 0, 0, 0]
+        failed: list[tuple[str, Exception]] = []
         for space_id in space_ids:
-            plan = self.plan(raws[space_id], now)
+            try:
+                plan = self.plan(raws[space_id], now)
+                nudges = 0 if plan.empty else await self._write(space_id, plan)
+            except Exception as exc:
+                if is_outage(exc):
+                    raise  # the database is unreachable: nobody else can be written either
+                log.warning("evaluating a person failed (%s)", type(exc).__name__)
+                failed.append((space_id, exc))
+                continue
             if plan.empty:
                 continue
-            nudges = await self._write(space_id, plan)
             totals = [
                 a + b
                 for a, b in zip(
@@ -99,7 +114,10 @@ class InsightEvaluator:
                     strict=True,
                 )
             ]
-        return EvaluationResult(len(space_ids), *totals)
+        changed, created, updated, resolved, nudged = totals
+        return EvaluationResult(
+            len(space_ids), changed, created, updated, resolved, nudged, tuple(failed)
+        )
 
     async def _write(self, space_id: str, plan: Plan) -> int:
         changes: dict[str, dict[str, Any]] = {}

@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.tables import zone_names
+
 __all__ = ["LATE_WINDOW", "Budget", "in_quiet_hours", "next_slot", "wall_time"]
 
 LATE_WINDOW = dt.timedelta(hours=2)
@@ -36,10 +38,9 @@ def _time(value: Any, default: str) -> dt.time:
 
 
 def _zone(name: Any) -> zoneinfo.ZoneInfo:
-    try:
-        return zoneinfo.ZoneInfo(name if isinstance(name, str) else "UTC")
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return zoneinfo.ZoneInfo("UTC")
+    # Only real zone names: a row stored before the edge refused ``localtime`` must not
+    # follow whatever zone this server happens to run in.
+    return zoneinfo.ZoneInfo(name if name in zone_names() else "UTC")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,11 +3,17 @@
 Pure and deterministic: the same history, ``now``, settings and catalog give the same
 findings in the same order (catalog rule order, then contact id). Nothing here reads a
 clock, the environment or a database.
+
+Isolated: a rule that raises does not stop the person's evaluation. The other rules still
+run, and the failed rule is run again tie by tie, so only the tie it cannot evaluate is
+left out (logged with the rule and the exception's type, never the person's data).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Callable
 
 from service.rules import drought, narrowing, overdue, rate_drop, self_report
@@ -18,8 +24,11 @@ from service.rules.history import History, PersonSettings
 
 __all__ = ["RULES", "evaluate"]
 
+log = logging.getLogger("kith.rules")
+Rule = Callable[[Context], list[Finding]]
+
 #: Rule id -> rule function, in the order findings are reported.
-RULES: dict[str, Callable[[Context], list[Finding]]] = {
+RULES: dict[str, Rule] = {
     overdue.RULE_ID: overdue.evaluate,
     rate_drop.RULE_ID: rate_drop.evaluate,
     drought.RULE_ID: drought.evaluate,
@@ -44,5 +53,29 @@ def evaluate(
     findings: list[Finding] = []
     for rule_id, rule in RULES.items():
         if rule_id not in settings.rules_disabled:
-            findings.extend(rule(ctx))
+            findings.extend(_isolated(rule_id, rule, ctx))
     return findings
+
+
+def _isolated(rule_id: str, rule: Rule, ctx: Context) -> list[Finding]:
+    """``rule(ctx)``; if it raises, the rule once per eligible tie, keeping each tie's own
+    findings from the runs that succeed (a finding about the whole network needs the run
+    over every tie, so it is left out with the failure)."""
+    try:
+        return rule(ctx)
+    except Exception as exc:  # one rule's bug must not stop the others
+        log.warning("rule %s failed (%s): evaluating it tie by tie", rule_id, type(exc).__name__)
+    found: list[Finding] = []
+    skipped = 0
+    for tie in ctx.eligible:
+        try:
+            one = rule(dataclasses.replace(ctx, eligible=(tie,)))
+        except Exception:
+            skipped += 1
+            continue
+        found.extend(f for f in one if f.contact_id == tie.contact.id)
+    if skipped:
+        log.warning(
+            "rule %s left out %d of %d ties it cannot evaluate", rule_id, skipped, len(ctx.eligible)
+        )
+    return found

@@ -63,18 +63,34 @@ def _fields(text: Json) -> Fields:
     return value if isinstance(value, dict) else {}
 
 
+#: Event times the rules can use: the edge refuses anything before 1900, and a row stored
+#: before it did (``0001-01-01T00:00:00+14:00`` is before year 1 in UTC) must be skipped,
+#: not overflow while the whole person's evaluation converts it.
+_EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+#: Files in the zone database that are not zones (the edge refuses them too).
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+def _utc(value: dt.datetime) -> dt.datetime | None:
+    # Compared as aware instants first: converting year-1 +14:00 to UTC would overflow.
+    if value.tzinfo is None or not _EARLIEST <= value < _LATEST:
+        return None
+    return value.astimezone(dt.UTC)
+
+
 def _datetime(value: Any) -> dt.datetime | None:
-    """An aware UTC datetime from RFC 3339 text, or None if it is not one.
+    """An aware UTC datetime from RFC 3339 text, or None if it is not one or lies outside
+    the range every reader can hold.
 
     Normalised to UTC so that sorting and comparing never consult a time zone.
     """
     if not isinstance(value, str):
         return None
     try:
-        parsed = dt.datetime.fromisoformat(value)
+        return _utc(dt.datetime.fromisoformat(value))
     except ValueError:
         return None
-    return parsed.astimezone(dt.UTC) if parsed.tzinfo is not None else None
 
 
 def _date(value: Any) -> dt.date | None:
@@ -150,7 +166,8 @@ class Interaction(Struct, frozen=True, gc=False):
         except msgspec.DecodeError:
             return cls.from_fields(record_id, _fields(text))
         ids = tuple(dict.fromkeys(row.contact_ids))
-        return cls(record_id, ids, row.kind, row.occurred_at.astimezone(dt.UTC)) if ids else None
+        at = _utc(row.occurred_at)  # None for a stored instant out of range
+        return cls(record_id, ids, row.kind, at) if ids and at is not None else None
 
 
 class Reflection(Struct, frozen=True, gc=False):
@@ -189,7 +206,11 @@ class PersonSettings:
         fields = fields or {}
         zone = fields.get("time_zone")
         try:
-            zone_ok = isinstance(zone, str) and zoneinfo.ZoneInfo(zone) is not None
+            zone_ok = (
+                isinstance(zone, str)
+                and zone not in _NOT_ZONES
+                and zoneinfo.ZoneInfo(zone) is not None
+            )
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             zone_ok = False
         disabled = fields.get("rules_disabled")

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from schemas.tables import EVENT_TIME_MIN
 from service.store.db import Connection, Executor
 
 __all__ = [
@@ -333,6 +334,27 @@ async def list_audit(conn: Executor, space_id: str, limit: int) -> list[AuditRow
 # -- summary inputs and alerts -------------------------------------------------------------
 
 
+#: Stored instants every reader can convert to any time zone and do day arithmetic on.
+#: The edge refuses event times before 1900 (``schemas/tables.py``), but rows stored before
+#: it did may hold anything RFC 3339 allows — ``0001-01-01T00:00:00+14:00`` is before year
+#: 1 in UTC, which neither Python nor asyncpg can hold.
+_READABLE = (EVENT_TIME_MIN, dt.datetime(9000, 1, 1, tzinfo=dt.UTC))
+
+
+def _event_time(text: str | None) -> dt.datetime | None:
+    """A stored event time as an aware UTC datetime, or None if it is not readable."""
+    if text is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    # Compared as aware instants first: converting year-1 +14:00 to UTC would overflow.
+    if value.tzinfo is None or not _READABLE[0] <= value < _READABLE[1]:
+        return None
+    return value.astimezone(dt.UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class SummaryInputs:
     settings: dict[str, Any] | None
@@ -340,53 +362,65 @@ class SummaryInputs:
     touches: list[Touch]
     alerts: list[Alert]
     isolation_risk: bool
+    #: Rows left out because their stored event time cannot be read (``_event_time``).
+    unreadable: int = 0
 
 
 async def summary_inputs(conn: Executor, space_id: str, now: dt.datetime) -> SummaryInputs:
-    """Statuses, moods, kinds and times only: names, notes and texts are never read."""
+    """Statuses, moods, kinds and times only: names, notes and texts are never read.
+
+    Times are compared in SQL but handed over as text and parsed by ``_event_time``: a row
+    stored with an instant no reader can hold (before the edge checked the range) is left
+    out and counted, never decoded by asyncpg (which would raise and fail the summary)."""
     settings = await conn.fetchval(
         "SELECT fields::text FROM settings WHERE space_id = $1 AND id = 'settings' AND NOT deleted",
         space_id,
     )
-    check_ins = [
-        CheckIn(r["at"], r["status"], r["mood"])
-        for r in await conn.fetch(
-            """
-            (SELECT (fields->>'occurred_at')::timestamptz AS at, fields->>'status' AS status,
-                    (fields->>'mood')::int AS mood
-             FROM check_ins WHERE space_id = $1 AND NOT deleted
-               AND (fields->>'occurred_at')::timestamptz > $2::timestamptz - interval '3 days')
-            UNION
-            (SELECT (fields->>'occurred_at')::timestamptz, fields->>'status',
-                    (fields->>'mood')::int
-             FROM check_ins WHERE space_id = $1 AND NOT deleted
-               AND (fields->>'occurred_at')::timestamptz <= $2
-             ORDER BY (fields->>'occurred_at')::timestamptz DESC LIMIT 1)
-            """,
-            space_id,
-            now,
-        )
-    ]
-    touches = [
-        Touch(r["at"], r["in_person"])
-        for r in await conn.fetch(
-            """
-            (SELECT (fields->>'occurred_at')::timestamptz AS at,
-                    fields->>'kind' = 'in_person' AS in_person
-             FROM interactions WHERE space_id = $1 AND NOT deleted
-               AND (fields->>'occurred_at')::timestamptz > $2::timestamptz - interval '13 weeks'
-               AND (fields->>'occurred_at')::timestamptz <= $2)
-            UNION ALL
-            (SELECT (fields->>'occurred_at')::timestamptz, true
-             FROM interactions WHERE space_id = $1 AND NOT deleted
-               AND fields->>'kind' = 'in_person'
-               AND (fields->>'occurred_at')::timestamptz <= $2::timestamptz - interval '13 weeks'
-             ORDER BY (fields->>'occurred_at')::timestamptz DESC LIMIT 1)
-            """,
-            space_id,
-            now,
-        )
-    ]
+    unreadable = 0
+    check_ins: list[CheckIn] = []
+    for r in await conn.fetch(
+        """
+        (SELECT fields->>'occurred_at' AS at, fields->>'status' AS status,
+                fields->'mood' AS mood
+         FROM check_ins WHERE space_id = $1 AND NOT deleted
+           AND (fields->>'occurred_at')::timestamptz > $2::timestamptz - interval '3 days')
+        UNION
+        (SELECT fields->>'occurred_at', fields->>'status', fields->'mood'
+         FROM check_ins WHERE space_id = $1 AND NOT deleted
+           AND (fields->>'occurred_at')::timestamptz <= $2
+         ORDER BY (fields->>'occurred_at')::timestamptz DESC LIMIT 1)
+        """,
+        space_id,
+        now,
+    ):
+        at = _event_time(r["at"])
+        if at is None:
+            unreadable += 1
+            continue
+        mood = _decode(r["mood"]) if r["mood"] is not None else None
+        check_ins.append(CheckIn(at, r["status"], mood if type(mood) is int else None))
+    touches: list[Touch] = []
+    for r in await conn.fetch(
+        """
+        (SELECT fields->>'occurred_at' AS at, fields->>'kind' = 'in_person' AS in_person
+         FROM interactions WHERE space_id = $1 AND NOT deleted
+           AND (fields->>'occurred_at')::timestamptz > $2::timestamptz - interval '13 weeks'
+           AND (fields->>'occurred_at')::timestamptz <= $2)
+        UNION ALL
+        (SELECT fields->>'occurred_at', true
+         FROM interactions WHERE space_id = $1 AND NOT deleted
+           AND fields->>'kind' = 'in_person'
+           AND (fields->>'occurred_at')::timestamptz <= $2::timestamptz - interval '13 weeks'
+         ORDER BY (fields->>'occurred_at')::timestamptz DESC LIMIT 1)
+        """,
+        space_id,
+        now,
+    ):
+        at = _event_time(r["at"])
+        if at is None:
+            unreadable += 1
+            continue
+        touches.append(Touch(at, bool(r["in_person"])))
     alerts = await open_alerts(conn, space_id)
     isolation = bool(
         await conn.fetchval(
@@ -399,7 +433,12 @@ async def summary_inputs(conn: Executor, space_id: str, now: dt.datetime) -> Sum
         )
     )
     return SummaryInputs(
-        _decode(settings) if settings else None, check_ins, touches, alerts, isolation
+        _decode(settings) if settings else None,
+        check_ins,
+        touches,
+        alerts,
+        isolation,
+        unreadable,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import asyncpg
 import msgspec
+import msgspec.structs
 
 from schemas.problem import FieldError
 from schemas.sync import (
@@ -132,12 +133,15 @@ class SyncService:
         fields: dict[str, Any] | None,
         *,
         create: bool = False,
+        retired: frozenset[str] = frozenset(),
     ) -> bool:
         """Write ``fields`` of a record as the server (a nudge's "Snooze a week", an
         insight's status, a caregiver's summary), or delete it (``fields=None``): merged with
         the server's clock like any device's change, so it syncs to every device and a later
         edit on a phone still wins. Without ``create`` only an existing live record is
-        written. Returns whether the record exists (live) afterwards."""
+        written. ``retired``: server-written fields no longer in the schema, removed from
+        the record (a pull carries the whole record, so devices drop them too). Returns
+        whether the record exists (live) afterwards."""
         async with self._pool.acquire() as conn, conn.transaction():
             position = await store.lock_space(conn, space_id)
             current = (await store.load_records(conn, space_id, table, [record_id])).get(record_id)
@@ -147,6 +151,12 @@ class SyncService:
                 return False
             stamp = self._clock.now()
             state = tombstone(stamp) if fields is None else apply(current, fields, stamp).state
+            if retired & state.fields.keys():
+                state = msgspec.structs.replace(
+                    state,
+                    fields={k: v for k, v in state.fields.items() if k not in retired},
+                    clocks={k: v for k, v in state.clocks.items() if k not in retired},
+                )
             if state == current:
                 return True
             seq = position.seq + 1

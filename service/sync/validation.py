@@ -7,6 +7,7 @@ ahead of the server's clock are clamped here (design brief §4, clock defence).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import msgspec
@@ -15,7 +16,7 @@ import msgspec.structs
 from schemas.common import SCHEMA_VERSION_MAX, SCHEMA_VERSION_MIN
 from schemas.problem import FieldError
 from schemas.sync import ChangeIn
-from schemas.tables import TABLES
+from schemas.tables import EVENT_TIME_RANGE, TABLES
 from service.errors import (
     Code,
     Forbidden,
@@ -75,6 +76,9 @@ def validate_changes(
     ``look_for_nul=False`` skips the per-value NUL scan when the caller already knows the
     encoded batch holds no ``\\u0000`` (the common case, found with one bytes search)."""
     wall = clock.wall_ms()
+    # The latest event time a phone may send: the server's time plus the same allowance
+    # its clock stamps get (an event "in a minute" on a phone a little ahead has happened).
+    latest = dt.datetime.fromtimestamp((wall + max_skew_ms) / 1000, dt.UTC)
     valid: list[ValidChange] = []
     for i, change in enumerate(changes):
         _check_target(i, change)
@@ -89,6 +93,9 @@ def validate_changes(
                 raise InvalidInput(
                     f"{errors[0].field}: {errors[0].message}", errors=errors
                 ) from None
+            at = getattr(typed, "occurred_at", None)
+            if isinstance(at, dt.datetime) and at > latest:
+                raise _invalid(i, "fields.occurred_at", f"must be {EVENT_TIME_RANGE}")
             fields = msgspec.to_builtins(typed)
             for name, value in fields.items() if look_for_nul else ():
                 where = _nul_at(value)  # PostgreSQL's jsonb cannot store U+0000

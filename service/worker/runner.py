@@ -25,16 +25,18 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
 import msgspec
 
 from service.infra.logs import request_id_var
+from service.infra.outages import which
 from service.jobs import Handler, Job, Permanent, Retry, backoff_s
 from service.store import jobs as store
 
-__all__ = ["JobObserver", "Worker", "WorkerConfig"]
+__all__ = ["JobObserver", "Worker", "WorkerConfig", "failure_reason"]
 
 log = logging.getLogger("kith.worker")
 
@@ -57,6 +59,29 @@ class WorkerConfig:
     backoff_base_s: float = 2.0
     backoff_cap_s: float = 3600.0
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{secrets.token_hex(3)}")
+
+
+_ROOT = Path(__file__).resolve().parent.parent.parent  # the project: service/, sync/, ...
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why a job failed, for ``kith report``, without the exception's message (it can carry
+    personal data): its type and the innermost line of the project's own code it came
+    through, e.g. ``OverflowError in service/care/summary.py:121 (build_summary)``; a
+    failure that is an outage of PostgreSQL or Redis says so."""
+    name = type(exc).__name__
+    dependency = which(exc)
+    if dependency is not None:
+        return f"{name}: {dependency} unavailable"
+    where = None
+    tb = exc.__traceback__
+    while tb is not None:
+        path = Path(tb.tb_frame.f_code.co_filename)
+        if path.is_relative_to(_ROOT) and ".venv" not in path.parts:
+            relative = path.relative_to(_ROOT).as_posix()
+            where = f"{relative}:{tb.tb_lineno} ({tb.tb_frame.f_code.co_name})"
+        tb = tb.tb_next
+    return f"{name} in {where}" if where else name
 
 
 _decode = msgspec.json.decode
@@ -175,9 +200,9 @@ class Worker:
         except Retry as exc:
             outcome = await self._fail(row, f"retry: {exc}", exc.after_s)
         except Exception as exc:
-            # The type only: messages can carry personal data from a payload.
+            # The type and where it was raised only: messages can carry personal data.
             delay = backoff_s(row.attempts, cfg.backoff_base_s, cfg.backoff_cap_s, self._rnd)
-            outcome = await self._fail(row, f"{type(exc).__name__}", delay)
+            outcome = await self._fail(row, failure_reason(exc), delay)
         else:
             outcome = "succeeded"
             self._done.append(row.id)
