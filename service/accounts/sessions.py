@@ -6,7 +6,8 @@ Two caches, both per process:
 * **verified tokens** — an EdDSA verification costs about as much as the whole no-change
   pull; a token that verified once stays valid until its ``exp`` (plus the same leeway),
   so the result is kept until then. Only tokens with a valid signature are ever kept.
-* **live sessions** — ``(user, device) → family`` confirmed live in PostgreSQL within the
+* **live sessions** — ``(user, device) → (family, space)`` confirmed live in PostgreSQL
+  (and the space confirmed the session's own) within the
   last ``SESSION_CACHE_S``. Only ``POST /v1/sync/pull`` consults it (``FastPull`` in
   ``service/http/fastpath.py`` and ``guard.resolve_caller_lazily``), and only to answer "nothing
   new": a pull with something to return confirms the session in the same query that reads
@@ -67,7 +68,7 @@ class SessionCache:
         self._issuer = issuer
         self._ttl_s = ttl_s
         self._tokens: dict[str, AccessClaims] = {}
-        self._sessions: dict[tuple[str, str], tuple[str, float]] = {}
+        self._sessions: dict[tuple[str, str], tuple[str, str, float]] = {}
         self._generation = 0  # +1 on every invalidation: a lookup begun before is not kept
         self._trusted = False  # revocation messages can reach us (the subscription is up)
 
@@ -91,7 +92,12 @@ class SessionCache:
         if not self._trusted:
             return False
         hit = self._sessions.get((claims.user_id, claims.device_id))
-        return hit is not None and hit[0] == claims.family_id and hit[1] > time.monotonic()
+        return (
+            hit is not None
+            and hit[0] == claims.family_id
+            and hit[1] == claims.space_id
+            and hit[2] > time.monotonic()
+        )
 
     async def confirm(self, claims: AccessClaims) -> bool:
         """Ask PostgreSQL whether the session and its device are live; remember a yes."""
@@ -101,6 +107,7 @@ class SessionCache:
             family_id=claims.family_id,
             user_id=claims.user_id,
             device_id=claims.device_id,
+            space_id=claims.space_id,
         )
         self.remember(claims, active, generation)
         return active
@@ -123,7 +130,11 @@ class SessionCache:
         if self._trusted and generation == self._generation:
             if len(self._sessions) >= MAX_SESSIONS:
                 self._sessions.clear()
-            self._sessions[key] = (claims.family_id, time.monotonic() + self._ttl_s)
+            self._sessions[key] = (
+                claims.family_id,
+                claims.space_id,
+                time.monotonic() + self._ttl_s,
+            )
 
     def invalidate(self, user_id: str, device_id: str, *, keep: str | None = None) -> None:
         """Sessions of ``(user, device)`` other than family ``keep`` were revoked."""

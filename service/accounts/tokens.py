@@ -31,6 +31,7 @@ _ALGORITHM = "EdDSA"
 _ISSUER = "kith"
 _AUDIENCE = "kith-api"
 LEEWAY_S = 5  # seconds of clock difference tolerated on exp/iat
+_TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 class InvalidToken(Exception):
@@ -122,11 +123,21 @@ class TokenIssuer:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(type(exc).__name__) from None
+        # PyJWT reads the time claims with int(), so "exp": "9999999999" would pass: RFC 7519
+        # makes them NumericDate (a JSON number), and we mint only numbers and strings.
+        for name in _TIME_CLAIMS:
+            value = payload.get(name)
+            if name in payload and (type(value) is bool or not isinstance(value, int | float)):
+                raise InvalidToken(f"{name} is not a number")
+        ids = [payload[name] for name in ("sub", "did", "spc", "fam")]
+        if not all(isinstance(v, str) for v in ids):
+            raise InvalidToken("an id claim is not a string")
+        user_id, device_id, space_id, family_id = ids
         return AccessClaims(
-            user_id=str(payload["sub"]),
-            device_id=str(payload["did"]),
-            space_id=str(payload["spc"]),
-            family_id=str(payload["fam"]),
+            user_id=user_id,
+            device_id=device_id,
+            space_id=space_id,
+            family_id=family_id,
             expires_at=int(payload["exp"]),
             terms_version=str(payload["tv"]) if "tv" in payload else None,
         )

@@ -141,5 +141,9 @@ async def _is_live(request: Request[Any, Any, Any], claims: AccessClaims) -> boo
         return await sessions.confirm(claims)
     pool: asyncpg.Pool = request.app.state.pool
     return await store.family_is_active(
-        pool, family_id=claims.family_id, user_id=claims.user_id, device_id=claims.device_id
+        pool,
+        family_id=claims.family_id,
+        user_id=claims.user_id,
+        device_id=claims.device_id,
+        space_id=claims.space_id,
     )

@@ -374,20 +374,24 @@ async def mark_refresh_used(conn: Connection, token_hash: bytes) -> None:
     )
 
 
-async def family_is_active(conn: Executor, *, family_id: str, user_id: str, device_id: str) -> bool:
-    """The per-request check behind every access token: session and device still live."""
+async def family_is_active(
+    conn: Executor, *, family_id: str, user_id: str, device_id: str, space_id: str
+) -> bool:
+    """The per-request check behind every access token: session and device still live, and
+    the token's space the session's own (a token is trusted for nothing its session is not)."""
     return bool(
         await conn.fetchval(
             """
             SELECT true
             FROM token_families f
             JOIN devices d ON d.user_id = f.user_id AND d.id = f.device_id
-            WHERE f.id = $1 AND f.user_id = $2 AND f.device_id = $3
+            WHERE f.id = $1 AND f.user_id = $2 AND f.device_id = $3 AND f.space_id = $4
               AND f.revoked_at IS NULL AND d.revoked_at IS NULL
             """,
             family_id,
             user_id,
             device_id,
+            space_id,
         )
     )
 

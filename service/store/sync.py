@@ -115,14 +115,15 @@ async def advance_seq(conn: Connection, space_id: str, seq: int) -> None:
     await conn.execute("UPDATE spaces SET seq = $2 WHERE id = $1", space_id, seq)
 
 
-# Whether the session ($3, $4, $5) = (family, user, device) is live — the check of
-# ``accounts.family_is_active`` — or NULL when not asked: part of the push's first
-# statement and of a pull page, so neither needs a round trip of its own for it.
+# Whether the session ($3, $4, $5) = (family, user, device) is live and its space is $1,
+# the space the request reads or writes — the check of ``accounts.family_is_active`` — or
+# NULL when not asked: part of the push's first statement and of a pull page, so neither
+# needs a round trip of its own for it.
 _SESSION_LIVE = """
     CASE WHEN $3::text IS NULL THEN NULL ELSE EXISTS (
         SELECT 1 FROM token_families f
         JOIN devices d ON d.user_id = f.user_id AND d.id = f.device_id
-        WHERE f.id = $3 AND f.user_id = $4 AND f.device_id = $5
+        WHERE f.id = $3 AND f.user_id = $4 AND f.device_id = $5 AND f.space_id = $1
           AND f.revoked_at IS NULL AND d.revoked_at IS NULL
     ) END AS session_live
 """

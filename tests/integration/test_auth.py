@@ -489,3 +489,81 @@ async def test_a_signed_out_device_can_neither_push_nor_replay_an_applied_batch(
         k[1]: v["fields"].get("display_name") for k, v in records.items() if k[0] == "contacts"
     }
     assert names == {sam["id"]: "Sam"}
+
+
+async def test_a_token_carrying_another_space_than_its_session_is_refused(
+    http: httpx.AsyncClient, key_dir: Path, db: asyncpg.Connection
+) -> None:
+    """Signed with the server's own key, A's session and B's space: no read, no write of
+    B's space on any path (the cached no-change pull, the pull page, the push, the SSE
+    stream, a plain route)."""
+    ana, bea = await register(http), await register(http)
+    note = new_id("c")
+    await push(
+        http,
+        bea,
+        [
+            {
+                "table": "contacts",
+                "id": note,
+                "hlc": stamp(bea.device_id),
+                "fields": {"display_name": "B"},
+            }
+        ],
+    )
+    r = await http.post("/v1/sync/pull", headers=bea.headers, json={"schema_version": 1})
+    bea_cursor = r.json()["cursor"]
+    # Ana's own session is confirmed live and cached by the server first.
+    r = await http.post("/v1/sync/pull", headers=ana.headers, json={"schema_version": 1})
+    assert r.status_code == 200
+    forged = jwt.encode(
+        {**_claims(ana), "spc": _claims(bea)["spc"]}, _server_key(key_dir), algorithm="EdDSA"
+    )
+    auth = {"Authorization": f"Bearer {forged}"}
+    for cursor in (None, bea_cursor):
+        r = await http.post(
+            "/v1/sync/pull", headers=auth, json={"schema_version": 1, "cursor": cursor}
+        )
+        _expect_401(r, "session_revoked")
+    r = await http.post(
+        "/v1/sync/push",
+        headers=auth,
+        json={
+            "device_id": ana.device_id,
+            "batch_id": new_id("b"),
+            "schema_version": 1,
+            "changes": [
+                {
+                    "table": "contacts",
+                    "id": note,
+                    "hlc": stamp(ana.device_id),
+                    "fields": {"display_name": "X"},
+                }
+            ],
+        },
+    )
+    _expect_401(r, "session_revoked")
+    _expect_401(await http.get("/v1/sync/conflicts", headers=auth), "session_revoked")
+    _expect_401(await http.get("/v1/sync/events", headers=auth), "session_revoked")
+    _expect_401(await http.get("/v1/care/caregivers", headers=auth), "session_revoked")
+    fields = await db.fetchval(
+        "SELECT fields->>'display_name' FROM contacts WHERE space_id = $1 AND id = $2",
+        _claims(bea)["spc"],
+        note,
+    )
+    assert fields == "B"
+    assert (await _me(http, ana.access_token)).status_code == 200  # Ana's real token works
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+async def test_a_time_claim_that_is_not_a_number_is_refused(
+    http: httpx.AsyncClient, key_dir: Path, claim: str
+) -> None:
+    ana = await register(http)
+    claims = _claims(ana)
+    claims[claim] = str(claims.get(claim, int(time.time()) - 10))  # "1765000000"
+    token = jwt.encode(claims, _server_key(key_dir), algorithm="EdDSA")
+    _expect_401(await _me(http, token), "invalid_token")
+    claims[claim] = int(claims[claim])  # the same value as a number: accepted
+    token = jwt.encode(claims, _server_key(key_dir), algorithm="EdDSA")
+    assert (await _me(http, token)).status_code == 200
