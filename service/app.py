@@ -37,6 +37,7 @@ from service.http.routes.health import live, ready
 from service.http.routes.nudges import NudgeController
 from service.http.routes.sync import SyncController
 from service.http.routes.watermelon import WatermelonController
+from service.http.strict_json import strict_json_body
 from service.http.web.account import AccountPages
 from service.http.web.pages import CarePages
 from service.infra import heap
@@ -163,6 +164,7 @@ def create_app(settings: Settings) -> Litestar:
         },
         lifespan=[lifespan, observability],
         state=State({"metrics": metrics}),
+        before_request=strict_json_body,  # no lax coercion (service/http/strict_json.py)
         after_request=sync_counter(metrics),
         logging_config=None,  # service/infra/logs.py configures logging, once, as JSON
         exception_handlers=exception_handlers,  # type: ignore[arg-type]

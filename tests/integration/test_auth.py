@@ -106,7 +106,10 @@ async def test_an_email_registers_once_whatever_its_case(
     assert count == 1
 
 
-@pytest.mark.parametrize("time_zone", ["Mars/Olympus_Mons", "../../etc/passwd", "Europe/"])
+@pytest.mark.parametrize(
+    "time_zone",
+    ["Mars/Olympus_Mons", "../../etc/passwd", "Europe/", "localtime", "posixrules", "Factory"],
+)
 async def test_an_unknown_time_zone_is_refused_by_name(
     http: httpx.AsyncClient, db: asyncpg.Connection, time_zone: str
 ) -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import Example
 from litestar.params import JSONBody, QueryParameter
 
 from schemas.common import ID_PATTERN
 from schemas.problem import FieldError
 from schemas.sync import ConflictsResponse, PullRequest, PullResponse, PushRequest, PushResponse
-from schemas.tables import TableName
+from schemas.tables import EVENT_TIME_MIN, TableName
 from service.errors import InvalidInput
 from service.http.guard import (
     Caller,
@@ -75,8 +77,12 @@ class SyncController(Controller):
         caller: CallerDep,
         sync: SyncDep,
         since: Annotated[
-            dt.datetime | None,
-            QueryParameter(description="RFC 3339 with offset; default 30 days ago"),
+            str | None,
+            QueryParameter(
+                description="RFC 3339 with offset, from 1900-01-01T00:00:00Z; default 30 days ago",
+                format="date-time",
+                examples=[Example(value="2026-11-01T00:00:00Z")],
+            ),
         ] = None,
         after: Annotated[
             str | None, QueryParameter(description="`next` from the previous page")
@@ -87,10 +93,29 @@ class SyncController(Controller):
             str | None, QueryParameter(name="id", pattern=ID_PATTERN, description="one record")
         ] = None,
     ) -> ConflictsResponse:
-        if since is not None and since.tzinfo is None:
-            message = "needs a UTC offset, e.g. 2026-11-01T00:00:00Z"
-            raise InvalidInput(f"since: {message}", errors=[FieldError("since", message)])
-        start = since or dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+        start = (
+            _rfc3339("since", since)
+            if since is not None
+            else dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+        )
         return await sync.conflicts(
             caller, since=start, after=after, limit=limit, table=table, record_id=record_id
         )
+
+
+_Instant = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+
+
+def _rfc3339(name: str, value: str) -> dt.datetime:
+    """A query parameter documented as RFC 3339 with an offset, parsed as exactly that: no
+    numbers read as Unix times, no dates without a time, nothing before 1900 (an instant
+    like 0001-01-01T00:00:00+14:00 is before year 1 in UTC and cannot be queried)."""
+    try:
+        parsed = msgspec.convert(value, _Instant)
+    except msgspec.ValidationError:
+        message = "must be RFC 3339 with a UTC offset, e.g. 2026-11-01T00:00:00Z"
+        raise InvalidInput(f"{name}: {message}", errors=[FieldError(name, message)]) from None
+    if parsed < EVENT_TIME_MIN:
+        message = "must be 1900-01-01T00:00:00Z or later"
+        raise InvalidInput(f"{name}: {message}", errors=[FieldError(name, message)])
+    return parsed
