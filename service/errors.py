@@ -13,7 +13,8 @@ problem-details body. The tree, with the status the edge gives each branch::
     ├── TooLarge              413  body_too_large
     ├── InvalidInput          422  invalid_field (with the field paths)
     ├── UnsupportedVersion    426  unsupported_schema_version
-    └── RateLimited           429  rate_limited
+    ├── RateLimited           429  rate_limited
+    └── Unavailable           503  unavailable (PostgreSQL or Redis down; with Retry-After)
 
 Every code a client can meet is in :class:`Code` (and in docs/protocol.md's table); an app
 branches on the code, never on the wording of ``detail``.
@@ -39,6 +40,7 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "TooLarge",
+    "Unavailable",
     "UnsupportedVersion",
     "field_error",
     "field_errors_from_msgspec",
@@ -84,6 +86,8 @@ class Code(StrEnum):
     INVALID_FIELD = "invalid_field"
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
     RATE_LIMITED = "rate_limited"
+    # 503: a server Kith depends on (PostgreSQL, Redis) is unreachable; retry after a while
+    UNAVAILABLE = "unavailable"
     # 500: never raised on purpose; what the edge answers for a bug
     INTERNAL_ERROR = "internal_error"
 
@@ -145,6 +149,13 @@ class UnsupportedVersion(KithError):
 
 class RateLimited(KithError):
     code, title = Code.RATE_LIMITED, "Too many requests"
+
+
+class Unavailable(KithError):
+    """PostgreSQL or Redis is unreachable (``service/infra/outages.py`` tells): nothing
+    was done, and the same request will succeed once it is back."""
+
+    code, title = Code.UNAVAILABLE, "Service unavailable"
 
 
 _PATH_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")

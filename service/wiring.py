@@ -8,6 +8,7 @@ edge (``service/app.py``), the worker its job handlers (``service/worker/main.py
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,12 +20,15 @@ import redis.asyncio as aioredis
 
 from service.care.service import CareService
 from service.config import Settings
+from service.infra.outages import is_outage
 from service.store.db import create_pool
 from service.sync.realtime import ChangeNotifier
 from service.sync.service import SeqOracle, SyncService
 from sync.hlc import Clock
 
 __all__ = ["DEFAULT_REDIS_URL", "Core", "core", "redis_client"]
+
+log = logging.getLogger("kith")
 
 #: Where Redis is looked for when REDIS_URL is unset (sync works without it).
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -85,7 +89,17 @@ async def core(settings: Settings, role: Role) -> AsyncIterator[Core]:
         raise RuntimeError("DATABASE_URL is not set (use `kith dev` for embedded servers)")
     # The worker's concurrency comes from its jobs, not from a pool floor kept warm.
     min_size = database.pool_min if role == "api" else 1
-    pool = await create_pool(database.url, min_size=min_size, max_size=database.pool_max)
+    try:
+        pool = await create_pool(database.url, min_size=min_size, max_size=database.pool_max)
+    except Exception as exc:
+        if role != "api" or not is_outage(exc):
+            raise
+        # The API starts anyway: not ready, answering 503 until PostgreSQL is back, when
+        # the empty pool connects on demand (decision 0040).
+        log.warning(
+            "PostgreSQL unavailable at start (%s): connecting on demand", type(exc).__name__
+        )
+        pool = await create_pool(database.url, min_size=0, max_size=database.pool_max)
     client = redis_client(settings)
     notifier = ChangeNotifier(client)
     prefix = "srv" if role == "api" else "wrk"

@@ -3,8 +3,11 @@ RFC 9457 problem-details bodies for them and for the framework's own exceptions.
 
 Framework exceptions (Litestar's validation, 404 routing, 413 body limit, a body that is
 not UTF-8, a value PostgreSQL refuses to store, anything unexpected) are translated into
-the same shape; an unexpected exception is logged with its type only — never the request
-body — and answered 500 without details.
+the same shape. An exception that says PostgreSQL or Redis is unreachable
+(``service/infra/outages.py``) is an outage, not a bug: ``503 unavailable`` with
+``Retry-After``, so a client knows to simply retry (decision 0040). Anything else
+unexpected is logged with its type only — never the request body — and answered 500
+without details.
 """
 
 from __future__ import annotations
@@ -29,12 +32,21 @@ from service.errors import (
     NotFound,
     RateLimited,
     TooLarge,
+    Unavailable,
     UnsupportedVersion,
     field_error,
 )
 from service.infra.asgi import Send
+from service.infra.outages import RETRY_AFTER_S, which
 
-__all__ = ["STATUS", "exception_handlers", "problem_body", "send_problem", "status_of"]
+__all__ = [
+    "STATUS",
+    "exception_handlers",
+    "problem_body",
+    "send_problem",
+    "status_of",
+    "unavailable",
+]
 
 log = logging.getLogger("kith.errors")
 
@@ -49,6 +61,7 @@ STATUS: dict[type[KithError], int] = {
     InvalidInput: 422,
     UnsupportedVersion: 426,
     RateLimited: 429,
+    Unavailable: 503,
 }
 
 _problem_encoder = msgspec.json.Encoder()
@@ -213,7 +226,25 @@ def _raised_in(exc: BaseException, function: str) -> bool:
     return False
 
 
+def unavailable(dependency: str) -> Unavailable:
+    """The answer while ``dependency`` ("database" or "redis") is unreachable."""
+    return Unavailable(
+        f"the {dependency} is unavailable; nothing was changed — retry in a few seconds",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    dependency = which(exc)
+    if dependency is not None:
+        log.warning(
+            "%s unavailable (%s) on %s %s: answered 503",
+            dependency,
+            type(exc).__name__,
+            request.method,
+            request.scope["path"],
+        )
+        return _kith_error(request, unavailable(dependency))
     # Type and route only: exception text can carry user data (a value echoed by a driver).
     log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.scope["path"])
     return _respond(500, Code.INTERNAL_ERROR, "Internal error", "something went wrong on our side")

@@ -16,6 +16,7 @@ device converges and no write is lost (``tests/integration/test_convergence_stat
 from sync.client.client import (
     MAX_BATCH,
     SCHEMA_VERSION,
+    Backoff,
     Conflict,
     Superseded,
     SyncClient,
@@ -37,6 +38,7 @@ from sync.client.transport import HttpxTransport, Reply, Tokens, Transport, logi
 __all__ = [
     "MAX_BATCH",
     "SCHEMA_VERSION",
+    "Backoff",
     "Batch",
     "Change",
     "Conflict",

@@ -13,6 +13,11 @@ sees them at once. :meth:`SyncClient.sync` then
    beginning and, once complete, local records the server did not return are dropped
    (queued ones are kept).
 
+A ``503 unavailable`` (the server's database or Redis is down) or a ``429`` is retried in
+place by :class:`Backoff`: after the ``Retry-After`` the server sent, or an exponential,
+jittered wait if longer, a few times, before :class:`~sync.client.errors.RetryLater` is
+raised. A retried push carries the same ``batch_id``, so it is applied once.
+
 Every response's ``server_hlc`` (and every pulled record's stamp) is folded into the
 clock, so an edit made after seeing a change orders after it. The clock, cursor and
 queue live in the :class:`~sync.client.store.LocalStore`, so an app restart resumes
@@ -21,9 +26,11 @@ exactly where it stopped. Errors are :mod:`sync.client.errors`; none of them los
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +39,42 @@ from sync.client.store import Batch, LocalStore, Record
 from sync.client.transport import Reply, Transport
 from sync.hlc import Clock
 
-__all__ = ["MAX_BATCH", "SCHEMA_VERSION", "Conflict", "Superseded", "SyncClient", "SyncReport"]
+__all__ = [
+    "MAX_BATCH",
+    "SCHEMA_VERSION",
+    "Backoff",
+    "Conflict",
+    "Superseded",
+    "SyncClient",
+    "SyncReport",
+]
 
 SCHEMA_VERSION = 1
 MAX_BATCH = 500  # changes per push; the server accepts up to 1000
 PAGE_SIZE = 500
 MAX_PAGES_PER_PULL = 10_000  # a bound, not a limit anyone should reach (5M records)
+
+
+#: The statuses a request is retried on in place: the server was fine with the request but
+#: could not serve it now, and said when to come back (``Retry-After``).
+RETRY_STATUSES = frozenset({429, 503})
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How :class:`SyncClient` retries a 503 or 429: up to ``attempts`` tries in all, each
+    wait the server's ``Retry-After`` or a full-jitter exponential wait (``base_s`` doubling,
+    at most ``cap_s``), whichever is longer."""
+
+    attempts: int = 6
+    base_s: float = 0.5
+    cap_s: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+    def wait_s(self, attempt: int, retry_after_s: float | None) -> float:
+        jitter = self.rng.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
+        return max(retry_after_s or 0.0, jitter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +128,10 @@ class SyncClient:
         clock: Clock | None = None,
         batch_size: int = MAX_BATCH,
         page_size: int = PAGE_SIZE,
+        backoff: Backoff | None = None,
     ) -> None:
         self.device_id = device_id
+        self.backoff = backoff or Backoff()
         self.transport = transport
         self.store = store
         self.clock = clock or Clock(device_id)
@@ -260,15 +299,26 @@ class SyncClient:
             self.store.save_clock(str(self.clock.last))
 
     def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return _ok(self.transport.post(path, body))
+        return self._answer(lambda: self.transport.post(path, body))
 
     def _get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
-        return _ok(self.transport.get(path, params))
+        return self._answer(lambda: self.transport.get(path, params))
+
+    def _answer(self, send: Callable[[], Reply]) -> dict[str, Any]:
+        """Send, retrying in place while the server says it is unavailable (503) or busy
+        (429); then :func:`_ok` of the answer."""
+        reply = send()
+        for attempt in range(max(self.backoff.attempts, 1) - 1):
+            if reply.status not in RETRY_STATUSES:
+                break
+            self.backoff.sleep(self.backoff.wait_s(attempt, reply.retry_after_s))
+            reply = send()
+        return _ok(reply)
 
 
 def _ok(reply: Reply) -> dict[str, Any]:
     """The body of a 200 answer; any other status raises its error (``errors.py``)."""
     if reply.status != 200:
-        raise error_for_status(reply.status, reply.body)
+        raise error_for_status(reply.status, reply.body, reply.retry_after_s)
     result: dict[str, Any] = reply.body
     return result

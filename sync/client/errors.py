@@ -10,6 +10,8 @@ not help; show the user or fix the app), and "the app itself is too old". So::
         ├── NotAuthenticated  401: refresh the access token or log in again
         ├── UpgradeRequired   426: this app speaks an unsupported schema version
         ├── RetryLater        429 or 5xx: the request was fine, the server was not
+        │                     (503 unavailable: PostgreSQL or Redis down; the client has
+        │                     already backed off and retried, see ``SyncClient``)
         └── Rejected          any other 4xx: this request will never succeed as sent
 
     RecordNotFound            a local edit names a record this device does not have
@@ -65,7 +67,12 @@ class UpgradeRequired(ServerError):
 
 
 class RetryLater(ServerError):
-    """429 or 5xx: nothing was applied; the same request may succeed later."""
+    """429 or 5xx: nothing was applied; the same request may succeed later (no sooner than
+    ``retry_after_s``, when the server said)."""
+
+    def __init__(self, status: int, body: Any, retry_after_s: float | None = None) -> None:
+        super().__init__(status, body)
+        self.retry_after_s = retry_after_s
 
 
 class Rejected(ServerError):
@@ -78,12 +85,12 @@ class RecordNotFound(LookupError):
     """A local update or delete names a record this device does not have (or has deleted)."""
 
 
-def error_for_status(status: int, body: Any) -> ServerError:
+def error_for_status(status: int, body: Any, retry_after_s: float | None = None) -> ServerError:
     """The exception for an error response."""
     if status == 401:
         return NotAuthenticated(status, body)
     if status == 426:
         return UpgradeRequired(status, body)
     if status == 429 or status >= 500:
-        return RetryLater(status, body)
+        return RetryLater(status, body, retry_after_s)
     return Rejected(status, body)

@@ -27,10 +27,12 @@ __all__ = ["HttpxTransport", "Reply", "Tokens", "Transport", "login", "register"
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """An HTTP answer: its status and its JSON body (``None`` if it had none)."""
+    """An HTTP answer: its status, its JSON body (``None`` if it had none) and, for 429 and
+    503, how many seconds the server asked to wait (``Retry-After``), if it said."""
 
     status: int
     body: Any
+    retry_after_s: float | None = None
 
 
 class Transport(Protocol):
@@ -56,7 +58,14 @@ def _reply(response: httpx.Response) -> Reply:
         body = response.json() if response.content else None
     except json.JSONDecodeError:
         body = None  # e.g. a proxy's HTML error page: the status still says what happened
-    return Reply(response.status_code, body)
+    return Reply(response.status_code, body, _seconds(response.headers.get("retry-after")))
+
+
+def _seconds(value: str | None) -> float | None:
+    """``Retry-After`` in delay-seconds (Kith's form); an HTTP date or garbage is ignored."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())
 
 
 class HttpxTransport:
@@ -102,7 +111,7 @@ def _sign_in(base_url: str, path: str, payload: dict[str, Any], timeout: float) 
         raise TransportError(f"POST {path}: {exc!r}") from exc
     reply = _reply(response)
     if reply.status not in (200, 201):
-        raise error_for_status(reply.status, reply.body)
+        raise error_for_status(reply.status, reply.body, reply.retry_after_s)
     body = reply.body
     return Tokens(body["user_id"], body["device_id"], body["access_token"], body["refresh_token"])
 

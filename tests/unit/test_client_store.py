@@ -9,6 +9,7 @@ what the server no longer has but never a change still waiting to be sent.
 from __future__ import annotations
 
 import copy
+import random
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from sync.client import (
+    Backoff,
     LocalStore,
     NotAuthenticated,
     RecordNotFound,
@@ -48,6 +50,8 @@ class FakeServer:
         self.status = 200
         self.problem: dict[str, Any] = {}
         self.during_push: Callable[[], None] | None = None
+        self.unavailable = 0  # answer this many requests 503 (database down) first
+        self.retry_after_s: float | None = 2.0
 
     @property
     def pushes(self) -> list[dict[str, Any]]:
@@ -57,6 +61,9 @@ class FakeServer:
         if self.offline:
             raise TransportError("offline")
         self.requests.append((path, copy.deepcopy(dict(body))))
+        if self.unavailable:
+            self.unavailable -= 1
+            return Reply(503, {"code": "unavailable"}, self.retry_after_s)
         if self.status != 200:
             return Reply(self.status, self.problem)
         if path == "/v1/sync/push":
@@ -102,8 +109,14 @@ def server() -> FakeServer:
 
 
 @pytest.fixture
-def client(server: FakeServer) -> SyncClient:
-    return SyncClient("phone-ana-01", server, LocalStore())
+def waits() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def client(server: FakeServer, waits: list[float]) -> SyncClient:
+    backoff = Backoff(sleep=waits.append, rng=random.Random(7))  # waits recorded, not slept
+    return SyncClient("phone-ana-01", server, LocalStore(), backoff=backoff)
 
 
 def test_editing_a_field_twice_sends_only_the_latest_value(
@@ -368,6 +381,37 @@ def test_an_error_status_raises_its_own_type_and_keeps_the_queue(
     with pytest.raises(error, match="some_code"):
         client.sync()
     assert client.get("contacts", cid) is not None
+    assert len(client.store.pending_changes()) == 1
+
+
+def test_a_503_is_retried_after_retry_after_with_the_same_batch(
+    client: SyncClient, server: FakeServer, waits: list[float]
+) -> None:
+    """The server's database is down for three requests: the client waits at least what
+    the server asked each time, retries the same batch (applied once), and the sync
+    completes without the app doing anything."""
+    cid = client.create("contacts", {"display_name": "Sam"})
+    server.unavailable = 3
+    report = client.sync()
+    assert report.pushed == 1
+    assert len({p["batch_id"] for p in server.pushes}) == 1
+    assert len(server.pushes) == 4  # three 503s, then the one that was applied
+    assert len(waits) == 3
+    assert all(w >= 2.0 for w in waits)
+    assert client.store.pending_changes() == []
+    assert client.get("contacts", cid) is not None
+
+
+def test_a_long_outage_raises_retry_later_and_keeps_the_queue(
+    client: SyncClient, server: FakeServer, waits: list[float]
+) -> None:
+    client.create("contacts", {"display_name": "Sam"})
+    server.unavailable, server.retry_after_s = 100, None
+    with pytest.raises(RetryLater) as caught:
+        client.sync()
+    assert caught.value.code == "unavailable"
+    assert len(waits) == client.backoff.attempts - 1
+    assert max(waits) <= client.backoff.cap_s  # jittered, capped
     assert len(client.store.pending_changes()) == 1
 
 

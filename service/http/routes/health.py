@@ -5,6 +5,8 @@ names each one's state (``ok``, ``timeout`` or ``down``). Only PostgreSQL decide
 status code (503 when it fails): Redis is an accelerator (pokes, rate limits and metrics
 fail open without it), and a shared Redis outage must not take every API process out of
 the load balancer at once. Redis trouble shows as ``"status": "degraded"`` with 200.
+Requests that need PostgreSQL meanwhile get ``503 unavailable`` with ``Retry-After``
+(``service/http/problems.py``), as does readiness itself.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import msgspec
 import redis.asyncio as aioredis
 from litestar import Response, get
 from litestar.di import NamedDependency
+
+from service.infra.outages import RETRY_AFTER_S
 
 __all__ = ["live", "ready"]
 
@@ -42,7 +46,11 @@ async def ready(
     p, r = await asyncio.gather(_probe(pool.fetchval("SELECT 1")), _probe(redis_client.ping()))
     # Redis only speeds things up (pokes); without it the API still serves correctly.
     status = "unavailable" if p != "ok" else "ok" if r == "ok" else "degraded"
-    return Response(Health(status, p, r), status_code=200 if p == "ok" else 503)
+    if p == "ok":
+        return Response(Health(status, p, r))
+    return Response(
+        Health(status, p, r), status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
 
 
 async def _probe(call: Awaitable[object]) -> str:
