@@ -15,7 +15,6 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from service.accounts.consent import Consent
@@ -39,6 +38,7 @@ from service.http.routes.sync import SyncController
 from service.http.routes.watermelon import WatermelonController
 from service.http.strict_json import strict_json_body
 from service.http.web.account import AccountPages
+from service.http.web.api_docs import ApiDocs, docs_router
 from service.http.web.pages import CarePages
 from service.infra import heap
 from service.infra.asgi import ASGIApp
@@ -174,7 +174,9 @@ def create_app(settings: Settings) -> Litestar:
             version="1.0.0",
             description="Offline-first sync for Kith. Protocol: docs/protocol.md.",
             path="/docs",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            # Swagger UI pinned and served from this origin, no CDN (service/http/web/api_docs.py)
+            render_plugins=[ApiDocs("/docs")],
+            openapi_router=docs_router("/docs"),
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
