@@ -123,6 +123,9 @@ async def load_ties(
             CROSS JOIN LATERAL jsonb_array_elements_text(i.fields->'contact_ids') AS c(id)
             WHERE i.space_id = $1 AND NOT i.deleted AND i.fields->>'kind' = 'in_person'
               AND c.id = ANY($2::text[]) AND (i.fields->>'occurred_at')::timestamptz <= $3
+              -- a time stored before the edge checked the range (year 0 in UTC) would
+              -- not decode: left out, as every reader of event times does
+              AND (i.fields->>'occurred_at')::timestamptz >= '1900-01-01T00:00:00Z'
             GROUP BY c.id
             """,
             space_id,

@@ -23,6 +23,7 @@ from service.care.service import CareService
 from service.insights import jobs as evaluation
 from service.insights.service import InsightEvaluator
 from service.jobs import Job, Kind
+from service.store import nudges as nudge_store
 from service.sync.service import SyncService
 from service.worker.runner import Worker, WorkerConfig
 from sync.hlc import Clock
@@ -117,6 +118,12 @@ async def test_stored_poison_never_breaks_a_read_a_job_or_a_help_alert(
 ) -> None:
     mum, carer, link_id = await linked(http, ["check_ins", "contact_trend", "alerts"])
     space = str(await pool.fetchval("SELECT id FROM spaces WHERE owner_id = $1", mum.user_id))
+    friend = {"display_name": "Poisoned tie", "circle": "inner"}
+    await push(
+        http,
+        mum,
+        [{"table": "contacts", "id": "c-poison-1", "hlc": stamp(mum.device_id), "fields": friend}],
+    )
     for table in ("interactions", "check_ins", "reflections"):
         for at in POISON_TIMES:
             await _poison(pool, space, table, at)
@@ -139,6 +146,10 @@ async def test_stored_poison_never_breaks_a_read_a_job_or_a_help_alert(
     log = (ROOT / "test-output" / "api-server.log").read_text()
     assert "care summary: left out" in log
     assert not any(t in log for t in POISON_TIMES)
+
+    # The nudge planner reads when each tie was last met: the poison is no meeting.
+    ties = await nudge_store.load_ties(pool, space, ["c-poison-1"], dt.datetime.now(dt.UTC))
+    assert ties["c-poison-1"].last_met_at is None
 
     # The worker's jobs for this person complete: the rules and the caregiver follow-up.
     clock = Clock("wrk-poison")
