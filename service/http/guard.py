@@ -20,6 +20,7 @@ from service.store import accounts as store
 __all__ = [
     "Caller",
     "PendingSession",
+    "check_token",
     "resolve_caller",
     "resolve_caller_lazily",
     "resolve_caller_unconfirmed",
@@ -111,6 +112,12 @@ async def verified_session(request: Request[Any, Any, Any], token: str) -> Acces
             "this session was signed out", code=Code.SESSION_REVOKED, headers=_CHALLENGE
         )
     return claims
+
+
+def check_token(request: Request[Any, Any, Any]) -> None:
+    """Raise 401 unless the request carries a valid access token (its session is not
+    looked up): for checks that must answer a missing token before a bad body."""
+    _claims(request, _bearer(request))
 
 
 def _bearer(request: Request[Any, Any, Any]) -> str:

@@ -28,6 +28,7 @@ from litestar.typing import FieldDefinition
 
 from schemas.problem import FieldError
 from service.errors import InvalidInput, field_errors_from_msgspec
+from service.http.guard import check_token
 
 __all__ = ["strict_json_body"]
 
@@ -97,6 +98,9 @@ async def strict_json_body(request: Request[Any, Any, Any]) -> None:
         # a syntax error further on: a body that is not JSON at all keeps Litestar's 400.
         if not _is_json(body):
             return
+        # The documented order (docs/protocol.md): the token is answered before the body.
+        if "caller" in request.route_handler.parsed_fn_signature.parameters:
+            check_token(request)
         errors = field_errors_from_msgspec(exc)
         raise InvalidInput(f"{errors[0].field}: {errors[0].message}", errors=errors) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):

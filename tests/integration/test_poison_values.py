@@ -29,6 +29,7 @@ from service.worker.runner import Worker, WorkerConfig
 from sync.hlc import Clock
 from tests.conftest import ROOT
 from tests.helpers import Account, expect_problem, new_id, push, register, stamp
+from tests.integration.push_support import apns_token, set_push_token
 from tests.integration.test_care import check_in, linked
 from tests.integration.test_care_page import sign_in
 
@@ -162,16 +163,27 @@ async def test_stored_poison_never_breaks_a_read_a_job_or_a_help_alert(
     )
     sync = SyncService(pool, clock, max_skew_ms=300_000)
     escalation = Escalation(pool, CareService(pool, sync))
+    await set_push_token(http, carer, {"provider": "apns", "token": apns_token()})
+    carer_space = await pool.fetchval("SELECT id FROM spaces WHERE owner_id = $1", carer.user_id)
     try:
-        # A real "need help" now: the alert reaches the caregiver's summary.
+        # A real "need help" now: the alert reaches the caregiver's summary, and a push to
+        # their phone is queued.
         await push(http, mum, [check_in(mum, dt.datetime.now(dt.UTC), "need_help")])
         await escalation.check_in(Job(0, Kind.CARE_CHECK_IN, space, {}, 1))
         r = await http.get(f"/v1/care/people/{link_id}/summary", headers=carer.headers)
         assert r.status_code == 200, r.text
         kinds = [a["kind"] for a in r.json()["summary"]["alerts"]["open"]]
         assert kinds == ["need_help"]
+        titles = await pool.fetch(
+            "SELECT payload->>'title' AS title FROM jobs WHERE kind = $1 AND space_id = $2",
+            Kind.CARE_PUSH,
+            carer_space,
+        )
+        assert [t["title"] for t in titles] == ["Mum asked for help"]
     finally:
-        await pool.execute("DELETE FROM jobs WHERE space_id = $1", space)
+        await pool.execute(
+            "DELETE FROM jobs WHERE space_id = ANY($1::text[])", [space, carer_space]
+        )
 
 
 class _Fragile(InsightEvaluator):

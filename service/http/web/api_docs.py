@@ -20,6 +20,7 @@ from litestar import Request, Response, Router, get
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import NotFoundException
 from litestar.openapi.plugins import OpenAPIRenderPlugin
+from litestar.params import FromPath
 
 __all__ = ["CSP", "SWAGGER_UI_DIST", "ApiDocs", "docs_router"]
 
@@ -87,7 +88,7 @@ class ApiDocs(OpenAPIRenderPlugin):
 
 
 @get("/assets/{name:str}", include_in_schema=False, sync_to_thread=False)
-def _asset(name: str) -> Response[bytes]:
+def _asset(name: FromPath[str]) -> Response[bytes]:
     found = _ASSETS.get(name)
     if found is None:
         raise NotFoundException()
