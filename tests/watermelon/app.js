@@ -65,7 +65,7 @@ const schema = appSchema({
     tableSchema({
       name: 'care_summaries',
       columns: [
-        s('cared_for_user_id'), s('display_name'), s('scopes'), s('summary'),
+        s('display_name'), s('scopes'), s('summary'),
         n('computed_at'), updatedAt,
       ],
     }),
