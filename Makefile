@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 NODE   := tests/watermelon
 NPM_STAMP := $(NODE)/node_modules/.installed
 
-.PHONY: run test lint bench openapi clean chromium
+.PHONY: run test lint bench eval openapi clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q --upgrade pip && $(BIN)/pip install -q -e ".[dev]" && touch $(STAMP)
@@ -31,6 +31,9 @@ bench: $(STAMP)      ## benchmarks, each next to its ceiling measured in the sam
 	@command -v wrk >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || true
 	$(BIN)/python -m bench
+
+eval: $(STAMP)       ## the rules engine's labelled evaluation (decision 0010): precision, recall, false alarms
+	$(BIN)/python -m bench.rules_eval
 
 openapi: $(STAMP)    ## write schemas/openapi.json and schemas/tables.schema.json for client generators
 	$(BIN)/kith openapi --out-dir schemas
