@@ -28,10 +28,10 @@ from types import MappingProxyType
 
 from service.rules.catalog import Catalog, default_catalog
 from service.rules.engine import evaluate
+from service.rules.evaluation.timelines import POSITIVE_CLASSES, LabelledPerson
 from service.rules.finding import Finding
 from service.rules.history import History, PersonSettings
 from service.rules.reconcile import StoredInsight, reconcile
-from service.rules.evaluation.timelines import POSITIVE_CLASSES, LabelledPerson
 
 __all__ = ["PersonScore", "Report", "run_population", "score_person"]
 
@@ -168,11 +168,13 @@ class Report:
 
     def table(self) -> list[str]:
         lines = [
-            f"{self.people} people, {self.person_years:.0f} person-years, evaluated daily at 09:00 local",
+            f"{self.people} people, {self.person_years:.0f} person-years, "
+            "evaluated daily at 09:00 local",
             "",
-            "| rule | raised | precision (raised) | precision (finding-days) | pushes | precision (pushes) | false alarms / person-year |",
+            "| rule | raised | precision (raised) | precision (finding-days) | pushes "
+            "| precision (pushes) | false alarms / person-year |",
             "|---|---|---|---|---|---|---|",
-        ]  # fmt: skip
+        ]
         for rule in [*sorted(self.counts), None]:
             c = Counter[str]()
             for r in [rule] if rule else self.counts:
@@ -184,7 +186,11 @@ class Report:
                 f"{_fmt(self.precision(rule, 'day'))} | {pushes} | "
                 f"{_fmt(self.precision(rule, 'push'))} | {c['raised_fp'] / self.person_years:.2f} |"
             )
-        lines += ["", "| class | caught / positives | recall | median days to detection | 90th pct |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "| class | caught / positives | recall | median days to detection | 90th pct |",
+            "|---|---|---|---|---|",
+        ]
         for cls, (caught, total) in sorted(self.recall.items()):
             d = sorted(self.delays.get(cls, []))
             p90 = d[min(len(d) - 1, int(0.9 * len(d)))] if d else None
@@ -209,7 +215,9 @@ def run_population(
     scores: Iterable[PersonScore] | None = None,
 ) -> Report:
     """Score every person (or combine ``scores`` already computed, e.g. in parallel)."""
-    done = list(scores) if scores is not None else [score_person(p, catalog, engine) for p in people]
+    done = (
+        list(scores) if scores is not None else [score_person(p, catalog, engine) for p in people]
+    )
     by_index = {s.index: s for s in done}
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     recall: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -229,7 +237,9 @@ def run_population(
         if person.network_onset is not None:
             cases.append(("narrowing", "narrowing", person.network_onset, None))
         if person.self_report_onset is not None:
-            cases.append((f"self_report:{person.self_report}", "self_report", person.self_report_onset, None))
+            cases.append(
+                (f"self_report:{person.self_report}", "self_report", person.self_report_onset, None)
+            )
         for label, key, onset, base in cases:
             recall[label][1] += 1
             caught = s.first_caught.get(key)

@@ -1,4 +1,4 @@
-"""Seeded, labelled timelines: people whose every tie has a known class and, if it declines, an onset.
+"""Seeded, labelled timelines: every tie has a known class and, if it declines, an onset.
 
 One person = 12-18 months of logging, 8-15 ties and, for some, questionnaire answers. Tie
 classes (``TIE_CLASSES``):
@@ -100,12 +100,11 @@ class LabelledPerson:
     def contacts_on(self, day: dt.date) -> dict[str, Contact]:
         """The contact rows as they stood that morning (a snooze exists once it was set)."""
         out = {}
-        for cid, contact in self.contacts.items():
+        for cid, row in self.contacts.items():
             snooze = self.snoozes.get(cid)
             if snooze is not None and snooze[0] <= day:
-                contact = Contact(contact.id, contact.name, contact.circle,
-                                  contact.cadence_days, snooze[1])  # fmt: skip
-            out[cid] = contact
+                row = Contact(row.id, row.name, row.circle, row.cadence_days, snooze[1])  # noqa: PLW2901
+            out[cid] = row
         return out
 
 
@@ -129,7 +128,9 @@ class _Builder:
             kind = self.rng.choices([k for k, _ in _REMOTE], [w for _, w in _REMOTE])[0]
             self.events.append((i, kind, (cid,), {}))
 
-    def remote_stream(self, cid: str, mean_gap: float, first: int = 0, last: int | None = None) -> None:
+    def remote_stream(
+        self, cid: str, mean_gap: float, first: int = 0, last: int | None = None
+    ) -> None:
         t = first + self.rng.uniform(0, mean_gap)
         while t < (self.days if last is None else last):
             self.remote(int(t), cid)
@@ -189,14 +190,20 @@ def _holidays(b: _Builder, cid: str) -> list[int]:
     return out
 
 
-def _tie(b: _Builder, cid: str, label: str, person_shrinks: int | None) -> TieTruth:
+def _tie(b: _Builder, cid: str, label: str, person_shrinks: int | None) -> TieTruth:  # noqa: PLR0915 -- one branch per class reads best side by side
     """Plan one tie's meetings and remote contact; return its truth."""
     rng, days = b.rng, b.days
-    base = _BASE.get(label) or (_BASE[rng.choice(tuple(_BASE))] if label in POSITIVE_CLASSES else None)
+    base = _BASE.get(label) or (
+        _BASE[rng.choice(tuple(_BASE))] if label in POSITIVE_CLASSES else None
+    )
     if label in ("fade", "stop", "remote"):
         assert base is not None
         earliest = max(120, 5 * base)
-        onset_i = person_shrinks + rng.randint(0, 42) if person_shrinks is not None else rng.randint(earliest, days - 100)
+        onset_i = (
+            person_shrinks + rng.randint(0, 42)
+            if person_shrinks is not None
+            else rng.randint(earliest, days - 100)
+        )
         onset_i = min(max(onset_i, earliest), days - 60)
         before = [i for i in b.regular(base, 0, onset_i) if i < onset_i]
         onset_i = (before[-1] + base) if before else onset_i
@@ -334,7 +341,7 @@ def _self_reports(b: _Builder, label: str) -> tuple[list[tuple[int, dict[str, An
     return out, onset
 
 
-def generate_person(seed: int, index: int, end: dt.date = END) -> LabelledPerson:
+def generate_person(seed: int, index: int, end: dt.date = END) -> LabelledPerson:  # noqa: PLR0915
     rng = random.Random(f"{seed}:{index}")  # noqa: S311 -- reproducible fake data, not secrets
     zone_name = rng.choice(_ZONES)
     zone = zoneinfo.ZoneInfo(zone_name)
@@ -363,7 +370,9 @@ def generate_person(seed: int, index: int, end: dt.date = END) -> LabelledPerson
         ties[cid] = truth
         circle = _circle(rng, label, truth.base_days)
         wish = (truth.base_days or 0) * rng.uniform(1.0, 1.5)
-        cadence = min(_CADENCES, key=lambda c: abs(c - wish)) if wish and rng.random() < 0.25 else None
+        cadence = (
+            min(_CADENCES, key=lambda c: abs(c - wish)) if wish and rng.random() < 0.25 else None
+        )
         contacts[cid] = Contact(cid, _name(j), circle, cadence)
     if rng.random() < 0.3:  # a weekly group meetup (a choir, a running club, a class)
         size = rng.randint(3, 5)
@@ -398,15 +407,19 @@ def generate_person(seed: int, index: int, end: dt.date = END) -> LabelledPerson
                    for a, z, why in person.away)  # fmt: skip
 
     events = sorted(b.events, key=lambda e: (e[0], e[2]))
-    for n_, (i, kind, cids, extra) in enumerate(events):
-        if not hidden(b.day(i), kind):
-            person.interactions.append(Interaction(f"p{index:05d}-i{n_:05d}", cids, kind, stamp(i)))
-            _ = extra  # quality is drawn for realism; the engine reads kinds and groups
+    for n_, (i, kind, who, _extra) in enumerate(events):
+        if not hidden(b.day(i), kind):  # (quality is drawn for realism; the engine ignores it)
+            person.interactions.append(Interaction(f"p{index:05d}-i{n_:05d}", who, kind, stamp(i)))
     for n_, (i, ans) in enumerate(answers):
         if not hidden(b.day(i), "reflection"):
             person.reflections.append(
-                Reflection(f"p{index:05d}-r{n_:04d}", stamp(i), ucla3=tuple(ans["ucla3"]) if "ucla3" in ans else None,
-                           lsns6=tuple(ans["lsns6"]) if "lsns6" in ans else None, who5=tuple(ans["who5"]))  # fmt: skip
+                Reflection(
+                    f"p{index:05d}-r{n_:04d}",
+                    stamp(i),
+                    ucla3=tuple(ans["ucla3"]) if "ucla3" in ans else None,
+                    lsns6=tuple(ans["lsns6"]) if "lsns6" in ans else None,
+                    who5=tuple(ans["who5"]),
+                )
             )
     person.interactions.sort(key=lambda x: (x.occurred_at, x.id))
     person.reflections.sort(key=lambda x: (x.occurred_at, x.id))
