@@ -22,6 +22,7 @@ __all__ = [
     "DroughtSpec",
     "NarrowingSpec",
     "OverdueSpec",
+    "PersonSpec",
     "RateDropSpec",
     "RuleSpec",
     "SelfReportSpec",
@@ -58,23 +59,41 @@ class RuleSpec(Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(f"{name}.nudge_levels names unknown levels {sorted(unknown)}")
 
 
+class PersonSpec(Struct, frozen=True, forbid_unknown_fields=True):
+    """The person-level view every tie rule consults first (``person.py``)."""
+
+    lookback_days: int
+    away_factor: float
+    min_away_days: int
+    max_away_discount_days: int
+    group_share: float
+    group_meets_without: int
+
+
 class OverdueSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
-    min_intervals: int
-    max_intervals: int
-    multipliers: tuple[float, ...]
-    burst_quantile: float
+    join_days: int
+    min_gaps: int
+    max_gaps: int
+    lookback_days: int
+    prior_log_sd: float
+    prior_weight: float
+    cadence_weight: float
+    max_df: float
+    tail: tuple[float, ...]
+    longest_margin: float
+    min_multiplier: float
+    holiday_days: int
+    dormant_multiplier: float
     circle_cadence_days: dict[str, int]
 
     def check(self, name: str) -> None:
         super().check(name)
-        if len(self.multipliers) != len(self.levels):
-            raise ValueError(f"{name}: one multiplier per level")
-        if list(self.multipliers) != sorted(self.multipliers) or self.multipliers[0] <= 0:
-            raise ValueError(f"{name}.multipliers must be positive and ascending")
-        if self.min_intervals < 1 or self.max_intervals < self.min_intervals:
-            raise ValueError(f"{name}: need 1 <= min_intervals <= max_intervals")
-        if not 0 <= self.burst_quantile <= 1:
-            raise ValueError(f"{name}.burst_quantile must lie in [0, 1]")
+        if len(self.tail) != len(self.levels) - 1:
+            raise ValueError(f"{name}: one tail probability per level but the last")
+        if list(self.tail) != sorted(self.tail) or not all(0.5 < p < 1 for p in self.tail):
+            raise ValueError(f"{name}.tail must be ascending probabilities in (0.5, 1)")
+        if self.min_gaps < 1 or self.max_gaps < self.min_gaps:
+            raise ValueError(f"{name}: need 1 <= min_gaps <= max_gaps")
         missing = {"inner", "close", "social", "wider"} - set(self.circle_cadence_days)
         if missing:
             raise ValueError(f"{name}.circle_cadence_days lacks {sorted(missing)}")
@@ -83,22 +102,30 @@ class OverdueSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
 
 
 class RateDropSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
+    stretch_gaps: int
+    stretch_ratio: float
+    min_baseline_meetings: int
     window_days: int
     baseline_days: int
     alpha: float
-    quiet_days: int
+    max_ratio: float
+    quiet_multiplier: float
 
 
 class DroughtSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
-    window_days: int
     circles: tuple[str, ...]
+    max_usual_gap_days: int
+    remote_share: float
 
 
 class NarrowingSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
     window_days: int
     baseline_months: int
     drop: float
+    z: float
+    min_lost: int
     min_baseline_average: float
+    max_away_days: int
 
 
 class SelfReportSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
@@ -106,31 +133,37 @@ class SelfReportSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
     lsns6_at_risk_below: int
     who5_low_below: int
     max_age_days: int
+    recent_days: int
+    baseline_from_days: int
+    baseline_to_days: int
+    min_baseline_answers: int
+    ucla3_rise: int
+    lsns6_fall: int
+    who5_fall: int
 
 
 # The placeholders each template may use: a template naming anything else is a typo.
 _PLACEHOLDERS: dict[str, set[str]] = {
     "overdue": {
-        "name", "usual", "gap_days", "since", "longest_days", "cadence", "circle", "kind",
-        "count", "kinds",
+        "name", "usual", "gap", "last_met", "since", "cadence", "circle", "kind", "count",
+        "kinds",
     },
-    "rate_drop": {"name", "expected", "window_days", "recent"},
-    "drought": {"name", "count", "window_days", "kinds", "met", "last_met"},
-    "narrowing": {"recent", "window_days", "baseline"},
-    "self_report": {"concerns", "score"},
+    "rate_drop": {"name", "expected", "window", "recent", "usual", "gap", "last_met", "gaps"},
+    "drought": {"name", "count", "kinds", "usual", "gap", "last_met"},
+    "narrowing": {"recent", "window", "baseline"},
+    "self_report": {"concerns", "score", "baseline"},
 }  # fmt: skip
 
 
 # The templates each rule formats (overdue also needs one title per level).
 _REQUIRED_TEXT: dict[str, set[str]] = {
-    "overdue": {
-        "body_rhythm", "body_rhythm_bursty", "body_cadence", "body_circle", "since_one",
-        "since_many",
-    },
-    "rate_drop": {"title", "body"},
-    "drought": {"title", "body", "met_before", "met_never"},
+    "overdue": {"body_rhythm", "body_cadence", "since_one", "since_many"},
+    "rate_drop": {"title", "body", "body_stretch"},
+    "drought": {"title", "body"},
     "narrowing": {"title", "body"},
-    "self_report": {"title", "body", "ucla3", "lsns6", "who5"},
+    "self_report": {
+        "title", "body", "ucla3", "lsns6", "who5", "ucla3_change", "lsns6_change", "who5_change",
+    },
 }  # fmt: skip
 _KINDS = {"in_person", "video", "call", "voice", "text", "social", "letter", "other"}
 
@@ -141,6 +174,7 @@ class Catalog(Struct, frozen=True, forbid_unknown_fields=True):
     version: int
     reraise_after_days: int
     kind_nouns: dict[str, tuple[str, str]]
+    person: PersonSpec
     overdue: OverdueSpec
     rate_drop: RateDropSpec
     drought: DroughtSpec

@@ -5,6 +5,10 @@ conversion happens once. Days are the person's own calendar days (their settings
 ``time_zone``): a meeting at 23:30 in Lisbon counts on that Lisbon day, whatever UTC says.
 Interactions later than ``now`` (a planned meetup logged ahead) have not happened yet and
 are left out.
+
+It also holds the person-level view every tie rule consults first (``person.py``: days the
+person was away from everyone) and the group meetups (three or more contacts at once), so
+that a weekly group that stops is recognised as one ending, not as five fading friends.
 """
 
 from __future__ import annotations
@@ -12,15 +16,19 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from msgspec import Struct
 
 from service.rules.catalog import Catalog
 from service.rules.history import Contact, History, PersonSettings, Reflection
+from service.rules.person import PersonView, person_view
 
-__all__ = ["Context", "Tie", "Touch", "build_context", "count_between"]
+__all__ = ["GROUP_SIZE", "Context", "Tie", "Touch", "build_context", "count_between"]
+
+#: An in-person interaction with at least this many contacts is a group meetup.
+GROUP_SIZE = 3
 
 
 class Touch(Struct, frozen=True, gc=False):
@@ -39,6 +47,7 @@ class Tie(Struct, frozen=True, gc=False):
     last_meeting_at: dt.datetime | None
     remote: tuple[Touch, ...]  # remote interactions, in event order
     days: tuple[dt.date, ...]  # distinct local days with any interaction, ascending
+    group_days: tuple[dt.date, ...] = ()  # meeting days that were group meetups
 
     def remote_since_last_meeting(self) -> list[Touch]:
         last = self.last_meeting_at
@@ -54,6 +63,41 @@ class Context:
     ties: Mapping[str, Tie]  # every contact, archived and snoozed included (for counts)
     eligible: tuple[Tie, ...]  # ties that may trigger: not archived, not snoozed; by id
     reflections: tuple[Reflection, ...]
+    person: PersonView
+    groups: tuple[tuple[dt.date, frozenset[str]], ...]  # group meetups, in day order
+    #: Per-evaluation memo for judgements several rules share (``overdue.assess``).
+    memo: dict[str, object] = field(default_factory=dict)
+
+    def start_of_silence(self, tie: Tie) -> dt.date:
+        """The last meeting, or the end of a snooze since then: a snooze is a pause asked for."""
+        last = tie.meetings[-1]
+        until = tie.contact.snoozed_until
+        return until if until is not None and until > last else last
+
+    def group_paused(self, tie: Tie) -> bool:
+        """Seen mostly at a group meetup, and the group has not met without them since.
+
+        Then the silence belongs to the group (it ended, or paused for the summer), not to
+        this friendship; if the group goes on meeting without them, it is theirs again.
+        """
+        since = self.today - dt.timedelta(days=self.catalog.person.lookback_days)
+        recent = [d for d in tie.meetings if d >= since]
+        grouped = [d for d in tie.group_days if d >= since]
+        if not recent or len(grouped) < self.catalog.person.group_share * len(recent):
+            return False
+        cid = tie.contact.id
+        seen: dict[str, int] = {}
+        for day, members in self.groups:
+            if day >= since and cid in members:
+                for other in members - {cid}:
+                    seen[other] = seen.get(other, 0) + 1
+        regulars = {c for c, n in seen.items() if n >= 2}
+        last = tie.meetings[-1]
+        without = sum(
+            1 for day, members in self.groups
+            if day > last and cid not in members and len(members & regulars) >= 2
+        )  # fmt: skip
+        return without < self.catalog.person.group_meets_without
 
 
 def count_between(days: tuple[dt.date, ...], after: dt.date, through: dt.date) -> int:
@@ -72,6 +116,9 @@ def build_context(
     per: dict[str, tuple[set[dt.date], set[dt.date], list[Touch]]] = {
         cid: (set(), set(), []) for cid in history.contacts
     }
+    group_days: dict[str, set[dt.date]] = {}
+    groups: list[tuple[dt.date, frozenset[str]]] = []
+    met_anyone: set[dt.date] = set()
     last_meeting: dict[str, dt.datetime] = {}
     for interaction in history.interactions:  # in event order
         at = interaction.occurred_at
@@ -80,6 +127,13 @@ def build_context(
         day = at.astimezone(zone).date()
         in_person = interaction.kind == "in_person"
         touch = None if in_person else Touch(at, day, interaction.kind)
+        if in_person:
+            met_anyone.add(day)
+            if len(interaction.contact_ids) >= GROUP_SIZE:
+                members = frozenset(c for c in interaction.contact_ids if c in per)
+                groups.append((day, members))
+                for cid in members:
+                    group_days.setdefault(cid, set()).add(day)
         for cid in interaction.contact_ids:
             slot = per.get(cid)
             if slot is None:
@@ -97,9 +151,11 @@ def build_context(
             last_meeting.get(cid),
             tuple(per[cid][2]),
             tuple(sorted(per[cid][1])),
+            tuple(sorted(group_days.get(cid, ()))),
         )
         for cid, contact in history.contacts.items()
     }
+    spec = catalog.person
     eligible = tuple(
         ties[cid]
         for cid in sorted(ties)
@@ -113,4 +169,13 @@ def build_context(
         ties=MappingProxyType(ties),
         eligible=eligible,
         reflections=tuple(r for r in history.reflections if r.occurred_at <= now),
+        person=person_view(
+            sorted(met_anyone),
+            today,
+            lookback_days=spec.lookback_days,
+            away_factor=spec.away_factor,
+            min_away_days=spec.min_away_days,
+            max_discount=spec.max_away_discount_days,
+        ),
+        groups=tuple(groups),
     )

@@ -22,7 +22,10 @@ from service.rules.context import Context, build_context
 from service.rules.finding import Finding
 from service.rules.history import History, PersonSettings
 
-__all__ = ["RULES", "evaluate"]
+__all__ = ["RULES", "TIE_PRIORITY", "evaluate"]
+
+#: Rules about one tie, most specific first: only the first that fires is reported.
+TIE_PRIORITY = ("drought", "overdue", "rate_drop")
 
 log = logging.getLogger("kith.rules")
 Rule = Callable[[Context], list[Finding]]
@@ -54,7 +57,18 @@ def evaluate(
     for rule_id, rule in RULES.items():
         if rule_id not in settings.rules_disabled:
             findings.extend(_isolated(rule_id, rule, ctx))
-    return findings
+    # One insight per tie: the most specific reading wins (meet in person > overdue > fewer
+    # meetings), so a friend who moved to calls gets one suggestion, not three.
+    best: dict[str, int] = {}
+    for f in findings:
+        if f.contact_id is not None:
+            rank = TIE_PRIORITY.index(f.rule)
+            best[f.contact_id] = min(best.get(f.contact_id, rank), rank)
+    return [
+        f
+        for f in findings
+        if f.contact_id is None or TIE_PRIORITY.index(f.rule) == best[f.contact_id]
+    ]
 
 
 def _isolated(rule_id: str, rule: Rule, ctx: Context) -> list[Finding]:

@@ -1,44 +1,114 @@
 """Rule 1, overdue: the silence since the last meeting in person, against the tie's rhythm.
 
-With at least ``min_intervals`` gaps between past meetings the base is the tie's own
-median gap m (gap > 2m slipping, > 4m at risk, > 8m dormant: Navarro 2017 found ties
-silent for more than 8x their usual gap mostly lapse). With fewer, the base is the
-contact's own ``cadence_days``, else its circle's default (Dunbar's layers).
+``assess`` judges one tie the way the other tie rules also read it:
 
-Burstiness guard: a friend seen three days running and then not for six weeks has a
-median gap of one day, so the median alone would call every normal silence "dormant"
-(Miritello 2013). The base is therefore never below the tie's ``burst_quantile`` gap
-divided by the first multiplier: a silence no longer than ones this tie has had before is
-never flagged. For a regular tie that quantile is close to m and the rule is exactly the
-median rule.
+1. the person first: days they were away from everyone are taken out of the silence, a
+   snooze ended since the last meeting restarts it, and a tie seen mostly at a group meetup
+   that itself stopped is not judged alone (``context.py``, ``person.py``);
+2. the tie's rhythm (``rhythm.py``): episode gaps, a log-normal with a prior that widens
+   with sparse history, the person's chosen cadence as the location's prior;
+3. the slipping line: the predictive ``tail[0]`` quantile of the next gap, never below the
+   longest gap the tie recovered from (x ``longest_margin``), ``min_multiplier`` x the usual
+   gap plus ``holiday_days`` (everyone takes a few weeks off now and then, whatever the
+   tie's pace), or the
+   circle's cadence; at risk past the ``tail[1]`` quantile; dormant past
+   ``dormant_multiplier`` x the usual gap (Navarro 2017: ties silent for more than 8x their
+   usual gap mostly lapse).
+
+An unknown rhythm (too few gaps) is said out loud by staying silent — unless the person
+chose a cadence for the tie: then that cadence stands in for the usual gap.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
+import datetime as dt
+from dataclasses import dataclass
 
 from service.rules.catalog import OverdueSpec
 from service.rules.context import Context, Tie
 from service.rules.finding import Finding
-from service.rules.wording import count_word, every, kinds_phrase
+from service.rules.rhythm import Rhythm, fit
+from service.rules.wording import count_word, duration, every, kinds_phrase, long_date
 
-__all__ = ["RULE_ID", "evaluate", "quantile"]
+__all__ = ["RULE_ID", "Assessment", "assess", "evaluate"]
 
 RULE_ID = "overdue"
 
 
-def quantile(values: list[int], q: float) -> int:
-    """Nearest-rank quantile: a gap that actually happened, never an interpolation."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """One tie's silence against its rhythm (shared by overdue, drought and rate drop)."""
+
+    tie: Tie
+    rhythm: Rhythm
+    basis: str  # "rhythm" | "cadence"
+    usual: float  # the usual gap in days, as the person is told
+    gap: int  # days since the last meeting (what the person sees)
+    silence: int  # effective days: away days and a snooze taken out
+    thresholds: tuple[float, ...]  # slipping, at risk, dormant (effective days)
+    last_met: dt.date
+
+    @property
+    def level_index(self) -> int:
+        return sum(self.silence > t for t in self.thresholds) - 1
 
 
-def _round(x: float) -> int:
-    return max(1, int(x + 0.5))
+def assess(ctx: Context, tie: Tie) -> Assessment | None:
+    """The tie's silence against its rhythm, or None when the tie cannot be judged today."""
+    key = f"assess:{tie.contact.id}"
+    if key not in ctx.memo:
+        ctx.memo[key] = _assess(ctx, tie)
+    found = ctx.memo[key]
+    return found if isinstance(found, Assessment) else None
 
 
-def _since(ctx: Context, spec: OverdueSpec, tie: Tie) -> tuple[str, int]:
+def _assess(ctx: Context, tie: Tie) -> Assessment | None:
+    spec = ctx.catalog.overdue
+    if not tie.meetings or ctx.group_paused(tie):
+        return None
+    since = ctx.today - dt.timedelta(days=spec.lookback_days)
+    days = [d for d in tie.meetings if d >= since]
+    cadence = tie.contact.cadence_days
+    rhythm = fit(
+        days,
+        ctx.person.effective,
+        join_days=spec.join_days,
+        min_gaps=spec.min_gaps,
+        max_gaps=spec.max_gaps,
+        prior_log_sd=spec.prior_log_sd,
+        prior_weight=spec.prior_weight,
+        cadence=cadence,
+        cadence_weight=spec.cadence_weight,
+        max_df=spec.max_df,
+    )
+    last = tie.meetings[-1]
+    silence = ctx.person.effective(ctx.start_of_silence(tie), ctx.today)
+    floor = float(spec.circle_cadence_days[tie.contact.circle])
+    if rhythm.known:
+        longest = max(rhythm.gaps)
+        slipping = max(
+            rhythm.quantile(spec.tail[0]),
+            longest * spec.longest_margin,
+            spec.min_multiplier * rhythm.median + spec.holiday_days,
+            floor,
+        )
+        basis, usual = "rhythm", rhythm.median
+    elif cadence is not None:
+        slipping = max(spec.min_multiplier * cadence + spec.holiday_days, floor)
+        basis, usual = "cadence", float(cadence)
+    else:
+        return None
+    at_risk = max(rhythm.quantile(spec.tail[1]) if rhythm.known else 0.0, 1.5 * slipping)
+    dormant = max(spec.dormant_multiplier * usual, 2 * slipping)
+    return Assessment(
+        tie, rhythm, basis, usual, (ctx.today - last).days, silence,
+        (slipping, at_risk, dormant), last,
+    )  # fmt: skip
+
+
+def since_phrase(ctx: Context, tie: Tie) -> tuple[str, int]:
+    """' (since then, four calls)': the remote contact since the last meeting, if any."""
+    spec = ctx.catalog.overdue
     touches = tie.remote_since_last_meeting()
     if not touches:
         return "", 0
@@ -49,69 +119,57 @@ def _since(ctx: Context, spec: OverdueSpec, tie: Tie) -> tuple[str, int]:
     return spec.text["since_many"].format(count=count_word(len(touches)), kinds=kinds), len(touches)
 
 
-def _base(spec: OverdueSpec, tie: Tie) -> tuple[str, float, float | None, int]:
-    """(basis, base days, median gap or None, usual longest gap) for this tie."""
-    meetings = tie.meetings
-    first = max(0, len(meetings) - 1 - spec.max_intervals)  # only the recent intervals
-    gaps = sorted((b - a).days for a, b in itertools.pairwise(meetings[first:]))
-    if len(gaps) >= spec.min_intervals:
-        n = len(gaps)
-        median = float(gaps[n // 2]) if n % 2 else (gaps[n // 2 - 1] + gaps[n // 2]) / 2
-        longest = quantile(gaps, spec.burst_quantile) if spec.burst_quantile > 0 else 0
-        return "rhythm", max(median, longest / spec.multipliers[0]), median, longest
-    cadence = tie.contact.cadence_days
-    if cadence is not None:
-        return "cadence", float(cadence), None, 0
-    return "circle", float(spec.circle_cadence_days[tie.contact.circle]), None, 0
+def evidence(a: Assessment) -> dict[str, object]:
+    """The numbers behind a tie finding, for machines and for the curious."""
+    return {
+        "basis": a.basis,
+        "gap_days": a.gap,
+        "silence_days": a.silence,
+        "away_days_discounted": a.gap - a.silence,
+        "last_in_person": a.last_met.isoformat(),
+        "in_person_days": len(a.tie.meetings),
+        "usual_gap_days": round(a.usual, 1),
+        "episode_gaps": len(a.rhythm.gaps),
+        "longest_gap_days": max(a.rhythm.gaps, default=0),
+        "thresholds_days": [round(t, 1) for t in a.thresholds],
+    }
 
 
-def _finding(ctx: Context, spec: OverdueSpec, tie: Tie) -> Finding | None:
-    meetings = tie.meetings
-    if len(meetings) < spec.min_data_points or not meetings:
-        return None
-    gap = (ctx.today - meetings[-1]).days
-    if gap <= spec.multipliers[0]:  # every base is at least a day: nothing can fire yet
-        return None
-    basis, base, median, longest = _base(spec, tie)
-    thresholds = [m * base for m in spec.multipliers]
-    level_index = sum(gap > t for t in thresholds) - 1
+def finding(ctx: Context, spec: OverdueSpec, a: Assessment) -> Finding | None:
+    level_index = a.level_index
     if level_index < 0:
         return None
-    contact = tie.contact
+    contact = a.tie.contact
     level = spec.levels[level_index]
-    since, remote_count = _since(ctx, spec, tie)
-    evidence: dict[str, object] = {
-        "basis": basis,
-        "gap_days": gap,
-        "last_in_person": meetings[-1].isoformat(),
-        "in_person_days": len(meetings),
-        "base_days": round(base, 2),
-        "thresholds_days": [round(t, 2) for t in thresholds],
-        "remote_since_last_meeting": remote_count,
+    since, remote_count = since_phrase(ctx, a.tie)
+    words = {
+        "name": contact.name,
+        "gap": duration(a.gap),
+        "last_met": long_date(a.last_met),
+        "since": since,
     }
-    words = {"name": contact.name, "gap_days": gap, "since": since}
-    if median is not None:
-        evidence |= {"median_gap_days": median, "usual_longest_gap_days": longest}
-        key = "body_rhythm_bursty" if base > median else "body_rhythm"
-        body = spec.text[key].format(usual=every(_round(median)), longest_days=longest, **words)
+    if a.basis == "rhythm":
+        body = spec.text["body_rhythm"].format(usual=every(a.usual), **words)
     else:
-        evidence |= {"cadence_days": int(base), "circle": contact.circle}
-        body = spec.text[f"body_{basis}"].format(
-            cadence=every(int(base)), circle=contact.circle, **words
-        )
+        body = spec.text["body_cadence"].format(cadence=every(a.usual), **words)
     return Finding(
         rule=RULE_ID,
         contact_id=contact.id,
         level=level,
         title=spec.text[f"title_{level}"].format(name=contact.name),
         body=body,
-        evidence=evidence,
+        evidence=evidence(a) | {"remote_since_last_meeting": remote_count},
         nudge=spec.nudges(level),
-        data_points=len(meetings),
+        data_points=len(a.tie.meetings),
     )
 
 
 def evaluate(ctx: Context) -> list[Finding]:
     spec = ctx.catalog.overdue
-    found = (_finding(ctx, spec, tie) for tie in ctx.eligible)
-    return [f for f in found if f is not None]
+    out = []
+    for tie in ctx.eligible:
+        a = assess(ctx, tie)
+        f = finding(ctx, spec, a) if a is not None else None
+        if f is not None:
+            out.append(f)
+    return out

@@ -1,27 +1,38 @@
-"""Rule 2, rate drop: fewer meetings in person lately than this tie's own past year.
+"""Rule 2, rate drop: gaps that keep stretching, or meeting at half the usual pace or less.
 
-k = meeting days in the last ``window_days``; the baseline is the meeting days in the
-``baseline_days`` before that window. Under the baseline rate, k would be Poisson with
-mean lambda = baseline / baseline_days x window_days; the rule fires when
-P(X <= k) < ``alpha``. A Poisson test asks "is this quieter than chance?", so a tie with
-a thin baseline (fewer than ``min_data_points`` meetings) can never reach significance
-and stays silent — that is what keeps bursty or rare ties from crying wolf.
+Catches the gradual fade the overdue rule sees late: gaps that stretch a little each time,
+none of them alarming alone. Two readings, either suffices:
 
-The rule also stays quiet for ``quiet_days`` after any meeting: having just seen someone,
-a nudge about seeing them less would be nagging, and the insight it raised was just
-withdrawn because they met.
+* stretching: the last ``stretch_gaps`` episode gaps each at least as long as the one
+  before, the first of them already ``stretch_ratio`` x the tie's earlier median gap, and
+  the current silence longer still (at least ``min_data_points`` earlier gaps to compare
+  with). A missed week or a holiday breaks such a run; a drifting-apart does not;
+* fewer meetings: k = meeting days in the last ``window_days``; the baseline is
+the meeting days in the ``baseline_days`` before. Both windows are measured in effective
+days (days the person was away from everyone are left out). Under the baseline rate, k
+would be Poisson with mean lambda; the rule fires when P(X <= k) < ``alpha`` *and* the
+recent rate is below ``max_ratio`` of the baseline (a real halving, as the change-point
+rule R3 of the domain notes asks), and only once the current silence is
+``quiet_multiplier`` usual gaps long: never right after they met.
+
+A tie with a thin baseline (fewer than ``min_data_points`` meetings) never reaches
+significance, and a tie whose rhythm is unknown, or that lives in a group that paused, is
+not judged (see ``overdue.assess``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 
-from service.rules.context import Context, Tie, count_between
+from service.rules.catalog import RateDropSpec
+from service.rules.context import Context, count_between
 from service.rules.finding import Finding
-from service.rules.wording import times
+from service.rules.overdue import Assessment, assess, evidence
+from service.rules.wording import duration, every, join, long_date, times
 
-__all__ = ["RULE_ID", "evaluate", "poisson_cdf"]
+__all__ = ["RULE_ID", "evaluate", "poisson_cdf", "stretching"]
 
 RULE_ID = "rate_drop"
 
@@ -37,23 +48,60 @@ def poisson_cdf(k: int, lam: float) -> float:
     return min(1.0, total)
 
 
-def _finding(ctx: Context, tie: Tie) -> Finding | None:
+def stretching(gaps: tuple[int, ...], silence: int, spec: RateDropSpec) -> tuple[int, ...]:
+    """The run of ever longer gaps ending in today's silence, or () if there is none."""
+    k = spec.stretch_gaps
+    if len(gaps) < spec.min_data_points + k:
+        return ()
+    recent, earlier = gaps[-k:], sorted(gaps[:-k])
+    reference = earlier[len(earlier) // 2]
+    rising = all(a <= b for a, b in itertools.pairwise((*recent, silence)))
+    return recent if rising and recent[0] >= spec.stretch_ratio * reference else ()
+
+
+def _finding(ctx: Context, a: Assessment) -> Finding | None:
     spec = ctx.catalog.rate_drop
+    tie = a.tie
+    if a.basis != "rhythm" or a.silence < spec.quiet_multiplier * a.usual:
+        return None
+    stretch = stretching(a.rhythm.gaps, a.silence, spec)
+    if stretch:
+        reference = sorted(a.rhythm.gaps[: -len(stretch)])
+        usual = reference[len(reference) // 2]
+        level = spec.levels[0]
+        return Finding(
+            rule=RULE_ID,
+            contact_id=tie.contact.id,
+            level=level,
+            title=spec.text["title"].format(name=tie.contact.name),
+            body=spec.text["body_stretch"].format(
+                name=tie.contact.name,
+                usual=every(usual),
+                gaps=join([duration(g) for g in stretch]),
+                gap=duration(a.gap),
+                last_met=long_date(a.last_met),
+            ),
+            evidence=evidence(a)
+            | {"stretching_gaps_days": list(stretch), "earlier_median_gap_days": usual},
+            nudge=spec.nudges(level),
+            data_points=len(a.rhythm.gaps),
+        )
     window_start = ctx.today - dt.timedelta(days=spec.window_days)
     baseline_start = window_start - dt.timedelta(days=spec.baseline_days)
     baseline = count_between(tie.meetings, baseline_start, window_start)
-    if baseline < spec.min_data_points:
+    if baseline < spec.min_baseline_meetings:
         return None
-    if tie.meetings and (ctx.today - tie.meetings[-1]).days < spec.quiet_days:
-        return None
+    window_eff = max(1, ctx.person.effective(window_start, ctx.today))
+    baseline_eff = max(1, ctx.person.effective(baseline_start, window_start))
     recent = count_between(tie.meetings, window_start, ctx.today)
-    expected = baseline / spec.baseline_days * spec.window_days
+    expected = baseline / baseline_eff * window_eff
+    if recent >= spec.max_ratio * expected:
+        return None
     p = poisson_cdf(recent, expected)
     if p >= spec.alpha:
         return None
     level = spec.levels[0]
     name = tie.contact.name
-    recent_words = times(recent) if recent == 0 else "only " + times(recent)
     return Finding(
         rule=RULE_ID,
         contact_id=tie.contact.id,
@@ -61,11 +109,15 @@ def _finding(ctx: Context, tie: Tie) -> Finding | None:
         title=spec.text["title"].format(name=name),
         body=spec.text["body"].format(
             name=name,
+            usual=every(a.usual),
+            window=duration(spec.window_days),
+            recent=times(recent),
             expected=times(max(1, round(expected))),
-            window_days=spec.window_days,
-            recent=recent_words,
+            gap=duration(a.gap),
+            last_met=long_date(a.last_met),
         ),
-        evidence={
+        evidence=evidence(a)
+        | {
             "window_days": spec.window_days,
             "recent_in_person": recent,
             "baseline_days": spec.baseline_days,
@@ -80,5 +132,10 @@ def _finding(ctx: Context, tie: Tie) -> Finding | None:
 
 
 def evaluate(ctx: Context) -> list[Finding]:
-    found = (_finding(ctx, tie) for tie in ctx.eligible)
-    return [f for f in found if f is not None]
+    out = []
+    for tie in ctx.eligible:
+        a = assess(ctx, tie)
+        f = _finding(ctx, a) if a is not None else None
+        if f is not None:
+            out.append(f)
+    return out

@@ -8,7 +8,9 @@ from collections.abc import Iterable
 
 from service.rules.catalog import Catalog
 
-__all__ = ["count_word", "every", "join", "kinds_phrase", "long_date", "people", "times"]
+__all__ = [
+    "count_word", "duration", "every", "join", "kinds_phrase", "long_date", "people", "times",
+]  # fmt: skip
 
 _WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 _MONTHS = (
@@ -26,9 +28,35 @@ def times(n: int) -> str:
     return {0: "not at all", 1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
-def every(days: int) -> str:
-    """The object of 'every ...': 'day' or '9 days'."""
-    return "day" if days == 1 else f"{days} days"
+def every(days: float) -> str:
+    """The object of 'every ...' for a usual gap: 'day', '9 days', 'week', '3 weeks', 'month'.
+
+    Rounded to the unit a person thinks in: days below ten, weeks below two months, then
+    months.
+    """
+    d = max(1, round(days))
+    if d == 1:
+        return "day"
+    if d < 10 and d != 7:
+        return f"{d} days"
+    if d < 60:
+        weeks = max(1, round(d / 7))
+        return "week" if weeks == 1 else f"{weeks} weeks"
+    months = round(d / 30.4)
+    return "month" if months == 1 else f"{months} months"
+
+
+def duration(days: int) -> str:
+    """How long a silence has lasted, always with its unit: '12 days', '5 weeks', '3 months'.
+
+    Whole units, rounded down (36 days is '5 weeks', never '6'), so it never overstates.
+    """
+    if days < 21:
+        return "1 day" if days == 1 else f"{days} days"
+    if days < 61:
+        return f"{days // 7} weeks"
+    months = int(days // 30.4)
+    return f"{months} months" if months < 24 else f"{days // 365} years"
 
 
 def people(n: int) -> str:

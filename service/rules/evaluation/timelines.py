@@ -199,12 +199,14 @@ def _tie(b: _Builder, cid: str, label: str, person_shrinks: int | None) -> TieTr
     if label in ("fade", "stop", "remote"):
         assert base is not None
         earliest = max(120, 5 * base)
+        # A gradual fade needs months to show; a stop or a move to calls, weeks.
+        latest = days - (150 if label == "fade" else 90)
         onset_i = (
             person_shrinks + rng.randint(0, 42)
             if person_shrinks is not None
-            else rng.randint(earliest, days - 100)
+            else rng.randint(earliest, latest)
         )
-        onset_i = min(max(onset_i, earliest), days - 60)
+        onset_i = min(max(onset_i, earliest), latest)
         before = [i for i in b.regular(base, 0, onset_i) if i < onset_i]
         onset_i = (before[-1] + base) if before else onset_i
         for i in before:
@@ -349,7 +351,7 @@ def generate_person(seed: int, index: int, end: dt.date = END) -> LabelledPerson
     start = end - dt.timedelta(days=days - 1)
     b = _Builder(rng, start, days)
     shrinking = rng.random() < 0.15
-    shrink_at = rng.randint(180, days - 110) if shrinking else None
+    shrink_at = rng.randint(150, days - 200) if shrinking else None
     n = rng.randint(8, 15)
     labels = rng.choices(list(_WEIGHTS), list(_WEIGHTS.values()), k=n)
     if shrinking:  # half the regular ties go at about the same time
