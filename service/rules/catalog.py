@@ -79,6 +79,7 @@ class OverdueSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
     prior_weight: float
     cadence_weight: float
     max_df: float
+    hold_out: int
     tail: tuple[float, ...]
     longest_margin: float
     min_multiplier: float

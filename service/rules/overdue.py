@@ -80,12 +80,13 @@ def _assess(ctx: Context, tie: Tie) -> Assessment | None:
         cadence=cadence,
         cadence_weight=spec.cadence_weight,
         max_df=spec.max_df,
+        hold_out=spec.hold_out,
     )
     last = tie.meetings[-1]
     silence = ctx.person.effective(ctx.start_of_silence(tie), ctx.today)
     floor = float(spec.circle_cadence_days[tie.contact.circle])
     if rhythm.known:
-        longest = max(rhythm.gaps)
+        longest = max(rhythm.reference)
         slipping = max(
             rhythm.quantile(spec.tail[0]),
             longest * spec.longest_margin,

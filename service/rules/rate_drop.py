@@ -4,8 +4,9 @@ Catches the gradual fade the overdue rule sees late: gaps that stretch a little 
 none of them alarming alone. Two readings, either suffices:
 
 * stretching: the last ``stretch_gaps`` episode gaps each at least as long as the one
-  before, the first of them already ``stretch_ratio`` x the tie's earlier median gap, and
-  the current silence longer still (at least ``min_data_points`` earlier gaps to compare
+  before, the first of them longer than the tie's earlier median gap and together
+  ``stretch_ratio`` x as long as that median would make them, and the current silence
+  longer still (at least ``min_data_points`` earlier gaps to compare
   with). A missed week or a holiday breaks such a run; a drifting-apart does not;
 * fewer meetings: k = meeting days in the last ``window_days``; the baseline is
 the meeting days in the ``baseline_days`` before. Both windows are measured in effective
@@ -56,7 +57,8 @@ def stretching(gaps: tuple[int, ...], silence: int, spec: RateDropSpec) -> tuple
     recent, earlier = gaps[-k:], sorted(gaps[:-k])
     reference = earlier[len(earlier) // 2]
     rising = all(a <= b for a, b in itertools.pairwise((*recent, silence)))
-    return recent if rising and recent[0] >= spec.stretch_ratio * reference else ()
+    longer = recent[0] > reference and sum(recent) >= spec.stretch_ratio * k * reference
+    return recent if rising and longer else ()
 
 
 def _finding(ctx: Context, a: Assessment) -> Finding | None:

@@ -14,7 +14,9 @@ few gaps the quantiles are wide (uncertainty grows with sparse history); with ma
 tie's own spread decides, but the tail stays heavy, because a holiday or a busy month is
 part of every rhythm and a normal tail would call each of them an alarm. A
 bursty or seasonal tie has a wide spread, so only a silence far beyond its usual breaks is
-unusual. Fewer than ``min_gaps`` gaps: the rhythm is unknown and only an explicit cadence
+unusual. The latest ``hold_out`` gaps are left out of the fit when enough remain: the model
+describes the tie as it was, so a fade in progress is judged against the old rhythm.
+Fewer than ``min_gaps`` gaps: the rhythm is unknown and only an explicit cadence
 can speak for the tie.
 """
 
@@ -58,6 +60,7 @@ class Rhythm:
 
     known: bool
     gaps: tuple[int, ...]  # effective episode gaps, oldest first
+    reference: tuple[int, ...]  # the gaps the model was fitted on (the latest held out)
     median: float  # the usual gap in days (what the person is told)
     location: float  # posterior mean of log gap
     scale: float  # predictive scale of log gap
@@ -80,12 +83,16 @@ def fit(
     cadence: int | None,
     cadence_weight: float,
     max_df: float,
+    hold_out: int = 0,
 ) -> Rhythm:
     """Fit the rhythm of one tie from its sorted meeting days."""
     runs = episodes(days, join_days)[-(max_gaps + 1) :]
     gaps = tuple(max(1, effective(a[1], b[0])) for a, b in zip(runs, runs[1:], strict=False))
-    n = len(gaps)
-    logs = [math.log(g) for g in gaps]
+    # The model describes the tie as it was: the latest gaps are held out when enough remain,
+    # so a fade in progress does not teach the model that long gaps are normal.
+    reference = gaps[:-hold_out] if hold_out and len(gaps) - hold_out >= min_gaps else gaps
+    n = len(reference)
+    logs = [math.log(g) for g in reference]
     if cadence is not None:
         logs_prior, k0 = math.log(cadence), cadence_weight
     else:
@@ -96,5 +103,5 @@ def fit(
     var = (ss + prior_weight * prior_log_sd**2) / dof
     df = min(dof, max_df)  # heavy tails: rare long breaks are part of every rhythm
     scale = math.sqrt(var * (1 + 1 / max(1.0, n + k0)))
-    median = float(statistics.median(gaps)) if gaps else float(cadence or 0)
-    return Rhythm(n >= min_gaps, gaps, median, mean, scale, df)
+    median = float(statistics.median(reference)) if reference else float(cadence or 0)
+    return Rhythm(n >= min_gaps, gaps, reference, median, mean, scale, df)

@@ -354,11 +354,16 @@ def generate_person(seed: int, index: int, end: dt.date = END) -> LabelledPerson
     shrink_at = rng.randint(150, days - 200) if shrinking else None
     n = rng.randint(8, 15)
     labels = rng.choices(list(_WEIGHTS), list(_WEIGHTS.values()), k=n)
-    if shrinking:  # half the regular ties go at about the same time
-        labels = [
-            rng.choice(("fade", "stop")) if lab in _BASE and rng.random() < 0.6 else lab
-            for lab in labels
-        ]
+    if shrinking:  # most of the ties they see often go within six weeks: at least four
+        regular = [k for k, lab in enumerate(labels) if lab in (*_BASE, "bursty", "sparse")]
+        going = [k for k in regular if labels[k] in _BASE and rng.random() < 0.7]
+        for k in regular:
+            if len(going) >= 4:
+                break
+            if k not in going:
+                going.append(k)
+        for k in going:
+            labels[k] = rng.choices(("stop", "fade"), (3, 1))[0]
     contacts: dict[str, Contact] = {}
     ties: dict[str, TieTruth] = {}
     snoozes: dict[str, tuple[dt.date, dt.date]] = {}
