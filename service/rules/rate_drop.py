@@ -8,7 +8,7 @@ none of them alarming alone. Two readings, either suffices:
   ``stretch_ratio`` x as long as that median would make them, and the current silence
   longer still (at least ``min_data_points`` earlier gaps to compare
   with). A missed week or a holiday breaks such a run; a drifting-apart does not;
-* fewer meetings: k = meeting days in the last ``window_days``; the baseline is
+* fewer meetings: k = meeting episodes (a visit of several days is one) in the last ``window_days``; the baseline is
 the meeting days in the ``baseline_days`` before. Both windows are measured in effective
 days (days the person was away from everyone are left out). Under the baseline rate, k
 would be Poisson with mean lambda; the rule fires when P(X <= k) < ``alpha`` *and* the
@@ -31,6 +31,7 @@ from service.rules.catalog import RateDropSpec
 from service.rules.context import Context, count_between
 from service.rules.finding import Finding
 from service.rules.overdue import Assessment, assess, evidence
+from service.rules.rhythm import episodes
 from service.rules.wording import duration, every, join, long_date, times
 
 __all__ = ["RULE_ID", "evaluate", "poisson_cdf", "stretching"]
@@ -90,12 +91,14 @@ def _finding(ctx: Context, a: Assessment) -> Finding | None:
         )
     window_start = ctx.today - dt.timedelta(days=spec.window_days)
     baseline_start = window_start - dt.timedelta(days=spec.baseline_days)
-    baseline = count_between(tie.meetings, baseline_start, window_start)
+    # Episodes, not days: a three-day visit is one event, or bursts would fake a drop.
+    starts = tuple(e[0] for e in episodes(tie.meetings, ctx.catalog.overdue.join_days))
+    baseline = count_between(starts, baseline_start, window_start)
     if baseline < spec.min_baseline_meetings:
         return None
     window_eff = max(1, ctx.person.effective(window_start, ctx.today))
     baseline_eff = max(1, ctx.person.effective(baseline_start, window_start))
-    recent = count_between(tie.meetings, window_start, ctx.today)
+    recent = count_between(starts, window_start, ctx.today)
     expected = baseline / baseline_eff * window_eff
     if recent >= spec.max_ratio * expected:
         return None
