@@ -18,12 +18,15 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from msgspec import Struct
 
-from service.rules.catalog import Catalog
 from service.rules.history import Contact, History, PersonSettings, Reflection
 from service.rules.person import PersonView, person_view
+
+if TYPE_CHECKING:
+    from service.rules.catalog import Catalog
 
 __all__ = ["GROUP_SIZE", "Context", "Tie", "Touch", "build_context", "count_between"]
 

@@ -16,15 +16,22 @@ from __future__ import annotations
 from service.rules.context import Context
 from service.rules.finding import Finding
 from service.rules.overdue import Assessment, assess, evidence
+from service.rules.rule import Rule
+from service.rules.spec import RuleSpec
 from service.rules.wording import duration, every, kinds_phrase, long_date, times
 
-__all__ = ["RULE_ID", "evaluate"]
+__all__ = ["RULE", "RULE_ID", "DroughtSpec", "evaluate"]
 
 RULE_ID = "drought"
 
 
-def _finding(ctx: Context, a: Assessment) -> Finding | None:
-    spec = ctx.catalog.drought
+class DroughtSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
+    circles: tuple[str, ...]
+    max_usual_gap_days: int
+    remote_share: float
+
+
+def _finding(ctx: Context, spec: DroughtSpec, a: Assessment) -> Finding | None:
     tie = a.tie
     if tie.contact.circle not in spec.circles or a.basis != "rhythm":
         return None
@@ -62,11 +69,20 @@ def _finding(ctx: Context, a: Assessment) -> Finding | None:
     )
 
 
-def evaluate(ctx: Context) -> list[Finding]:
+def evaluate(ctx: Context, spec: DroughtSpec) -> list[Finding]:
     out = []
     for tie in ctx.eligible:
         a = assess(ctx, tie)
-        f = _finding(ctx, a) if a is not None else None
+        f = _finding(ctx, spec, a) if a is not None else None
         if f is not None:
             out.append(f)
     return out
+
+
+RULE = Rule(
+    id=RULE_ID,
+    spec=DroughtSpec,
+    templates=frozenset({"title", "body"}),
+    placeholders=frozenset({"name", "count", "kinds", "usual", "gap", "last_met"}),
+    evaluate=evaluate,
+)

@@ -14,31 +14,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable
+from typing import Any
 
-from service.rules import drought, narrowing, overdue, rate_drop, self_report
-from service.rules.catalog import RULE_IDS, Catalog, default_catalog
+from service.rules.catalog import Catalog, default_catalog
 from service.rules.context import Context, build_context
 from service.rules.finding import Finding
 from service.rules.history import History, PersonSettings
+from service.rules.registry import RULES, TIE_PRIORITY
+from service.rules.rule import Rule
 
-__all__ = ["RULES", "TIE_PRIORITY", "evaluate"]
-
-#: Rules about one tie, most specific first: only the first that fires is reported.
-TIE_PRIORITY = ("drought", "overdue", "rate_drop")
+__all__ = ["evaluate"]
 
 log = logging.getLogger("kith.rules")
-Rule = Callable[[Context], list[Finding]]
-
-#: Rule id -> rule function, in the order findings are reported.
-RULES: dict[str, Rule] = {
-    overdue.RULE_ID: overdue.evaluate,
-    rate_drop.RULE_ID: rate_drop.evaluate,
-    drought.RULE_ID: drought.evaluate,
-    narrowing.RULE_ID: narrowing.evaluate,
-    self_report.RULE_ID: self_report.evaluate,
-}
-assert tuple(RULES) == RULE_IDS, "the catalog and the engine must know the same rules"
 
 
 def evaluate(
@@ -54,9 +41,9 @@ def evaluate(
     """
     ctx = build_context(history, now, settings, catalog or default_catalog())
     findings: list[Finding] = []
-    for rule_id, rule in RULES.items():
-        if rule_id not in settings.rules_disabled:
-            findings.extend(_isolated(rule_id, rule, ctx))
+    for rule in RULES:
+        if rule.id not in settings.rules_disabled:
+            findings.extend(_isolated(rule, ctx))
     # One insight per tie: the most specific reading wins (meet in person > overdue > fewer
     # meetings), so a friend who moved to calls gets one suggestion, not three.
     best: dict[str, int] = {}
@@ -71,25 +58,26 @@ def evaluate(
     ]
 
 
-def _isolated(rule_id: str, rule: Rule, ctx: Context) -> list[Finding]:
-    """``rule(ctx)``; if it raises, the rule once per eligible tie, keeping each tie's own
-    findings from the runs that succeed (a finding about the whole network needs the run
-    over every tie, so it is left out with the failure)."""
+def _isolated(rule: Rule[Any], ctx: Context) -> list[Finding]:
+    """``rule`` over ``ctx``; if it raises, the rule once per eligible tie, keeping each
+    tie's own findings from the runs that succeed (a finding about the whole network needs
+    the run over every tie, so it is left out with the failure)."""
+    spec = ctx.catalog.spec_for(rule)
     try:
-        return rule(ctx)
+        return rule.evaluate(ctx, spec)
     except Exception as exc:  # one rule's bug must not stop the others
-        log.warning("rule %s failed (%s): evaluating it tie by tie", rule_id, type(exc).__name__)
+        log.warning("rule %s failed (%s): evaluating it tie by tie", rule.id, type(exc).__name__)
     found: list[Finding] = []
     skipped = 0
     for tie in ctx.eligible:
         try:
-            one = rule(dataclasses.replace(ctx, eligible=(tie,)))
+            one = rule.evaluate(dataclasses.replace(ctx, eligible=(tie,)), spec)
         except Exception:
             skipped += 1
             continue
         found.extend(f for f in one if f.contact_id == tie.contact.id)
     if skipped:
         log.warning(
-            "rule %s left out %d of %d ties it cannot evaluate", rule_id, skipped, len(ctx.eligible)
+            "rule %s left out %d of %d ties it cannot evaluate", rule.id, skipped, len(ctx.eligible)
         )
     return found

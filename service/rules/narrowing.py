@@ -22,11 +22,23 @@ import statistics
 
 from service.rules.context import Context
 from service.rules.finding import Finding
+from service.rules.rule import Rule
+from service.rules.spec import RuleSpec
 from service.rules.wording import duration, people
 
-__all__ = ["RULE_ID", "evaluate"]
+__all__ = ["RULE", "RULE_ID", "NarrowingSpec", "evaluate"]
 
 RULE_ID = "narrowing"
+
+
+class NarrowingSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
+    window_days: int
+    baseline_months: int
+    drop: float
+    z: float
+    min_lost: int
+    min_baseline_average: float
+    max_away_days: int
 
 
 def _units(ctx: Context, blocks: int, window: int) -> list[int]:
@@ -62,8 +74,7 @@ def _units(ctx: Context, blocks: int, window: int) -> list[int]:
     return counts
 
 
-def evaluate(ctx: Context) -> list[Finding]:
-    spec = ctx.catalog.narrowing
+def evaluate(ctx: Context, spec: NarrowingSpec) -> list[Finding]:
     window = spec.window_days
     blocks = spec.baseline_months + 1  # block 0 is the latest window, then the baseline
     counts = _units(ctx, blocks, window)
@@ -108,3 +119,12 @@ def evaluate(ctx: Context) -> list[Finding]:
             data_points=len(monthly),
         )
     ]
+
+
+RULE = Rule(
+    id=RULE_ID,
+    spec=NarrowingSpec,
+    templates=frozenset({"title", "body"}),
+    placeholders=frozenset({"recent", "window", "baseline"}),
+    evaluate=evaluate,
+)

@@ -24,15 +24,48 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from service.rules.catalog import OverdueSpec
 from service.rules.context import Context, Tie
 from service.rules.finding import Finding
 from service.rules.rhythm import Rhythm, fit
+from service.rules.rule import Rule
+from service.rules.spec import RuleSpec
 from service.rules.wording import count_word, duration, every, kinds_phrase, long_date
 
-__all__ = ["RULE_ID", "Assessment", "assess", "evaluate"]
+__all__ = ["RULE", "RULE_ID", "Assessment", "OverdueSpec", "assess", "evaluate"]
 
 RULE_ID = "overdue"
+
+
+class OverdueSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
+    join_days: int
+    min_gaps: int
+    max_gaps: int
+    lookback_days: int
+    prior_log_sd: float
+    prior_weight: float
+    cadence_weight: float
+    max_df: float
+    hold_out: int
+    tail: tuple[float, ...]
+    longest_margin: float
+    min_multiplier: float
+    holiday_days: int
+    dormant_multiplier: float
+    circle_cadence_days: dict[str, int]
+
+    def check(self, name: str) -> None:
+        super().check(name)
+        if len(self.tail) != len(self.levels) - 1:
+            raise ValueError(f"{name}: one tail probability per level but the last")
+        if list(self.tail) != sorted(self.tail) or not all(0.5 < p < 1 for p in self.tail):
+            raise ValueError(f"{name}.tail must be ascending probabilities in (0.5, 1)")
+        if self.min_gaps < 1 or self.max_gaps < self.min_gaps:
+            raise ValueError(f"{name}: need 1 <= min_gaps <= max_gaps")
+        missing = {"inner", "close", "social", "wider"} - set(self.circle_cadence_days)
+        if missing:
+            raise ValueError(f"{name}.circle_cadence_days lacks {sorted(missing)}")
+        if min(self.circle_cadence_days.values()) < 1:
+            raise ValueError(f"{name}.circle_cadence_days must be at least 1 day")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +96,7 @@ def assess(ctx: Context, tie: Tie) -> Assessment | None:
 
 
 def _assess(ctx: Context, tie: Tie) -> Assessment | None:
-    spec = ctx.catalog.overdue
+    spec = ctx.catalog.spec_for(RULE)
     if not tie.meetings or ctx.group_paused(tie):
         return None
     since = ctx.today - dt.timedelta(days=spec.lookback_days)
@@ -109,7 +142,7 @@ def _assess(ctx: Context, tie: Tie) -> Assessment | None:
 
 def since_phrase(ctx: Context, tie: Tie) -> tuple[str, int]:
     """' (since then, four calls)': the remote contact since the last meeting, if any."""
-    spec = ctx.catalog.overdue
+    spec = ctx.catalog.spec_for(RULE)
     touches = tie.remote_since_last_meeting()
     if not touches:
         return "", 0
@@ -165,8 +198,7 @@ def finding(ctx: Context, spec: OverdueSpec, a: Assessment) -> Finding | None:
     )
 
 
-def evaluate(ctx: Context) -> list[Finding]:
-    spec = ctx.catalog.overdue
+def evaluate(ctx: Context, spec: OverdueSpec) -> list[Finding]:
     out = []
     for tie in ctx.eligible:
         a = assess(ctx, tie)
@@ -174,3 +206,15 @@ def evaluate(ctx: Context) -> list[Finding]:
         if f is not None:
             out.append(f)
     return out
+
+
+RULE = Rule(
+    id=RULE_ID,
+    spec=OverdueSpec,
+    templates=frozenset({"body_rhythm", "body_cadence", "since_one", "since_many"}),
+    placeholders=frozenset(
+        {"name", "usual", "gap", "last_met", "since", "cadence", "kind", "count", "kinds"}
+    ),
+    evaluate=evaluate,
+    level_titles=True,
+)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ def person_view(
     days = [d for d in meeting_days if d >= since]
     if len(days) < 8:  # too little to know what normal is
         return PersonView((), (), max_discount)
-    gaps = sorted((b - a).days for a, b in zip(days, days[1:], strict=False))
+    gaps = sorted((b - a).days for a, b in itertools.pairwise(days))
     p90 = gaps[min(len(gaps) - 1, math.ceil(0.9 * len(gaps)) - 1)]
     longest_normal = max(min_away_days, math.ceil(away_factor * p90))
     runs: list[tuple[dt.date, dt.date]] = []

@@ -8,15 +8,17 @@ none of them alarming alone. Two readings, either suffices:
   ``stretch_ratio`` x as long as that median would make them, and the current silence
   longer still (at least ``min_data_points`` earlier gaps to compare
   with). A missed week or a holiday breaks such a run; a drifting-apart does not;
-* fewer meetings: k = meeting episodes (a visit of several days is one) in the last ``window_days``; the baseline is
-the meeting days in the ``baseline_days`` before. Both windows are measured in effective
-days (days the person was away from everyone are left out). Under the baseline rate, k
-would be Poisson with mean lambda; the rule fires when P(X <= k) < ``alpha`` *and* the
-recent rate is below ``max_ratio`` of the baseline (a real halving, as the change-point
-rule R3 of the domain notes asks), and only once the current silence is
-``quiet_multiplier`` usual gaps long: never right after they met.
+* fewer meetings: k = meeting episodes (a visit of several days is one) in the last
+  ``window_days``; the baseline is the episodes in the ``baseline_days`` before, both
+  windows in effective days (days the person was away from everyone are left out). Under
+  the baseline rate, k would be Poisson with mean lambda; the rule fires when
+  P(X <= k) < ``alpha`` *and* the recent rate is below ``max_ratio`` of the baseline (a
+  real halving, as the change-point rule R3 of the domain notes asks).
 
-A tie with a thin baseline (fewer than ``min_data_points`` meetings) never reaches
+Either way only once the current silence is ``quiet_multiplier`` usual gaps long: never
+right after they met.
+
+A tie with a thin baseline (fewer than ``min_baseline_meetings`` episodes) never reaches
 significance, and a tie whose rhythm is unknown, or that lives in a group that paused, is
 not judged (see ``overdue.assess``).
 """
@@ -27,16 +29,29 @@ import datetime as dt
 import itertools
 import math
 
-from service.rules.catalog import RateDropSpec
+from service.rules import overdue
 from service.rules.context import Context, count_between
 from service.rules.finding import Finding
 from service.rules.overdue import Assessment, assess, evidence
 from service.rules.rhythm import episodes
+from service.rules.rule import Rule
+from service.rules.spec import RuleSpec
 from service.rules.wording import duration, every, join, long_date, times
 
-__all__ = ["RULE_ID", "evaluate", "poisson_cdf", "stretching"]
+__all__ = ["RULE", "RULE_ID", "RateDropSpec", "evaluate", "poisson_cdf", "stretching"]
 
 RULE_ID = "rate_drop"
+
+
+class RateDropSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
+    stretch_gaps: int
+    stretch_ratio: float
+    min_baseline_meetings: int
+    window_days: int
+    baseline_days: int
+    alpha: float
+    max_ratio: float
+    quiet_multiplier: float
 
 
 def poisson_cdf(k: int, lam: float) -> float:
@@ -62,8 +77,7 @@ def stretching(gaps: tuple[int, ...], silence: int, spec: RateDropSpec) -> tuple
     return recent if rising and longer else ()
 
 
-def _finding(ctx: Context, a: Assessment) -> Finding | None:
-    spec = ctx.catalog.rate_drop
+def _finding(ctx: Context, spec: RateDropSpec, a: Assessment) -> Finding | None:
     tie = a.tie
     if a.basis != "rhythm" or a.silence < spec.quiet_multiplier * a.usual:
         return None
@@ -92,7 +106,9 @@ def _finding(ctx: Context, a: Assessment) -> Finding | None:
     window_start = ctx.today - dt.timedelta(days=spec.window_days)
     baseline_start = window_start - dt.timedelta(days=spec.baseline_days)
     # Episodes, not days: a three-day visit is one event, or bursts would fake a drop.
-    starts = tuple(e[0] for e in episodes(tie.meetings, ctx.catalog.overdue.join_days))
+    starts = tuple(
+        e[0] for e in episodes(tie.meetings, ctx.catalog.spec_for(overdue.RULE).join_days)
+    )
     baseline = count_between(starts, baseline_start, window_start)
     if baseline < spec.min_baseline_meetings:
         return None
@@ -136,11 +152,22 @@ def _finding(ctx: Context, a: Assessment) -> Finding | None:
     )
 
 
-def evaluate(ctx: Context) -> list[Finding]:
+def evaluate(ctx: Context, spec: RateDropSpec) -> list[Finding]:
     out = []
     for tie in ctx.eligible:
         a = assess(ctx, tie)
-        f = _finding(ctx, a) if a is not None else None
+        f = _finding(ctx, spec, a) if a is not None else None
         if f is not None:
             out.append(f)
     return out
+
+
+RULE = Rule(
+    id=RULE_ID,
+    spec=RateDropSpec,
+    templates=frozenset({"title", "body", "body_stretch"}),
+    placeholders=frozenset(
+        {"name", "expected", "window", "recent", "usual", "gap", "last_met", "gaps"}
+    ),
+    evaluate=evaluate,
+)

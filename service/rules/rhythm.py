@@ -23,6 +23,7 @@ can speak for the tie.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -87,7 +88,7 @@ def fit(
 ) -> Rhythm:
     """Fit the rhythm of one tie from its sorted meeting days."""
     runs = episodes(days, join_days)[-(max_gaps + 1) :]
-    gaps = tuple(max(1, effective(a[1], b[0])) for a, b in zip(runs, runs[1:], strict=False))
+    gaps = tuple(max(1, effective(a[1], b[0])) for a, b in itertools.pairwise(runs))
     # The model describes the tie as it was: the latest gaps are held out when enough remain,
     # so a fade in progress does not teach the model that long gaps are normal.
     reference = gaps[:-hold_out] if hold_out and len(gaps) - hold_out >= min_gaps else gaps

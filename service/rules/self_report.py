@@ -22,15 +22,32 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 
-from service.rules.catalog import SelfReportSpec
 from service.rules.context import Context
 from service.rules.finding import Finding
 from service.rules.history import Reflection
+from service.rules.rule import Rule
+from service.rules.spec import RuleSpec
 from service.rules.wording import join
 
-__all__ = ["RULE_ID", "evaluate"]
+__all__ = ["RULE", "RULE_ID", "SelfReportSpec", "evaluate"]
 
 RULE_ID = "self_report"
+
+
+class SelfReportSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
+    ucla3_lonely_at: int
+    lsns6_at_risk_below: int
+    who5_low_below: int
+    max_age_days: int
+    recent_days: int
+    baseline_from_days: int
+    baseline_to_days: int
+    min_baseline_answers: int
+    ucla3_rise: int
+    lsns6_fall: int
+    who5_fall: int
+
+
 INSTRUMENTS = ("ucla3", "lsns6", "who5")
 
 
@@ -58,8 +75,7 @@ def _concern(spec: SelfReportSpec, name: str, recent: float, baseline: float | N
     return "change" if changed else None
 
 
-def evaluate(ctx: Context) -> list[Finding]:
-    spec = ctx.catalog.self_report
+def evaluate(ctx: Context, spec: SelfReportSpec) -> list[Finding]:
     evidence: dict[str, object] = {}
     concerns: list[str] = []
     for name in INSTRUMENTS:
@@ -117,3 +133,14 @@ def evaluate(ctx: Context) -> list[Finding]:
             data_points=answered_count,
         )
     ]
+
+
+RULE = Rule(
+    id=RULE_ID,
+    spec=SelfReportSpec,
+    templates=frozenset(
+        {"title", "body", "ucla3", "lsns6", "who5", "ucla3_change", "lsns6_change", "who5_change"}
+    ),
+    placeholders=frozenset({"concerns", "score", "baseline"}),
+    evaluate=evaluate,
+)

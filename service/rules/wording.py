@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from service.rules.catalog import Catalog
+if TYPE_CHECKING:
+    from service.rules.catalog import Catalog
 
 __all__ = [
     "count_word", "duration", "every", "join", "kinds_phrase", "long_date", "people", "times",
