@@ -179,6 +179,12 @@ def build_context(
             away_factor=spec.away_factor,
             min_away_days=spec.min_away_days,
             max_discount=spec.max_away_discount_days,
+            people_met=sum(
+                1
+                for t in ties.values()
+                if t.meetings and (today - t.meetings[-1]).days <= spec.lookback_days
+            ),
+            min_people=spec.min_people,
         ),
         groups=tuple(groups),
     )

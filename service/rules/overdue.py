@@ -171,7 +171,7 @@ def evidence(a: Assessment) -> dict[str, object]:
 
 def finding(ctx: Context, spec: OverdueSpec, a: Assessment) -> Finding | None:
     level_index = a.level_index
-    if level_index < 0:
+    if level_index < 0 or len(a.tie.meetings) < spec.min_data_points:
         return None
     contact = a.tie.contact
     level = spec.levels[level_index]

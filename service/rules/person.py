@@ -6,7 +6,8 @@ weeks of not logging), every tie falls silent at once: those days are *away days
 taken out of every tie's silence (up to ``max_away_discount_days`` per silence, so a person
 who really stops seeing everyone is still noticed). A run counts as away when it is longer
 than ``away_factor`` x the 90th percentile of the person's own gaps between days with any
-meeting, and at least ``min_away_days``.
+meeting, and at least ``min_away_days``; and only for someone who met at least
+``min_people`` people lately.
 """
 
 from __future__ import annotations
@@ -53,11 +54,17 @@ def person_view(
     away_factor: float,
     min_away_days: int,
     max_discount: int,
+    people_met: int,
+    min_people: int,
 ) -> PersonView:
-    """Away runs from the sorted days on which the person met anyone in person."""
+    """Away runs from the sorted days on which the person met anyone in person.
+
+    With fewer than ``min_people`` people met lately, everyone falling silent cannot be told
+    from one friendship ending, so nobody is ever "away".
+    """
     since = today - dt.timedelta(days=lookback_days)
     days = [d for d in meeting_days if d >= since]
-    if len(days) < 8:  # too little to know what normal is
+    if len(days) < 8 or people_met < min_people:  # too little to know what normal is
         return PersonView((), (), max_discount)
     gaps = sorted((b - a).days for a, b in itertools.pairwise(days))
     p90 = gaps[min(len(gaps) - 1, math.ceil(0.9 * len(gaps)) - 1)]

@@ -110,7 +110,7 @@ def _finding(ctx: Context, spec: RateDropSpec, a: Assessment) -> Finding | None:
         e[0] for e in episodes(tie.meetings, ctx.catalog.spec_for(overdue.RULE).join_days)
     )
     baseline = count_between(starts, baseline_start, window_start)
-    if baseline < spec.min_baseline_meetings:
+    if baseline < max(spec.min_baseline_meetings, spec.min_data_points):
         return None
     window_eff = max(1, ctx.person.effective(window_start, ctx.today))
     baseline_eff = max(1, ctx.person.effective(baseline_start, window_start))

@@ -42,6 +42,7 @@ class PersonSpec(Struct, frozen=True, forbid_unknown_fields=True):
     """The person-level view every tie rule consults first (``person.py``, ``context.py``)."""
 
     lookback_days: int
+    min_people: int
     away_factor: float
     min_away_days: int
     max_away_discount_days: int

@@ -98,15 +98,16 @@ async def test_a_fading_weekly_friend_becomes_an_insight_on_the_next_pull(
     fields = overdue[0]["fields"]
     assert fields["contact_id"] == sam
     assert fields["status"] == "open"
-    assert fields["level"] == "at_risk"  # 40 days against a 7-day rhythm: > 4x, < 8x
+    # 40 days against a weekly rhythm: past 2.5 gaps + a three-week holiday (decision 0010)
+    assert fields["level"] == "slipping"
     assert "Sam" in fields["title"]
-    assert "7 days" in fields["body"]
-    assert "40" in fields["body"]
+    assert "every week" in fields["body"]
+    assert "it's been 5 weeks since you met on" in fields["body"]
     assert fields["evidence"]["gap_days"] == 40
     nudges = await pool.fetch(
         "SELECT rule, level, contact_id, state FROM nudge_requests WHERE space_id = $1", space
     )
-    assert [tuple(n) for n in nudges] == [("overdue", "at_risk", sam, "pending")]
+    assert [tuple(n) for n in nudges] == [("overdue", "slipping", sam, "pending")]
 
     # They meet today: the next evaluation resolves the insight on every device.
     await push(http, ana, [meeting(ana, sam, 0)])

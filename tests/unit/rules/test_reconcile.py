@@ -49,7 +49,8 @@ def test_a_new_finding_creates_one_insight_with_a_nudge_request_and_a_stable_id(
         "contact_id": "contact-ana",
         "level": "slipping",
         "title": "Time to see Ana?",
-        "body": "You usually see Ana every 9 days; it's been 31 — and the last four were calls.",
+        "body": "You usually see Ana every 9 days; it's been 8 weeks since you met on 5 April "
+        "2025 (since then, two calls). Up for suggesting a coffee or a walk?",
         "evidence": dict(create.finding.evidence),
         "status": "open",
         "raised_at": "2025-06-02T08:00:00+00:00",
@@ -64,11 +65,14 @@ def test_re_evaluating_the_same_day_changes_nothing() -> None:
 def test_the_next_day_updates_the_same_insight_instead_of_adding_another() -> None:
     life = ana_stops()
     row = raised(life)
-    plan = step(life, [row], NOW + DAY)
+    [only_numbers] = step(life, [row], NOW + DAY).update  # 59 days: still "8 weeks"
+    assert set(only_numbers.fields) == {"evidence"}
+    assert only_numbers.fields["evidence"]["gap_days"] == 59
+    plan = step(life, [row], NOW + 5 * DAY)
     assert plan.create == ()
     [update] = plan.update
     assert update.insight_id == row.id
-    assert update.fields["body"].startswith("You usually see Ana every 9 days; it's been 32")
+    assert update.fields["body"].startswith("You usually see Ana every 9 days; it's been 2 months")
     assert set(update.fields) == {"body", "evidence"}
     assert not update.escalated
 
@@ -87,7 +91,7 @@ def test_a_contact_met_in_person_after_the_insight_was_raised_resolves_it() -> N
 def test_an_escalation_reopens_a_seen_insight_and_asks_for_a_nudge() -> None:
     life = ana_stops()
     row = raised(life, status="seen")
-    [update] = step(life, [row], NOW + 6 * DAY).update  # gap 37 > 4 x 9
+    [update] = step(life, [row], NOW + 8 * DAY).update  # 66 days: past the at-risk line
     assert update.escalated
     assert update.nudge
     assert update.fields["status"] == "open"
@@ -98,7 +102,7 @@ def test_a_dismissed_insight_is_not_raised_again_until_it_escalates() -> None:
     life = ana_stops()
     row = raised(life, status="dismissed")
     assert step(life, [row], NOW + DAY).empty
-    [create] = step(life, [row], NOW + 6 * DAY).create
+    [create] = step(life, [row], NOW + 8 * DAY).create
     assert create.finding.level == "at_risk"
 
 
