@@ -78,7 +78,7 @@ def test_every_tie_insight_gives_rhythm_gap_with_unit_last_meeting_and_an_invita
     assert body.rstrip().endswith("?"), body  # it ends by inviting, not by telling off
     text = (finding.title + " " + body).lower()
     assert not [g for g in GUILT if g in text], text
-    assert finding.rule == key.split(".")[0]
+    assert finding.rule == key.split(".", maxsplit=1)[0]
     last = dt.date.fromisoformat(finding.evidence["last_in_person"])
     assert f"on {long_date(last)}" in body  # the date shown is the last meeting's
     if key == "rate_drop.body_stretch":
