@@ -77,25 +77,24 @@ class Context:
         until = tie.contact.snoozed_until
         return until if until is not None and until > last else last
 
-    def group_paused(self, tie: Tie) -> bool:
-        """Seen mostly at a group meetup, and the group has not met without them since.
+    def group_stopped(self, tie: Tie) -> bool:
+        """They met at a group meetup, and the group has not met without them since.
 
-        Then the silence belongs to the group (it ended, or paused for the summer), not to
-        this friendship; if the group goes on meeting without them, it is theirs again.
+        Then the group's silence (it ended, or paused for the summer) is not this
+        friendship's: the tie is judged by its meetings outside the group alone. If the
+        group goes on meeting without them, the whole silence is theirs again.
         """
-        since = self.today - dt.timedelta(days=self.catalog.person.lookback_days)
-        recent = [d for d in tie.meetings if d >= since]
-        grouped = [d for d in tie.group_days if d >= since]
-        if not recent or len(grouped) < self.catalog.person.group_share * len(recent):
+        if not tie.group_days:
             return False
         cid = tie.contact.id
+        since = self.today - dt.timedelta(days=self.catalog.person.lookback_days)
         seen: dict[str, int] = {}
         for day, members in self.groups:
             if day >= since and cid in members:
                 for other in members - {cid}:
                     seen[other] = seen.get(other, 0) + 1
         regulars = {c for c, n in seen.items() if n >= 2}
-        last = tie.meetings[-1]
+        last = tie.group_days[-1]
         without = sum(
             1 for day, members in self.groups
             if day > last and cid not in members and len(members & regulars) >= 2

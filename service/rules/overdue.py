@@ -3,8 +3,9 @@
 ``assess`` judges one tie the way the other tie rules also read it:
 
 1. the person first: days they were away from everyone are taken out of the silence, a
-   snooze ended since the last meeting restarts it, and a tie seen mostly at a group meetup
-   that itself stopped is not judged alone (``context.py``, ``person.py``);
+   snooze ended since the last meeting restarts it, and a tie met at a group meetup that
+   itself stopped is judged by its meetings outside the group (``context.py``,
+   ``person.py``);
 2. the tie's rhythm (``rhythm.py``): episode gaps, a log-normal with a prior that widens
    with sparse history, the person's chosen cadence as the location's prior;
 3. the slipping line: the predictive ``tail[0]`` quantile of the next gap, never below the
@@ -80,6 +81,7 @@ class Assessment:
     silence: int  # effective days: away days and a snooze taken out
     thresholds: tuple[float, ...]  # slipping, at risk, dormant (effective days)
     last_met: dt.date
+    days: tuple[dt.date, ...]  # the meeting days judged (outside a group that stopped)
 
     @property
     def level_index(self) -> int:
@@ -97,10 +99,13 @@ def assess(ctx: Context, tie: Tie) -> Assessment | None:
 
 def _assess(ctx: Context, tie: Tie) -> Assessment | None:
     spec = ctx.catalog.spec_for(RULE)
-    if not tie.meetings or ctx.group_paused(tie):
+    if not tie.meetings:
         return None
     since = ctx.today - dt.timedelta(days=spec.lookback_days)
     days = [d for d in tie.meetings if d >= since]
+    if ctx.group_stopped(tie):  # the group's silence is not theirs: their own meetings only
+        grouped = set(tie.group_days)
+        days = [d for d in days if d not in grouped]
     cadence = tie.contact.cadence_days
     rhythm = fit(
         days,
@@ -114,6 +119,7 @@ def _assess(ctx: Context, tie: Tie) -> Assessment | None:
         cadence_weight=spec.cadence_weight,
         max_df=spec.max_df,
         hold_out=spec.hold_out,
+        lapse_multiplier=spec.dormant_multiplier,
     )
     last = tie.meetings[-1]
     silence = ctx.person.effective(ctx.start_of_silence(tie), ctx.today)
@@ -136,7 +142,7 @@ def _assess(ctx: Context, tie: Tie) -> Assessment | None:
     dormant = max(spec.dormant_multiplier * usual, 2 * slipping)
     return Assessment(
         tie, rhythm, basis, usual, (ctx.today - last).days, silence,
-        (slipping, at_risk, dormant), last,
+        (slipping, at_risk, dormant), last, tuple(days),
     )  # fmt: skip
 
 

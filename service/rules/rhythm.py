@@ -16,8 +16,9 @@ part of every rhythm and a normal tail would call each of them an alarm. A
 bursty or seasonal tie has a wide spread, so only a silence far beyond its usual breaks is
 unusual. The latest ``hold_out`` gaps are left out of the fit when enough remain: the model
 describes the tie as it was, so a fade in progress is judged against the old rhythm.
-Fewer than ``min_gaps`` gaps: the rhythm is unknown and only an explicit cadence
-can speak for the tie.
+A gap longer than ``lapse_multiplier`` x the median was a lapse: a tie that came back
+after one is fitted on what came after. Fewer than ``min_gaps`` gaps: the rhythm is
+unknown and only an explicit cadence can speak for the tie.
 """
 
 from __future__ import annotations
@@ -85,10 +86,16 @@ def fit(
     cadence_weight: float,
     max_df: float,
     hold_out: int = 0,
+    lapse_multiplier: float = math.inf,
 ) -> Rhythm:
     """Fit the rhythm of one tie from its sorted meeting days."""
     runs = episodes(days, join_days)[-(max_gaps + 1) :]
     gaps = tuple(max(1, effective(a[1], b[0])) for a, b in itertools.pairwise(runs))
+    if gaps:  # a tie that lapsed and came back starts a new rhythm after the lapse
+        typical = statistics.median(gaps)
+        lapses = [i for i, g in enumerate(gaps) if g > lapse_multiplier * typical]
+        if lapses:
+            gaps = gaps[lapses[-1] + 1 :]
     # The model describes the tie as it was: the latest gaps are held out when enough remain,
     # so a fade in progress does not teach the model that long gaps are normal.
     reference = gaps[:-hold_out] if hold_out and len(gaps) - hold_out >= min_gaps else gaps

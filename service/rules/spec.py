@@ -46,5 +46,4 @@ class PersonSpec(Struct, frozen=True, forbid_unknown_fields=True):
     away_factor: float
     min_away_days: int
     max_away_discount_days: int
-    group_share: float
     group_meets_without: int

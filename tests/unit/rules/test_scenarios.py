@@ -169,9 +169,9 @@ def test_a_network_that_shrinks_well_beyond_its_usual_variation_is_noticed() -> 
     assert not finding.nudge
 
 
-@pytest.mark.parametrize(("still", "fires"), [(5, True), (6, False)])
+@pytest.mark.parametrize(("still", "fires"), [(3, True), (4, False)])
 def test_narrowing_needs_a_drop_beyond_poisson_noise(still: int, fires: bool) -> None:
-    # Mean 10 a month: sqrt(10) x 1.5 = 4.7 people lost is the line, above 40 % of 10.
+    # Mean 10 a month: 2 x sqrt(10) = 6.3 people lost is the line, above half of 10.
     assert bool(shrinking_network(still).evaluate()) is fires
 
 
