@@ -106,9 +106,7 @@ def _finding(ctx: Context, spec: RateDropSpec, a: Assessment) -> Finding | None:
     window_start = ctx.today - dt.timedelta(days=spec.window_days)
     baseline_start = window_start - dt.timedelta(days=spec.baseline_days)
     # Episodes, not days: a three-day visit is one event, or bursts would fake a drop.
-    starts = tuple(
-        e[0] for e in episodes(a.days, ctx.catalog.spec_for(overdue.RULE).join_days)
-    )
+    starts = tuple(e[0] for e in episodes(a.days, ctx.catalog.spec_for(overdue.RULE).join_days))
     baseline = count_between(starts, baseline_start, window_start)
     if baseline < max(spec.min_baseline_meetings, spec.min_data_points):
         return None
