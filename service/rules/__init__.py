@@ -8,8 +8,11 @@ what it says::
     findings = evaluate(history, now, settings)
     plan = reconcile(stored_insights, findings, history, now)  # create / update / resolve
 
-Thresholds and wording live in the catalog (``schemas/rules.toml``); nothing here does
-I/O or reads a clock, so every rule is tested with synthetic timelines and Hypothesis.
+Thresholds and wording live in the catalog (``schemas/rules.toml``); each rule is one
+module owning its id, spec, templates contract and ``evaluate`` (``registry.py`` lists
+them). Nothing here does I/O or reads a clock, so every rule is tested with synthetic
+timelines and Hypothesis, and ``evaluation/`` scores the whole engine on labelled people
+(``make eval``, decision 0010).
 """
 
 from service.rules.catalog import RULE_IDS, Catalog, default_catalog, load_catalog
