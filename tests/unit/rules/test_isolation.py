@@ -7,7 +7,9 @@ person's insights must still come out exactly as without them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,6 +17,8 @@ import pytest
 from service.rules import engine
 from service.rules.context import Context
 from service.rules.finding import Finding
+from service.rules.registry import RULES
+from service.rules.rule import Rule
 from tests.unit.rules.timeline import ana_stops
 
 POISON_TIMES = ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00")
@@ -22,6 +26,20 @@ POISON_TIMES = ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00")
 
 def _key(findings: list[Finding]) -> list[tuple[str, str | None, str]]:
     return [(f.rule, f.contact_id, f.body) for f in findings]
+
+
+def _rule(rule_id: str) -> Rule[Any]:
+    return next(r for r in RULES if r.id == rule_id)
+
+
+def _replace(
+    monkeypatch: pytest.MonkeyPatch, rule_id: str, evaluate: Callable[[Context, Any], list[Finding]]
+) -> None:
+    """The engine with ``rule_id``'s function swapped for ``evaluate`` (a rule with a bug)."""
+    rules = tuple(
+        dataclasses.replace(r, evaluate=evaluate) if r.id == rule_id else r for r in RULES
+    )
+    monkeypatch.setattr(engine, "RULES", rules)
 
 
 def test_stored_event_times_no_reader_can_hold_are_left_out() -> None:
@@ -43,14 +61,14 @@ def test_a_rule_that_fails_on_one_tie_still_evaluates_the_others(
     clean = [f for f in life.evaluate() if f.contact_id != bea]
     assert ("overdue", "contact-ana") in [(f.rule, f.contact_id) for f in clean]
 
-    real = engine.RULES["overdue"]
+    real = _rule("overdue")
 
-    def fragile(ctx: Context) -> list[Finding]:
+    def fragile(ctx: Context, spec: Any) -> list[Finding]:
         if any(t.contact.cadence_days == 10**9 for t in ctx.eligible):
             raise OverflowError("date value out of range")
-        return real(ctx)
+        return real.evaluate(ctx, spec)
 
-    monkeypatch.setitem(engine.RULES, "overdue", fragile)
+    _replace(monkeypatch, "overdue", fragile)
     with caplog.at_level(logging.WARNING, logger="kith.rules"):
         findings = life.evaluate()
     assert _key(findings) == _key(clean)  # Ana's insight, and every other rule's, intact
@@ -67,8 +85,8 @@ def test_a_rule_that_fails_for_the_whole_person_leaves_the_other_rules(
     before = life.evaluate()
     assert {f.rule for f in before} == {"overdue", "self_report"}
 
-    def broken(_: Any) -> list[Finding]:
+    def broken(_: Context, __: Any) -> list[Finding]:
         raise ZeroDivisionError
 
-    monkeypatch.setitem(engine.RULES, "overdue", broken)
+    _replace(monkeypatch, "overdue", broken)
     assert _key(life.evaluate()) == _key([f for f in before if f.rule != "overdue"])
