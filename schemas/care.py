@@ -9,12 +9,17 @@ from msgspec import Meta, Struct
 
 __all__ = [
     "AcceptRequest",
+    "AlertAction",
+    "AlertId",
     "AuditEntry",
     "AuditResponse",
+    "CaregiverAlertOut",
     "CaregiverOut",
     "CaregiversResponse",
     "InvitationOut",
     "InvitationRequest",
+    "MyAlertOut",
+    "MyAlertsResponse",
     "PeopleResponse",
     "PersonOut",
     "Scope",
@@ -85,11 +90,81 @@ class SummaryResponse(Struct):
 
 
 class AuditEntry(Struct):
-    link_id: str
+    """A caregiver looked (``viewed``), or someone acted on an alert. ``link_id`` is None
+    (and ``caregiver_name`` is the person's own name) for the person's own resolution."""
+
+    link_id: str | None
     caregiver_name: str
-    channel: Literal["api", "web"]
-    viewed_at: dt.datetime
+    channel: Literal["api", "web", "push"]
+    viewed_at: dt.datetime  # when it happened
+    action: Literal["viewed", "acknowledged", "resolved"] = "viewed"
+    alert_id: str | None = None
 
 
 class AuditResponse(Struct):
     views: list[AuditEntry]
+
+
+# -- alerts: acknowledge, resolve (decision 0060) ----------------------------------------
+
+#: ``help:<check-in id>`` (an "I need help" check-in) or ``missed:<local date>``.
+AlertId = Annotated[
+    str,
+    Meta(
+        pattern=r"^(help:[A-Za-z0-9_-]{8,64}|missed:[0-9]{4}-[0-9]{2}-[0-9]{2})$(?!\n)",
+        examples=["help:k-01HZX3Q9", "missed:2026-03-29"],
+    ),
+]
+AlertKind = Literal["need_help", "missed_check_in"]
+AlertStatus = Literal["open", "acknowledged", "no_response", "resolved"]
+
+
+class AlertAction(Struct, forbid_unknown_fields=True):
+    """How the caregiver acted: in the app (``app``, the default) or with the push's
+    button (``push``) — recorded in the person's audit."""
+
+    via: Literal["app", "push"] = "app"
+
+
+class CaregiverAlertOut(Struct):
+    """One alert as a caregiver sees it (also each entry of a summary's ``alerts``)."""
+
+    alert_id: str
+    kind: AlertKind
+    priority: Literal["normal", "high"]
+    raised_at: dt.datetime
+    status: AlertStatus
+    acknowledged_by: str | None  # the first caregiver's name: "Carol is on it"
+    acknowledged_by_me: bool
+    acknowledged_at: dt.datetime | None
+    also_acknowledged_by: list[str]
+    no_response_at: dt.datetime | None  # the ladder ended with nobody answering
+    resolved_at: dt.datetime | None
+    resolved_by: Literal["person", "caregiver", "check_in"] | None
+    resolved_by_name: str | None  # the caregiver's name when one resolved it
+
+
+class MyAcknowledgement(Struct):
+    by: str
+    at: dt.datetime
+
+
+class MyAlertOut(Struct):
+    """One of my alerts, as my ``alerts`` records hold it (only names and times of the
+    caregivers who answered)."""
+
+    alert_id: str
+    kind: AlertKind
+    raised_at: dt.datetime
+    status: AlertStatus
+    acknowledged_by: str | None
+    acknowledged_at: dt.datetime | None
+    acknowledgements: list[MyAcknowledgement]
+    no_response_at: dt.datetime | None
+    resolved_at: dt.datetime | None
+    resolved_by: str | None  # "you", "check_in" or the caregiver's name
+    message: str  # "Carol saw your request at 05:03"
+
+
+class MyAlertsResponse(Struct):
+    alerts: list[MyAlertOut]

@@ -23,6 +23,8 @@ __all__ = [
     "EVENT_TIME_RANGE",
     "SETTINGS_ID",
     "TABLES",
+    "AlertAcknowledgement",
+    "AlertFields",
     "CareSummaryFields",
     "Cascade",
     "CheckInFields",
@@ -41,7 +43,14 @@ __all__ = [
 SETTINGS_ID = "settings"
 
 TableName = Literal[
-    "contacts", "interactions", "reflections", "check_ins", "settings", "insights", "care_summaries"
+    "contacts",
+    "interactions",
+    "reflections",
+    "check_ins",
+    "settings",
+    "insights",
+    "care_summaries",
+    "alerts",
 ]
 
 #: The rules engine's rules (service/rules/catalog.py checks the catalog matches).
@@ -224,6 +233,35 @@ class CareSummaryFields(Struct, omit_defaults=True):
     computed_at: dt.datetime | UnsetType = UNSET
 
 
+class AlertAcknowledgement(Struct):
+    """One caregiver said "I'm on it": their name as the person knows them, and when."""
+
+    by: str
+    at: dt.datetime
+
+
+class AlertFields(Struct, omit_defaults=True):
+    """Server-written, in the older adult's own space: one of their alerts and who answered
+    it (read-only for clients; resolve one with ``POST /v1/care/alerts/{alert_id}/resolve``).
+    Of a caregiver it holds only the name and the time — decision 0060."""
+
+    alert_id: str | UnsetType = UNSET  # the id the care API takes ("help:<check-in id>")
+    kind: Literal["need_help", "missed_check_in"] | UnsetType = UNSET
+    raised_at: dt.datetime | UnsetType = UNSET
+    #: open → acknowledged (someone is on it) or no_response (the ladder ended unanswered;
+    #: an acknowledgement after that still turns it acknowledged) → resolved.
+    status: Literal["open", "acknowledged", "no_response", "resolved"] | UnsetType = UNSET
+    acknowledged_by: str | UnsetType | None = UNSET  # the first caregiver's name
+    acknowledged_at: dt.datetime | UnsetType | None = UNSET
+    acknowledgements: list[AlertAcknowledgement] | UnsetType = UNSET  # every one, in order
+    no_response_at: dt.datetime | UnsetType | None = UNSET
+    resolved_at: dt.datetime | UnsetType | None = UNSET
+    #: "you", "check_in" (a later ok check-in closed it) or the caregiver's name.
+    resolved_by: str | UnsetType | None = UNSET
+    #: What to show, in the person's time zone ("Carol saw your request at 05:03").
+    message: str | UnsetType = UNSET
+
+
 @dataclass(frozen=True, slots=True)
 class Cascade:
     """Deleting the last live ``parent`` a record names (in its list field ``field``)
@@ -348,6 +386,7 @@ TABLES: dict[str, TableSpec] = {
             read_type=InsightFields,
         ),
         TableSpec("care_summaries", None, create_allowed=False, read_type=CareSummaryFields),
+        TableSpec("alerts", None, create_allowed=False, read_type=AlertFields),
     )
 }
 

@@ -116,6 +116,9 @@ def create_app(settings: Settings) -> Litestar:
                 on_revoke=realtime.session_revoked,
                 wake_workers=lambda: notify(c.redis),
             )
+            app.state.alerts = c.alert_service(
+                app.state.sync, app.state.care, wake_workers=lambda: notify(c.redis)
+            )
             await realtime.start()  # one Redis subscription per process (service/sync/realtime.py)
             heap.settle()  # start-up objects frozen, fewer collections (service/infra/heap.py)
             try:
@@ -160,6 +163,7 @@ def create_app(settings: Settings) -> Litestar:
             "erasure": state("erasure"),
             "exporter": state("exporter"),
             "recovery": state("recovery"),
+            "alerts": state("alerts"),
             "limits": state("limits"),
         },
         lifespan=[lifespan, observability],

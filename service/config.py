@@ -22,6 +22,7 @@ from typing import Any, TypeVar, cast
 __all__ = [
     "AccountSettings",
     "ApnsSettings",
+    "CareSettings",
     "DatabaseSettings",
     "FcmSettings",
     "MailSettings",
@@ -244,6 +245,26 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CareSettings:
+    """The ladder an unanswered "need help" climbs, in seconds after it was raised
+    (decision 0060): pushed again, then every caregiver told nobody has answered, then
+    marked "no response" for the person and in ``kith report``."""
+
+    help_repeat_after_s: int = setting("KITH_HELP_REPEAT_AFTER_S", 300, _integer(1))
+    help_everyone_after_s: int = setting("KITH_HELP_EVERYONE_AFTER_S", 600, _integer(1))
+    help_no_response_after_s: int = setting("KITH_HELP_NO_RESPONSE_AFTER_S", 1200, _integer(1))
+
+    def __post_init__(self) -> None:
+        if not (
+            self.help_repeat_after_s < self.help_everyone_after_s < self.help_no_response_after_s
+        ):
+            raise SettingsError(
+                "KITH_HELP_REPEAT_AFTER_S < KITH_HELP_EVERYONE_AFTER_S < "
+                "KITH_HELP_NO_RESPONSE_AFTER_S: the ladder's rungs climb in that order"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class ApnsSettings:
     """Apple Push Notification service: a token-based (.p8) key."""
 
@@ -304,6 +325,7 @@ class Settings:
     ratelimit: RateLimitSettings = RateLimitSettings()
     worker: WorkerSettings = WorkerSettings()
     push: PushSettings = PushSettings()
+    care: CareSettings = CareSettings()
 
     @property
     def is_production(self) -> bool:
@@ -358,6 +380,7 @@ class Settings:
             ratelimit=read(RateLimitSettings, e),
             worker=read(WorkerSettings, e),
             push=push,
+            care=read(CareSettings, e),
         )
         tokens, server = settings.tokens, settings.server
         if settings.is_production and not (tokens.jwt_private_key and tokens.jwt_public_key):

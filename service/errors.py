@@ -69,9 +69,11 @@ class Code(StrEnum):
     CONSENT_REQUIRED = "consent_required"
     INVALID_CODE = "invalid_code"
     WRONG_PASSWORD = "wrong_password"
+    ALERTS_NOT_SHARED = "alerts_not_shared"
     # 404
     NOT_FOUND = "not_found"
     INVITATION_INVALID = "invitation_invalid"
+    ALERT_NOT_FOUND = "alert_not_found"
     # 405, and any other status the framework answers by itself
     METHOD_NOT_ALLOWED = "method_not_allowed"
     HTTP_ERROR = "http_error"
@@ -81,6 +83,7 @@ class Code(StrEnum):
     BATCH_ID_REUSED = "batch_id_reused"
     ALREADY_LINKED = "already_linked"
     OWN_INVITATION = "own_invitation"
+    ALERT_RESOLVED = "alert_resolved"
     # 413, 422, 426, 429
     BODY_TOO_LARGE = "body_too_large"
     INVALID_FIELD = "invalid_field"

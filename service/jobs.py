@@ -43,6 +43,11 @@ class Kind(StrEnum):
     #: Everything of a person who deleted their account, in re-runnable steps
     #: (``service/lifecycle/erasure.py``).
     ACCOUNT_ERASE = "account_erase"
+    #: The next rung of an unanswered "need help" (``service/care/ladder.py``, decision 0060).
+    HELP_LADDER = "help_ladder"
+    #: An alert was acknowledged, resolved or went unanswered: the person's ``alerts``
+    #: records and the caregivers' summaries are written again (``service/care/alerts.py``).
+    CARE_ALERTS_SYNC = "care_alerts_sync"
 
 
 class Retry(Exception):

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import asyncpg
 import redis.asyncio as aioredis
 
+from service.care.alerts import AlertService
 from service.care.service import CareService
 from service.config import Settings
 from service.infra.outages import is_outage
@@ -79,6 +80,16 @@ class Core:
 
     def care_service(self, sync: SyncService) -> CareService:
         return CareService(self.pool, sync)
+
+    def alert_service(
+        self,
+        sync: SyncService,
+        care: CareService,
+        wake_workers: Callable[[], Awaitable[None]] | None = None,
+    ) -> AlertService:
+        """Acknowledging and resolving alerts; ``wake_workers`` (the API's) gets their
+        pushes out at once."""
+        return AlertService(self.pool, sync, care, wake_workers=wake_workers)
 
 
 @asynccontextmanager

@@ -11,9 +11,12 @@ With a ``check_in_deadline`` in their settings, each local day has three moments
 
 A check-in cancels the rest of that day's moments; a late one clears the alert and sends
 caregivers an all-clear. A ``need_help`` check-in alerts caregivers at once (its own job,
-queued by the sync push in the same transaction as the check-in). One ``checkin_tick`` job
-per person waits for the next moment (DST-correct: computed from the wall clock each time,
-never by adding 24 hours); its payload says which moment and which day it is for.
+queued by the sync push in the same transaction as the check-in), and, in the same
+transaction as that alert, the first rung of its escalation ladder
+(``service/care/ladder.py``, decision 0060); alerts carry the "I'm on it" button
+(``service/care/alerts.py``). One ``checkin_tick`` job per person waits for the next
+moment (DST-correct: computed from the wall clock each time, never by adding 24 hours);
+its payload says which moment and which day it is for.
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from service.care.alerts import AlertService, caregiver_pushes
+from service.care.ladder import queue_rung
 from service.care.service import CareService
 from service.care.summary import declining, weekly_counts
+from service.config import CareSettings
 from service.jobs import Job, Kind, Permanent
 from service.nudges.budget import Budget, wall_time
 from service.store import care as store
@@ -91,10 +97,21 @@ class Escalation:
         pool: asyncpg.Pool[Any],
         care: CareService,
         clock: Callable[[], dt.datetime] = _utcnow,
+        settings: CareSettings | None = None,
+        alerts: AlertService | None = None,
     ) -> None:
         self._pool = pool
         self._care = care
         self._clock = clock
+        self._settings = settings or CareSettings()
+        self._alerts = alerts
+
+    async def _publish(self, space_id: str) -> None:
+        """The summaries, and (with the alert service) the person's own alert records."""
+        if self._alerts is not None:
+            await self._alerts.publish(space_id)
+        else:
+            await self._care.refresh(space_id)
 
     def handlers(self) -> dict[str, Callable[[Job], Any]]:
         return {
@@ -215,7 +232,7 @@ class Escalation:
                         f"All clear: they checked in at {local}.",
                         time_sensitive=False,
                     )
-        await self._care.refresh(space_id)
+        await self._publish(space_id)
         await self.schedule(space_id)
 
     # -- what each moment does -----------------------------------------------------------
@@ -250,28 +267,27 @@ class Escalation:
         body = f"Their check-in was due at {deadline:%H:%M}. You might give them a call."
         if falling:
             body += " They have also been seeing people less in recent weeks."
-        async with self._pool.acquire() as conn, conn.transaction():  # as in _need_help
+        alert_id = f"missed:{day.isoformat()}"
+        # The alert and its pushes in one transaction: a failure between them must not
+        # leave an alert raised whose pushes a retry would never queue (it is not new then).
+        async with self._pool.acquire() as conn, conn.transaction():
             raised = await store.raise_alert(
-                conn,
-                space_id,
-                f"missed:{day.isoformat()}",
-                "missed_check_in",
-                "high" if falling else "normal",
-                day,
-                now,
-            )
+                conn, space_id, alert_id, "missed_check_in", "high" if falling else "normal",
+                day, now,
+            )  # fmt: skip
             if raised:
-                await self._to_caregivers(
+                await caregiver_pushes(
+                    conn,
                     space_id,
-                    f"missed:{day.isoformat()}",
+                    alert_id,
                     lambda label: f"No check-in from {label} yet today",
-                    body,
+                    lambda label: body,
                     time_sensitive=True,
-                    conn=conn,
+                    actionable=True,
                 )
         if not raised:
             return
-        await self._care.refresh(space_id)
+        await self._publish(space_id)
         log.info("missed check-in alert raised")
 
     async def _need_help(
@@ -279,28 +295,29 @@ class Escalation:
     ) -> None:
         settings = await sync_store.settings_of(self._pool, space_id) or {}
         zone = Budget.from_settings(settings).zone
-        # The alert and its pushes in one transaction: a failure between them must not
-        # leave an alert raised whose pushes a retry would never queue (it is not new then).
+        alert_id = f"help:{record_id}"
+        local = at.astimezone(zone).strftime("%H:%M")
+        # The alert, its pushes and its ladder's first rung in one transaction: a failure
+        # between them must not leave an alert raised that nobody is told about or that
+        # never escalates (a retry finds it raised and does nothing).
         async with self._pool.acquire() as conn, conn.transaction():
             raised = await store.raise_alert(
-                conn,
-                space_id,
-                f"help:{record_id}",
-                "need_help",
-                "high",
-                at.astimezone(zone).date(),
-                now,
+                conn, space_id, alert_id, "need_help", "high", at.astimezone(zone).date(), now
             )
             if raised:
-                local = at.astimezone(zone).strftime("%H:%M")
-                await self._to_caregivers(
+                await caregiver_pushes(
+                    conn,
                     space_id,
-                    f"help:{record_id}",
+                    alert_id,
                     lambda label: f"{label} asked for help",
-                    f"They checked in with \u201cI need help\u201d at {local}. Please reach them.",
+                    lambda label: (
+                        f"They checked in with \u201cI need help\u201d at {local}. "
+                        "Please reach them."
+                    ),
                     time_sensitive=True,
-                    conn=conn,
+                    actionable=True,
                 )
+                await queue_rung(conn, self._settings, space_id, alert_id, 1, now, now)
         if raised:
             log.info("need-help alert raised")
 
@@ -315,7 +332,7 @@ class Escalation:
         conn: Executor | None = None,
     ) -> None:
         recipients = await store.alert_recipients(conn or self._pool, space_id)
-        for caregiver_space, device_id, label in recipients:
+        for caregiver_space, device_id, label, _ in recipients:
             await self._enqueue_pushes(
                 [(caregiver_space, device_id)],
                 f"care-{space_id}-{collapse_id}",

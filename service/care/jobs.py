@@ -26,6 +26,12 @@ ALERT_TTL_S = 6 * 3600
 log = logging.getLogger("kith.care")
 
 
+def _data(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {"kind": "care"}
+    return {str(k): str(v) for k, v in value.items()}
+
+
 class CarePushJobs:
     def __init__(
         self,
@@ -58,8 +64,10 @@ class CarePushJobs:
             collapse_id=str(job.payload["collapse_id"]),
             title=str(job.payload["title"]),
             body=str(job.payload["body"]),
-            category=CARE_CATEGORY,
-            data={"kind": "care"},
+            # An alert carries KITH_HELP (its "I'm on it" button) and the ids the app posts
+            # back with it (service/care/alerts.py); reminders and all-clears just open.
+            category=str(job.payload.get("category") or CARE_CATEGORY),
+            data=_data(job.payload.get("data")),
             ttl_s=ALERT_TTL_S,
             time_sensitive=bool(job.payload.get("time_sensitive")),
         )

@@ -247,6 +247,7 @@ class CareService:
                     grace_min=grace if isinstance(grace, int) else 30,
                     alerts=inputs.alerts,
                     isolation_risk=inputs.isolation_risk,
+                    viewer=link.id,
                 )
             except Exception as exc:  # one section's failure must not hide the others
                 log.warning("care summary: left out %s (%s)", scope, type(exc).__name__)

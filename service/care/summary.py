@@ -10,7 +10,8 @@ scope can leak them. Each scope adds exactly one key to the summary:
 * ``contact_trend`` — the last 12 weeks (Monday-based, local) of in-person vs remote
   interactions, days since the last in-person meeting, and whether in-person contact is
   declining (the last 4 weeks at most half the 4-week average of the 8 before);
-* ``alerts`` — open missed-check-in / need-help alerts and the isolation-risk flag.
+* ``alerts`` — open missed-check-in / need-help alerts (who is on it, whether nobody
+  answered), those resolved in the last day (and by whom), and the isolation-risk flag.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "Alert",
     "CheckIn",
     "Touch",
+    "alert_entry",
     "build_summary",
     "declining",
     "weekly_counts",
@@ -85,7 +87,10 @@ def build_summary(
     grace_min: int,
     alerts: Sequence[Alert],
     isolation_risk: bool,
+    viewer: str | None = None,
 ) -> dict[str, Any]:
+    """The granted scopes' sections; ``viewer`` is the reading caregiver's link id (their
+    own acknowledgement reads "you are on it")."""
     granted = set(scopes)
     today = now.astimezone(zone).date()
     out: dict[str, Any] = {}
@@ -112,11 +117,39 @@ def build_summary(
             "declining": declining(weeks),
         }
     if "alerts" in granted:
+        ordered = sorted(alerts, key=lambda a: a.raised_at)
         out["alerts"] = {
-            "open": [
-                {"kind": a.kind, "priority": a.priority, "raised_at": a.raised_at.isoformat()}
-                for a in sorted(alerts, key=lambda a: a.raised_at)
-            ],
+            "open": [alert_entry(a, viewer) for a in ordered if not a.resolved],
+            "resolved": [alert_entry(a, viewer) for a in ordered if a.resolved],
             "isolation_risk": isolation_risk,
         }
     return out
+
+
+def _iso(at: dt.datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+def alert_entry(a: Alert, viewer: str | None) -> dict[str, Any]:
+    """One alert as a caregiver sees it: who is on it (their fellow caregivers' names —
+    "Carol is on it"), whether nobody answered, and how it ended."""
+    first = a.first
+    if a.resolved_by in {"person", "check_in"}:
+        resolved_by: str | None = a.resolved_by
+    else:
+        resolved_by = "caregiver" if a.resolved_by else None
+    return {
+        "alert_id": a.id,
+        "kind": a.kind,
+        "priority": a.priority,
+        "raised_at": a.raised_at.isoformat(),
+        "status": a.status,
+        "acknowledged_by": first.name if first else None,
+        "acknowledged_by_me": bool(first and viewer and first.link_id == viewer),
+        "acknowledged_at": _iso(a.acknowledged_at),
+        "also_acknowledged_by": [k.name for k in a.acknowledgements if k is not first],
+        "no_response_at": _iso(a.no_response_at),
+        "resolved_at": _iso(a.resolved_at or a.cleared_at),
+        "resolved_by": resolved_by,
+        "resolved_by_name": a.resolved_by_name,
+    }

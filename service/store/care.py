@@ -13,9 +13,14 @@ from typing import Any
 import msgspec
 
 from schemas.tables import EVENT_TIME_MIN
+from service.store.care_alerts import AlertState, alert_states
 from service.store.db import Connection, Executor
 
+#: An alert as the summary reads it (with its acknowledgements and resolution).
+Alert = AlertState
+
 __all__ = [
+    "Alert",
     "AuditRow",
     "Link",
     "SummaryInputs",
@@ -33,7 +38,6 @@ __all__ = [
     "links_of_caregiver",
     "links_of_person",
     "list_audit",
-    "open_alerts",
     "purge_invitations",
     "raise_alert",
     "summary_inputs",
@@ -53,14 +57,6 @@ class CheckIn:
 class Touch:
     at: dt.datetime
     in_person: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    id: str
-    kind: str  # missed_check_in | need_help
-    priority: str
-    raised_at: dt.datetime
 
 
 _decode = msgspec.json.decode
@@ -299,10 +295,12 @@ async def enqueue_followups(conn: Executor, kind: str, space_ids: Sequence[str])
 
 @dataclass(frozen=True, slots=True)
 class AuditRow:
-    link_id: str
+    link_id: str | None  # None: the person acted themselves
     caregiver_name: str
     channel: str
     viewed_at: dt.datetime
+    action: str = "viewed"  # viewed | acknowledged | resolved
+    alert_id: str | None = None
 
 
 async def add_audit(conn: Executor, link: Link, channel: str) -> None:
@@ -321,14 +319,24 @@ async def add_audit(conn: Executor, link: Link, channel: str) -> None:
 async def list_audit(conn: Executor, space_id: str, limit: int) -> list[AuditRow]:
     rows = await conn.fetch(
         """
-        SELECT a.link_id, u.display_name, a.channel, a.viewed_at
+        SELECT a.link_id, u.display_name, a.channel, a.viewed_at, a.action, a.alert_id
         FROM care_audit a JOIN users u ON u.id = a.caregiver_user_id
         WHERE a.space_id = $1 ORDER BY a.viewed_at DESC, a.id DESC LIMIT $2
         """,
         space_id,
         limit,
     )
-    return [AuditRow(r["link_id"], r["display_name"], r["channel"], r["viewed_at"]) for r in rows]
+    return [
+        AuditRow(
+            r["link_id"],
+            r["display_name"],
+            r["channel"],
+            r["viewed_at"],
+            r["action"],
+            r["alert_id"],
+        )
+        for r in rows
+    ]
 
 
 # -- summary inputs and alerts -------------------------------------------------------------
@@ -421,7 +429,7 @@ async def summary_inputs(conn: Executor, space_id: str, now: dt.datetime) -> Sum
             unreadable += 1
             continue
         touches.append(Touch(at, bool(r["in_person"])))
-    alerts = await open_alerts(conn, space_id)
+    alerts = await alert_states(conn, space_id, now)
     isolation = bool(
         await conn.fetchval(
             """
@@ -440,17 +448,6 @@ async def summary_inputs(conn: Executor, space_id: str, now: dt.datetime) -> Sum
         isolation,
         unreadable,
     )
-
-
-async def open_alerts(conn: Executor, space_id: str) -> list[Alert]:
-    rows = await conn.fetch(
-        """
-        SELECT id, kind, priority, raised_at FROM care_alerts
-        WHERE space_id = $1 AND cleared_at IS NULL ORDER BY raised_at
-        """,
-        space_id,
-    )
-    return [Alert(r["id"], r["kind"], r["priority"], r["raised_at"]) for r in rows]
 
 
 async def raise_alert(
@@ -484,7 +481,7 @@ async def clear_missed_alert(
     """A late check-in clears the day's missed-check-in alert; True if one was open."""
     value = await conn.fetchval(
         """
-        UPDATE care_alerts SET cleared_at = $3
+        UPDATE care_alerts SET cleared_at = $3, resolved_at = $3, resolved_by = 'check_in'
          WHERE space_id = $1 AND kind = 'missed_check_in' AND local_date = $2
            AND cleared_at IS NULL
         RETURNING true
@@ -500,7 +497,7 @@ async def clear_help_alerts(conn: Executor, space_id: str, at: dt.datetime) -> i
     """An ``ok`` check-in after a need-help one closes it."""
     result = await conn.execute(
         """
-        UPDATE care_alerts SET cleared_at = $2
+        UPDATE care_alerts SET cleared_at = $2, resolved_at = $2, resolved_by = 'check_in'
          WHERE space_id = $1 AND kind = 'need_help' AND cleared_at IS NULL
         """,
         space_id,
@@ -509,12 +506,12 @@ async def clear_help_alerts(conn: Executor, space_id: str, at: dt.datetime) -> i
     return int(result.split()[-1])
 
 
-async def alert_recipients(conn: Executor, space_id: str) -> list[tuple[str, str, str]]:
-    """(caregiver's space id, device id, link label) for every signed-in, push-capable
-    device of every caregiver with an active link and the ``alerts`` scope."""
+async def alert_recipients(conn: Executor, space_id: str) -> list[tuple[str, str, str, str]]:
+    """(caregiver's space id, device id, link label, link id) for every signed-in,
+    push-capable device of every caregiver with an active link and the ``alerts`` scope."""
     rows = await conn.fetch(
         """
-        SELECT l.caregiver_space_id, d.id AS device_id, l.label
+        SELECT l.caregiver_space_id, d.id AS device_id, l.label, l.id AS link_id
         FROM care_links l
         JOIN devices d ON d.user_id = l.caregiver_user_id
         WHERE l.space_id = $1 AND l.state = 'active' AND 'alerts' = ANY(l.scopes)
@@ -523,7 +520,7 @@ async def alert_recipients(conn: Executor, space_id: str) -> list[tuple[str, str
         """,
         space_id,
     )
-    return [(r["caregiver_space_id"], r["device_id"], r["label"]) for r in rows]
+    return [(r["caregiver_space_id"], r["device_id"], r["label"], r["link_id"]) for r in rows]
 
 
 async def check_ins_on(

@@ -12,6 +12,7 @@ import asyncpg
 
 from service.care.escalation import Escalation
 from service.care.jobs import CarePushJobs
+from service.care.ladder import Ladder
 from service.config import Settings, SettingsError
 from service.infra import heap
 from service.infra.metrics import Metrics, flushing
@@ -92,6 +93,9 @@ def _handlers(c: Core, metrics: Metrics) -> dict[str, Handler]:
     evaluator = InsightEvaluator(
         pool, c.clock, publish=c.notifier.publish, announce=c.notifier.announce
     )
+    sync = c.sync_service()
+    care = c.care_service(sync)
+    alerts = c.alert_service(sync, care)
     providers = build_providers(settings, pool)
     if not providers:
         log.warning("no push provider configured: nudges are planned but not pushed")
@@ -104,7 +108,9 @@ def _handlers(c: Core, metrics: Metrics) -> dict[str, Handler]:
             chunk=settings.worker.sweep_chunk,
         ),
         **NudgeJobs(pool, providers, metrics=metrics).handlers(),
-        **Escalation(pool, c.care_service(c.sync_service())).handlers(),
+        **Escalation(pool, care, settings=settings.care, alerts=alerts).handlers(),
+        **Ladder(pool, alerts, settings.care).handlers(),
+        **alerts.handlers(),
         **CarePushJobs(pool, providers).handlers(),
         Kind.ACCOUNT_ERASE: Erasure(
             pool, c.sync_service(), on_revoke=c.notifier.session_revoked

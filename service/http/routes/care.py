@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, delete, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, Parameter, QueryParameter
 
 from schemas.care import (
     AcceptRequest,
+    AlertAction,
+    AlertId,
     AuditEntry,
     AuditResponse,
+    CaregiverAlertOut,
     CaregiverOut,
     CaregiversResponse,
     InvitationOut,
     InvitationRequest,
+    MyAlertOut,
+    MyAlertsResponse,
     PeopleResponse,
     PersonOut,
     ScopesRequest,
     SummaryResponse,
 )
+from service.care.alerts import AlertService, Channel
 from service.care.service import CareService
 from service.http.guard import Caller, resolve_caller
 from service.store.care import Link
@@ -30,6 +37,20 @@ __all__ = ["CareController"]
 LinkId = Parameter(pattern=r"^cl[0-9a-f]{16}$(?!\n)", description="A care link id")
 CallerDep = NamedDependency[Caller]
 CareDep = NamedDependency[CareService]
+AlertsDep = NamedDependency[AlertService]
+AlertIdParam = Parameter(
+    pattern=r"^(help:[A-Za-z0-9_-]{8,64}|missed:[0-9]{4}-[0-9]{2}-[0-9]{2})$(?!\n)",
+    description="An alert id: help:<check-in id> or missed:<local date>",
+)
+_ = AlertId  # the same pattern, declared on the wire type
+
+
+def _caregiver_alert(entry: dict[str, Any]) -> CaregiverAlertOut:
+    return msgspec.convert(entry, CaregiverAlertOut)
+
+
+def _my_alert(fields: dict[str, Any]) -> MyAlertOut:
+    return msgspec.convert(fields, MyAlertOut)
 
 
 def _caregiver_out(link: Link) -> CaregiverOut:
@@ -92,8 +113,32 @@ class CareController(Controller):
     ) -> AuditResponse:
         rows = await care.audit(caller.space_id, limit)
         return AuditResponse(
-            [AuditEntry(r.link_id, r.caregiver_name, r.channel, r.viewed_at) for r in rows]  # type: ignore[arg-type]
+            [
+                AuditEntry(
+                    r.link_id,
+                    r.caregiver_name,
+                    r.channel,  # type: ignore[arg-type]
+                    r.viewed_at,
+                    r.action,  # type: ignore[arg-type]
+                    r.alert_id,
+                )
+                for r in rows
+            ]
         )
+
+    @get("/alerts", summary="My alerts: who saw them, whether they are resolved")
+    async def my_alerts(self, caller: CallerDep, alerts: AlertsDep) -> MyAlertsResponse:
+        return MyAlertsResponse([_my_alert(a) for a in await alerts.of_person(caller.space_id)])
+
+    @post(
+        "/alerts/{alert_id:str}/resolve",
+        status_code=200,
+        summary="All is well now: resolve my alert (ends its escalation)",
+    )
+    async def resolve_mine(
+        self, caller: CallerDep, alerts: AlertsDep, alert_id: str = AlertIdParam
+    ) -> MyAlertOut:
+        return _my_alert(await alerts.resolve_for_person(caller.space_id, caller.user_id, alert_id))
 
     # -- the caregiver's side
 
@@ -118,3 +163,37 @@ class CareController(Controller):
     @delete("/people/{link_id:str}", status_code=204, summary="Stop caring for someone")
     async def leave(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> None:
         await care.leave(caller.user_id, link_id)
+
+    @post(
+        "/people/{link_id:str}/alerts/{alert_id:str}/acknowledge",
+        status_code=200,
+        summary="I'm on it: acknowledge their alert (idempotent; the first one wins)",
+    )
+    async def acknowledge(
+        self,
+        caller: CallerDep,
+        alerts: AlertsDep,
+        data: JSONBody[AlertAction] | None = None,
+        link_id: str = LinkId,
+        alert_id: str = AlertIdParam,
+    ) -> CaregiverAlertOut:
+        channel: Channel = "push" if data is not None and data.via == "push" else "api"
+        entry = await alerts.acknowledge(caller.user_id, link_id, alert_id, channel)
+        return _caregiver_alert(entry)
+
+    @post(
+        "/people/{link_id:str}/alerts/{alert_id:str}/resolve",
+        status_code=200,
+        summary="Resolve their alert (ends its escalation; idempotent)",
+    )
+    async def resolve(
+        self,
+        caller: CallerDep,
+        alerts: AlertsDep,
+        data: JSONBody[AlertAction] | None = None,
+        link_id: str = LinkId,
+        alert_id: str = AlertIdParam,
+    ) -> CaregiverAlertOut:
+        channel: Channel = "push" if data is not None and data.via == "push" else "api"
+        entry = await alerts.resolve_for_caregiver(caller.user_id, link_id, alert_id, channel)
+        return _caregiver_alert(entry)
