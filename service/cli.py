@@ -199,8 +199,10 @@ def _seed(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def report_lines(database_url: str, days: int) -> list[str]:
-    """The operator's view: the job queue (with the dead letters) and, per rule, how often
-    a nudge was followed by an in-person meeting within 14 days."""
+    """The operator's view: the job queue (with the dead letters), help requests that went
+    unanswered to the end of their ladder (decision 0060), and, per rule, how often a nudge
+    was followed by an in-person meeting within 14 days."""
+    from service.store import care_alerts as alert_store
     from service.store import jobs as job_store
     from service.store import nudges as nudge_store
     from service.store import push as push_store
@@ -209,6 +211,7 @@ async def report_lines(database_url: str, days: int) -> list[str]:
     pool = await create_pool(database_url, min_size=1, max_size=2)
     try:
         now = dt.datetime.now(dt.UTC)
+        unanswered = await alert_store.no_response_alerts(pool, now - dt.timedelta(days=days))
         stats = await job_store.queue_stats(pool)
         dead = await job_store.dead_jobs(pool, 20)
         effects = await nudge_store.effectiveness(pool, now, now - dt.timedelta(days=days))
@@ -222,6 +225,13 @@ async def report_lines(database_url: str, days: int) -> list[str]:
             f"push credential {key} DISABLED since {at:%Y-%m-%d %H:%M} UTC: {why} "
             f"(fix the key, then `kith enable-push {key}`)"
             for key, why, at in disabled
+        ),
+        f"help requests nobody answered in the last {days} days: {len(unanswered)}",
+        *(
+            f"  NO RESPONSE space {a.space_id}: raised {a.raised_at:%Y-%m-%d %H:%M} UTC, "
+            f"no response by {a.no_response_at:%H:%M} UTC"
+            f"{' (resolved since)' if a.resolved else ' (still open)'}"
+            for a in unanswered
         ),
         f"nudges sent in the last {days} days, and in-person meetings within 14 days after:",
         f"  {'rule':<12} {'sent':>6} {'settled':>8} {'effective':>10} {'rate':>6}",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 import secrets
 import zoneinfo
 from pathlib import Path
@@ -28,8 +29,9 @@ from litestar.response import Redirect
 from msgspec import Struct
 
 from service.accounts.service import AccountService
+from service.care.alerts import AlertService
 from service.care.service import CareService
-from service.errors import NotFound, RateLimited
+from service.errors import Conflict, Forbidden, NotFound, RateLimited
 from service.http.ratelimit import RateLimiter
 from service.http.web.chart import weekly_chart
 from service.nudges.budget import Budget
@@ -66,8 +68,16 @@ class CsrfForm(Struct):
     csrf: str = ""
 
 
+class AlertForm(Struct):
+    csrf: str = ""
+    alert_id: str = ""
+
+
 LoginBody = Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
 CsrfBody = Annotated[CsrfForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
+AlertBody = Annotated[AlertForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
+#: The alert ids the API takes (schemas/care.py AlertId).
+ALERT_ID = re.compile(r"^(help:[A-Za-z0-9_-]{8,64}|missed:[0-9]{4}-[0-9]{2}-[0-9]{2})\Z")
 
 
 def _hash(token: str) -> bytes:
@@ -198,12 +208,64 @@ class CarePages(Controller):
             "person.html",
             csrf=csrf,
             label=link.label,
+            link_id=link.id,
             computed_at=_when(now, zone),
             alerts=_alerts(summary.get("alerts"), zone),
             check_ins=_check_ins(summary.get("check_ins"), zone),
             trend=_trend(summary.get("contact_trend")),
             nothing_shared=not summary,
         )
+
+    @post("/{link_id:str}/acknowledge", status_code=200)
+    async def acknowledge(
+        self,
+        request: Request[Any, Any, Any],
+        pool: NamedDependency[asyncpg.Pool],
+        alerts: NamedDependency[AlertService],
+        data: AlertBody,
+        link_id: str = Parameter(description="A care link id"),
+    ) -> Response[Any]:
+        """The large "I'm on it" button: acknowledged through the web page (audited)."""
+        return await self._act(request, pool, alerts, data, link_id, "acknowledge")
+
+    @post("/{link_id:str}/resolve", status_code=200)
+    async def resolve(
+        self,
+        request: Request[Any, Any, Any],
+        pool: NamedDependency[asyncpg.Pool],
+        alerts: NamedDependency[AlertService],
+        data: AlertBody,
+        link_id: str = Parameter(description="A care link id"),
+    ) -> Response[Any]:
+        return await self._act(request, pool, alerts, data, link_id, "resolve")
+
+    @staticmethod
+    async def _act(
+        request: Request[Any, Any, Any],
+        pool: asyncpg.Pool[Any],
+        alerts: AlertService,
+        data: AlertForm,
+        link_id: str,
+        action: str,
+    ) -> Response[Any]:
+        session = await _session(request, pool)
+        if session is None:
+            return Redirect("/care/login", status_code=303)
+        user_id, csrf = session
+        if not hmac.compare_digest(csrf, data.csrf):
+            return _page("gone.html", 403, csrf=csrf)  # a forged or stale form: nothing done
+        if not link_id.startswith("cl") or len(link_id) != 18 or not ALERT_ID.match(data.alert_id):
+            return _page("gone.html", 404, csrf=csrf)
+        try:
+            if action == "acknowledge":
+                await alerts.acknowledge(user_id, link_id, data.alert_id, "web")
+            else:
+                await alerts.resolve_for_caregiver(user_id, link_id, data.alert_id, "web")
+        except (NotFound, Forbidden):
+            return _page("gone.html", 404, csrf=csrf)
+        except Conflict:
+            pass  # resolved meanwhile: the page shows how
+        return Redirect(f"/care/{link_id}#alerts", status_code=303)
 
     @staticmethod
     def _login_form(
@@ -262,14 +324,45 @@ def _alerts(section: dict[str, Any] | None, zone: zoneinfo.ZoneInfo) -> dict[str
     return {
         "open": [
             {
+                "alert_id": a["alert_id"],
                 "text": texts.get(a["kind"], a["kind"]),
                 "when": _when(a["raised_at"], zone),
                 "priority": a["priority"],
+                "mine": a["acknowledged_by_me"],
+                "on_it": _on_it(a, zone),
+                "no_response": a["status"] == "no_response",
             }
             for a in section["open"]
         ],
+        "resolved": [
+            {
+                "text": texts.get(a["kind"], a["kind"]),
+                "when": _when(a["resolved_at"], zone),
+                "how": _how(a),
+            }
+            for a in section.get("resolved", [])
+        ],
         "isolation_risk": section["isolation_risk"],
     }
+
+
+def _on_it(a: dict[str, Any], zone: zoneinfo.ZoneInfo) -> str | None:
+    """ "Carol is on it (since 05:03)" — or "You are on it"."""
+    if a["acknowledged_by"] is None:
+        return None
+    since = dt.datetime.fromisoformat(a["acknowledged_at"]).astimezone(zone).strftime("%H:%M")
+    who = "You are" if a["acknowledged_by_me"] else f"{a['acknowledged_by']} is"
+    others = a["also_acknowledged_by"]
+    also = f" ({', '.join(others)} too)" if others else ""
+    return f"{who} on it since {since}{also}."
+
+
+def _how(a: dict[str, Any]) -> str:
+    if a["resolved_by"] == "person":
+        return "they said all is well"
+    if a["resolved_by"] == "check_in":
+        return "they checked in"
+    return f"{a['resolved_by_name'] or 'a caregiver'} marked it resolved"
 
 
 def _trend(section: dict[str, Any] | None) -> dict[str, Any] | None:
