@@ -149,6 +149,8 @@ def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Re
         if isinstance(item, dict):
             key = str(item.get("key", "") or "")
             message = str(item.get("message", ""))
+            if key == "data" and message == "'data'":
+                continue  # an optional body not sent, named only beside a real error
             if key == "data" or key.startswith("data."):
                 key = key[5:]
             elif item.get("source") != "body":

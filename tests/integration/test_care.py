@@ -147,7 +147,7 @@ async def test_each_scope_combination_shows_exactly_what_was_granted(
     assert len(weeks) == 12
     assert sum(w["in_person"] for w in weeks) == 2
     assert sum(w["remote"] for w in weeks) == 1
-    assert summary["alerts"] == {"open": [], "isolation_risk": False}
+    assert summary["alerts"] == {"open": [], "resolved": [], "isolation_risk": False}
 
 
 async def test_an_invitation_is_single_use_personal_and_expires(
