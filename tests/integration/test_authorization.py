@@ -105,6 +105,15 @@ BOLA_CHECKS: dict[tuple[str, str], list[str]] = {
             ("DELETE", "/v1/care/people/{link_id}"),
         )
     },
+    **{
+        route: ["test_another_users_alerts_are_out_of_reach"]
+        for route in (
+            ("GET", "/v1/care/alerts"),
+            ("POST", "/v1/care/alerts/{alert_id}/resolve"),
+            ("POST", "/v1/care/people/{link_id}/alerts/{alert_id}/acknowledge"),
+            ("POST", "/v1/care/people/{link_id}/alerts/{alert_id}/resolve"),
+        )
+    },
 }
 
 SECRET = "Ana's private journal entry"
@@ -265,6 +274,7 @@ async def test_every_authenticated_route_refuses_a_caller_without_a_token(
         path.replace("{device_id}", new_id("dev"))
         .replace("{link_id}", "cl0123456789abcdef")
         .replace("{nudge_id}", "ins-x.at_risk")
+        .replace("{alert_id}", "help:k-0123456789")
     )
     body: dict[str, Any] | None = {} if method in {"POST", "PUT"} else None
     r = await http.request(method, url, json=body)
@@ -864,3 +874,48 @@ async def test_watermelondb_sync_stays_in_the_callers_space(
     assert r.status_code == 200, r.text
     assert await _seq(db, ana.account) == seq_before
     await _assert_untouched(http, db, ana)
+
+
+async def test_another_users_alerts_are_out_of_reach(
+    http: httpx.AsyncClient, ana: Victim, db: asyncpg.Connection
+) -> None:
+    """Ana asked for help and shares alerts with Carol. Ben, holding every id, can neither
+    acknowledge nor resolve it (through Carol's link or as if it were his own alert), nor
+    list it; nothing changes and nothing is audited."""
+    carol = await register(http)
+    r = await http.post(
+        "/v1/care/invitations", headers=ana.account.headers, json={"scopes": ["alerts"]}
+    )
+    r = await http.post(
+        "/v1/care/invitations/accept", headers=carol.headers, json={"code": r.json()["code"]}
+    )
+    link_id = r.json()["link_id"]
+    alert_id = f"help:{ana.check_in_id}"
+    await db.execute(
+        "INSERT INTO care_alerts (space_id, id, kind, priority, local_date, raised_at) "
+        "VALUES ($1, $2, 'need_help', 'high', current_date, now())",
+        ana.space_id,
+        alert_id,
+    )
+    ben = await register(http)
+    person = f"/v1/care/people/{link_id}/alerts/{alert_id}"
+    expect_problem(await http.post(f"{person}/acknowledge", headers=ben.headers), 404)
+    expect_problem(await http.post(f"{person}/resolve", headers=ben.headers), 404)
+    r = await http.post(f"/v1/care/alerts/{alert_id}/resolve", headers=ben.headers)
+    expect_problem(r, 404, "alert_not_found")
+    assert (await http.get("/v1/care/alerts", headers=ben.headers)).json()["alerts"] == []
+    row = await db.fetchrow(
+        "SELECT acknowledged_at, cleared_at FROM care_alerts WHERE space_id = $1 AND id = $2",
+        ana.space_id,
+        alert_id,
+    )
+    assert row is not None
+    assert (row["acknowledged_at"], row["cleared_at"]) == (None, None)
+    assert not await db.fetchval(
+        "SELECT count(*) FROM care_audit WHERE space_id = $1 AND action <> 'viewed'", ana.space_id
+    )
+    # Ana sees her alert, Carol may answer it.
+    [mine] = (await http.get("/v1/care/alerts", headers=ana.account.headers)).json()["alerts"]
+    assert (mine["alert_id"], mine["status"]) == (alert_id, "open")
+    r = await http.post(f"{person}/acknowledge", headers=carol.headers)
+    assert r.status_code == 200, r.text

@@ -7,14 +7,18 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import secrets
 import shutil
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from tests.helpers import PASSWORD, Account
 from tests.integration.test_care import ALL_SCOPES, SECRETS, linked
+from tests.integration.test_care_alerts import circle
 
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 SECTIONS = {
@@ -169,3 +173,110 @@ async def test_a_caregiver_reads_the_page_in_a_real_browser(
             assert page.url.endswith("/care/login")
         finally:
             await browser.close()
+
+
+# -- answering an alert from the page (issue 17) ----------------------------------------------
+
+
+async def _raised(pool: asyncpg.Pool[Any], space_id: str) -> str:
+    """A need-help alert as the worker raises it (the ladder is not under test here)."""
+    alert_id = f"help:k-{secrets.token_hex(6)}"
+    await pool.execute(
+        "INSERT INTO care_alerts (space_id, id, kind, priority, local_date, raised_at) "
+        "VALUES ($1, $2, 'need_help', 'high', current_date, now())",
+        space_id,
+        alert_id,
+    )
+    return alert_id
+
+
+def _form_token(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+async def test_a_caregiver_answers_an_alert_with_one_button_guarded_by_csrf(
+    http: httpx.AsyncClient, live_server: str, pool: asyncpg.Pool[Any]
+) -> None:
+    c = await circle(http, pool)
+    alert_id = await _raised(pool, c.space_id)
+    carol = await sign_in(live_server, c.carol.account)
+    dan = await sign_in(live_server, c.dan.account)
+    try:
+        page = await carol.get(f"/care/{c.carol.link_id}")
+        assert f'action="/care/{c.carol.link_id}/acknowledge"' in page.text
+        assert f'name="alert_id" value="{alert_id}"' in page.text
+        assert '<button type="submit" class="big">I\'m on it</button>' in page.text
+        # A forged form does nothing.
+        r = await carol.post(
+            f"/care/{c.carol.link_id}/acknowledge", data={"csrf": "forged", "alert_id": alert_id}
+        )
+        assert r.status_code == 403
+        assert not await pool.fetchval("SELECT count(*) FROM care_acknowledgements")
+        # The real one: acknowledged, back on the page, which says so.
+        r = await carol.post(
+            f"/care/{c.carol.link_id}/acknowledge",
+            data={"csrf": _form_token(page.text), "alert_id": alert_id},
+        )
+        assert (r.status_code, r.headers["location"]) == (303, f"/care/{c.carol.link_id}#alerts")
+        page = await carol.get(f"/care/{c.carol.link_id}")
+        assert "You are on it since" in page.text
+        assert "I'm on it</button>" not in page.text  # answered: the button is gone
+        # Dan's page: Carol is on it.
+        other = await dan.get(f"/care/{c.dan.link_id}")
+        assert "Carol is on it since" in other.text
+        # Dan resolves it from his page; both pages show how it ended.
+        r = await dan.post(
+            f"/care/{c.dan.link_id}/resolve",
+            data={"csrf": _form_token(other.text), "alert_id": alert_id},
+        )
+        assert r.status_code == 303
+        page = await carol.get(f"/care/{c.carol.link_id}")
+        assert "No open alerts." in page.text
+        assert "Dan marked it resolved" in page.text
+        audit = (await http.get("/v1/care/audit", headers=c.mum.headers)).json()["views"]
+        acted = sorted((v["caregiver_name"], v["action"], v["channel"]) for v in audit)
+        assert ("Carol", "acknowledged", "web") in acted
+        assert ("Dan", "resolved", "web") in acted
+    finally:
+        await carol.aclose()
+        await dan.aclose()
+
+
+async def test_the_alert_button_is_reached_and_pressed_with_the_keyboard(
+    http: httpx.AsyncClient, live_server: str, pool: asyncpg.Pool[Any]
+) -> None:
+    from playwright.async_api import async_playwright
+
+    c = await circle(http, pool)
+    await _raised(pool, c.space_id)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        try:
+            page = await browser.new_page(viewport={"width": 390, "height": 844})
+            await page.goto(f"{live_server}/care/login")
+            await page.get_by_label("Email").fill(c.carol.account.email)
+            await page.get_by_label("Password").fill(PASSWORD)
+            await page.get_by_role("button", name="Sign in").click()
+            await page.goto(f"{live_server}/care/{c.carol.link_id}")
+            button = page.get_by_role("button", name="I'm on it")
+            box = await button.bounding_box()
+            assert box is not None
+            assert box["height"] >= 48  # one large target, thumb-sized
+            for _ in range(20):  # Tab from the top of the page until it has focus
+                await page.keyboard.press("Tab")
+                if await button.evaluate("b => b === document.activeElement"):
+                    break
+            else:
+                raise AssertionError("the I'm on it button is not reachable with Tab")
+            await page.keyboard.press("Enter")
+            await page.wait_for_url(f"**/care/{c.carol.link_id}#alerts")
+            await page.get_by_text("You are on it since").wait_for()
+            OUTPUT.mkdir(exist_ok=True)
+            await page.screenshot(path=str(OUTPUT / "care-page-on-it.png"), full_page=True)
+        finally:
+            await browser.close()
+    r = await http.get("/v1/care/alerts", headers=c.mum.headers)
+    [mine] = r.json()["alerts"]
+    assert mine["acknowledged_by"] == "Carol"

@@ -173,7 +173,7 @@ class CareController(Controller):
         self,
         caller: CallerDep,
         alerts: AlertsDep,
-        data: JSONBody[AlertAction] | None = None,
+        data: JSONBody[AlertAction | None] = None,
         link_id: str = LinkId,
         alert_id: str = AlertIdParam,
     ) -> CaregiverAlertOut:
@@ -190,7 +190,7 @@ class CareController(Controller):
         self,
         caller: CallerDep,
         alerts: AlertsDep,
-        data: JSONBody[AlertAction] | None = None,
+        data: JSONBody[AlertAction | None] = None,
         link_id: str = LinkId,
         alert_id: str = AlertIdParam,
     ) -> CaregiverAlertOut:
