@@ -57,6 +57,7 @@ ALLOWED_UNSCOPED: dict[tuple[str, str, str], str] = {
     ("lifecycle", "erase_account", "care_links"): "erasure: the links a caregiver held, by user",
     ("lifecycle", "anonymise_caregiver_audit", "care_audit"): "erasure: a caregiver's views",
     ("lifecycle", "export_links", "care_links"): "export: the people a caregiver cares for",
+    ("care_alerts", "no_response_alerts", "care_alerts"): "operator report: unanswered help",
 }
 
 #: Unique constraints Citus could not enforce as the tables would be distributed, each
