@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, delete, get, post, put
 from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody, Parameter, QueryParameter
 
 from schemas.care import (
@@ -27,6 +28,7 @@ from schemas.care import (
     ScopesRequest,
     SummaryResponse,
 )
+from schemas.problem import Problem
 from service.care.alerts import AlertService, Channel
 from service.care.service import CareService
 from service.http.guard import Caller, resolve_caller
@@ -43,6 +45,33 @@ AlertIdParam = Parameter(
     description="An alert id: help:<check-in id> or missed:<local date>",
 )
 _ = AlertId  # the same pattern, declared on the wire type
+
+
+def _problems(**codes: str) -> dict[int, ResponseSpec]:
+    """The error answers of an alert route, each a problem+json body naming its codes."""
+    statuses = {"forbidden": 403, "not_found": 404, "conflict": 409, "invalid": 422}
+    return {
+        statuses[kind]: ResponseSpec(
+            data_container=Problem, description=text, media_type="application/problem+json"
+        )
+        for kind, text in codes.items()
+    }
+
+
+_INVALID = "`invalid_field`: a malformed link or alert id (the field is named)"
+_CAREGIVER_ERRORS = _problems(
+    forbidden="`alerts_not_shared`: the person has not shared alerts with you",
+    not_found="`not_found`: no active link of yours with this id (paused, revoked, or not "
+    "yours); `alert_not_found`: no such alert of theirs",
+    invalid=_INVALID,
+)
+_ACK_ERRORS = {
+    **_CAREGIVER_ERRORS,
+    **_problems(conflict="`alert_resolved`: resolved before you acknowledged it"),
+}
+_MY_ERRORS = _problems(
+    not_found="`alert_not_found`: you have no alert with this id", invalid=_INVALID
+)
 
 
 def _caregiver_alert(entry: dict[str, Any]) -> CaregiverAlertOut:
@@ -134,6 +163,7 @@ class CareController(Controller):
         "/alerts/{alert_id:str}/resolve",
         status_code=200,
         summary="All is well now: resolve my alert (ends its escalation)",
+        responses=_MY_ERRORS,
     )
     async def resolve_mine(
         self, caller: CallerDep, alerts: AlertsDep, alert_id: str = AlertIdParam
@@ -168,6 +198,9 @@ class CareController(Controller):
         "/people/{link_id:str}/alerts/{alert_id:str}/acknowledge",
         status_code=200,
         summary="I'm on it: acknowledge their alert (idempotent; the first one wins)",
+        description='The body is optional: `{"via": "push"}` when the push\'s button '
+        "was tapped (recorded in the person's audit), else `app`.",
+        responses=_ACK_ERRORS,
     )
     async def acknowledge(
         self,
@@ -185,6 +218,8 @@ class CareController(Controller):
         "/people/{link_id:str}/alerts/{alert_id:str}/resolve",
         status_code=200,
         summary="Resolve their alert (ends its escalation; idempotent)",
+        description="The body is optional, as for acknowledge.",
+        responses=_CAREGIVER_ERRORS,
     )
     async def resolve(
         self,
