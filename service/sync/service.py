@@ -41,7 +41,7 @@ from service.store.db import Connection
 from service.sync.validation import ValidChange, check_schema_version, validate_changes
 from sync.cursor import InvalidCursor, decode_cursor, encode_cursor
 from sync.hlc import Clock
-from sync.merge import Loss, RecordState, apply, tombstone
+from sync.merge import EMPTY_CLOCK, Loss, RecordState, apply, tombstone
 
 __all__ = ["Publish", "SeqOracle", "SyncService"]
 
@@ -149,6 +149,12 @@ class SyncService:
                 return False
             if current is None and (fields is None or not create):
                 return False
+            if current is not None and current.hlc != EMPTY_CLOCK:
+                # What the server writes supersedes what it just read under the lock, even
+                # if another process's clock (an API's, folded ahead by a fast phone within
+                # the skew allowance) stamped it: else a worker's refresh of a summary would
+                # silently lose to the older content.
+                self._clock.receive(current.hlc)
             stamp = self._clock.now()
             state = tombstone(stamp) if fields is None else apply(current, fields, stamp).state
             if retired & state.fields.keys():
