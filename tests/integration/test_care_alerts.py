@@ -78,15 +78,6 @@ class Circle:
 
 async def circle(http: httpx.AsyncClient, pool: asyncpg.Pool[Any]) -> Circle:
     mum = await register(http, time_zone="Europe/Lisbon")
-    # Mum's phone runs 4 minutes fast (within the allowed skew): the API's clock folds her
-    # stamp in, so what the API writes next (the summaries, on accepting) is stamped ahead
-    # of the worker's wall clock — and the worker's later writes must still win.
-    fast = stamp(mum.device_id, offset_ms=240_000)
-    await push(
-        http,
-        mum,
-        [{"table": "contacts", "id": new_id("c"), "hlc": fast, "fields": {"display_name": "S"}}],
-    )
     phone = apns_token()
     await set_push_token(http, mum, {"provider": "apns", "token": phone})
     carers = []
@@ -338,6 +329,12 @@ async def test_nobody_answers_and_the_ladder_runs_to_no_response(
 ) -> None:
     c = await circle(http, pool)
     spaces = await carer_spaces(pool, c)
+    # The summaries were last written by a process whose clock runs 4 minutes ahead (an API
+    # whose clock folded in a fast phone's stamp, within the allowed skew): the worker's
+    # later refreshes must still win, or the caregivers would never see the alert.
+    fast = Clock("srv-ahead", wall=lambda: time.time_ns() // 10**6 + 240_000)
+    ahead = SyncService(pool, fast, max_skew_ms=300_000)
+    await CareService(pool, ahead).refresh(c.space_id)
     async with care_worker(pool, fakes, database_url, redis_url, QUICK):
         alert_id = await ask_for_help(http, c)
 

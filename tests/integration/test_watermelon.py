@@ -92,6 +92,7 @@ async def test_first_pull_folds_everything_into_one_watermelon_answer(
         "settings",
         "insights",
         "care_summaries",
+        "alerts",
     }
     stamp = f"{now_ms():013d}-0000-{who.device_id}"
     contacts = [

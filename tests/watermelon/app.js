@@ -69,6 +69,14 @@ const schema = appSchema({
         n('computed_at'), updatedAt,
       ],
     }),
+    tableSchema({
+      name: 'alerts',
+      columns: [
+        s('alert_id'), s('kind'), n('raised_at'), s('status'), s('acknowledged_by'),
+        n('acknowledged_at'), s('acknowledgements'), n('no_response_at'), n('resolved_at'),
+        s('resolved_by'), s('message'), updatedAt,
+      ],
+    }),
   ],
 })
 
@@ -178,7 +186,18 @@ decorate(CareSummary, {
   ...stamp,
 })
 
-const modelClasses = [Contact, Interaction, Reflection, CheckIn, Settings, Insight, CareSummary]
+class Alert extends Model {
+  static table = 'alerts'
+}
+decorate(Alert, {
+  status: [field('status')],
+  message: [field('message')],
+  ...stamp,
+})
+
+const modelClasses = [
+  Contact, Interaction, Reflection, CheckIn, Settings, Insight, CareSummary, Alert,
+]
 
 function makeDatabase(name) {
   const adapter = new LokiJSAdapter({
