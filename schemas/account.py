@@ -171,13 +171,16 @@ class ExportLink(Struct):
 
 
 class ExportView(Struct):
-    """A caregiver looked at my summary (``caregiver_name`` is empty for a caregiver whose
-    own account was deleted since)."""
+    """A caregiver looked at my summary, or someone acknowledged or resolved one of my
+    alerts (``caregiver_name`` is empty for a caregiver whose own account was deleted
+    since; ``link_id`` is null when I resolved it myself)."""
 
-    link_id: str
+    link_id: str | None
     caregiver_name: str
     channel: str
-    viewed_at: dt.datetime
+    viewed_at: dt.datetime  # when it happened
+    action: str = "viewed"  # viewed | acknowledged | resolved
+    alert_id: str | None = None
 
 
 class AccountExport(Struct):

@@ -73,8 +73,11 @@ def _digest(*parts: str) -> str:
 
 def alert_collapse_id(space_id: str, alert_id: str) -> str:
     """One notification per alert on each caregiver's phone, replaced in place by every
-    later push about it (a repeat, "Carol is on it", "all is well") — within APNs' 64 bytes."""
-    return "care-" + _digest(space_id, alert_id)[:40]
+    later push about it (a repeat, "Carol is on it", "all is well"). It names the person's
+    space, as every caregiver push does (``care-<space>-…``: erasing the person drops the
+    queued ones), and fits APNs' 64 bytes for a 32-character space id."""
+    prefix = f"care-{space_id}-"
+    return prefix + _digest(space_id, alert_id)[: max(8, 64 - len(prefix))]
 
 
 def record_id(alert_id: str) -> str:
@@ -108,6 +111,8 @@ def person_fields(a: store.AlertState, zone: Any) -> dict[str, Any]:
             message = f"{resolved_by or 'A caregiver'} marked it resolved at {at}."
     elif first is not None:
         message = f"{first.name} saw your {what} at {_hhmm(first.at, zone)}"
+    elif a.acknowledged_at is not None:  # that caregiver's account is gone since
+        message = f"A caregiver saw your {what} at {_hhmm(a.acknowledged_at, zone)}"
     elif status == "no_response":
         message = (
             "Nobody has answered yet. If you need help now, call someone directly "

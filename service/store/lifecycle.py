@@ -48,6 +48,7 @@ ERASED_TABLES_BY_SPACE: tuple[str, ...] = (
     "sync_batches",
     "nudge_requests",
     "care_alerts",
+    "care_acknowledgements",
     "care_audit",
     "care_invitations",
     "care_links",
@@ -355,11 +356,12 @@ async def export_links(conn: Executor, space_id: str, user_id: str) -> list[dict
 
 
 async def export_audit(conn: Executor, space_id: str) -> list[dict[str, Any]]:
-    """Every view of the person's summary by a caregiver, with who (by link) and how."""
+    """Every view of the person's summary by a caregiver, and every acknowledgement and
+    resolution of their alerts, with who (by link) and how."""
     rows = await conn.fetch(
         """
         SELECT a.link_id, coalesce(u.display_name, '') AS caregiver_name, a.channel,
-               a.viewed_at
+               a.viewed_at, a.action, a.alert_id
         FROM care_audit a LEFT JOIN users u ON u.id = a.caregiver_user_id
         WHERE a.space_id = $1 ORDER BY a.viewed_at, a.id
         """,

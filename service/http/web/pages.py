@@ -253,16 +253,16 @@ class CarePages(Controller):
             return Redirect("/care/login", status_code=303)
         user_id, csrf = session
         if not hmac.compare_digest(csrf, data.csrf):
-            return _page("gone.html", 403, csrf=csrf)  # a forged or stale form: nothing done
+            return page("gone.html", 403, csrf=csrf)  # a forged or stale form: nothing done
         if not link_id.startswith("cl") or len(link_id) != 18 or not ALERT_ID.match(data.alert_id):
-            return _page("gone.html", 404, csrf=csrf)
+            return page("gone.html", 404, csrf=csrf)
         try:
             if action == "acknowledge":
                 await alerts.acknowledge(user_id, link_id, data.alert_id, "web")
             else:
                 await alerts.resolve_for_caregiver(user_id, link_id, data.alert_id, "web")
         except (NotFound, Forbidden):
-            return _page("gone.html", 404, csrf=csrf)
+            return page("gone.html", 404, csrf=csrf)
         except Conflict:
             pass  # resolved meanwhile: the page shows how
         return Redirect(f"/care/{link_id}#alerts", status_code=303)

@@ -87,7 +87,10 @@ def test_caregivers_read_who_is_on_it_and_whether_it_is_them() -> None:
 
 def test_ids_fit_what_apns_and_sync_accept() -> None:
     long_alert = "help:" + "k" * 64
-    assert len(alert_collapse_id("sp-" + "x" * 60, long_alert).encode()) <= 64
+    space = "0123456789abcdef0123456789abcdef"  # a space id: 32 hex characters
+    collapse = alert_collapse_id(space, long_alert)
+    assert len(collapse.encode()) <= 64
+    assert collapse.startswith(f"care-{space}-")  # erasing the person finds it by this
     assert 8 <= len(record_id(long_alert)) <= 64
     assert record_id(long_alert) == record_id(long_alert)
 
