@@ -22,6 +22,7 @@ run: $(STAMP)        ## embedded PostgreSQL + Valkey (unless DATABASE_URL/REDIS_
 	$(BIN)/kith dev
 
 test: $(STAMP) $(NPM_STAMP) chromium  ## the whole suite (+ the real WatermelonDB from npm, Chromium), same servers as `run`; exit 5 is a failure
+	npm ci --no-audit --no-fund --silent  # the root package.json: client-generation checks
 	$(BIN)/pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc; }
 
 lint: $(STAMP)       ## ruff (lint + format check) and mypy --strict

@@ -25,6 +25,7 @@ from service.accounts.sessions import SessionCache
 from service.accounts.tokens import TokenIssuer, load_or_create_keys
 from service.config import Settings
 from service.http.fastpath import FastPull
+from service.http.openapi import OpenAPIJson
 from service.http.problems import exception_handlers
 from service.http.ratelimit import RateLimiter, RateLimits
 from service.http.routes.account import AccountController
@@ -179,7 +180,10 @@ def create_app(settings: Settings) -> Litestar:
             description="Offline-first sync for Kith. Protocol: docs/protocol.md.",
             path="/docs",
             # Swagger UI pinned and served from this origin, no CDN (service/http/web/api_docs.py)
-            render_plugins=[ApiDocs("/docs")],
+            render_plugins=[
+                ApiDocs("/docs"),
+                OpenAPIJson(),  # the finished document (service/http/openapi.py)
+            ],
             openapi_router=docs_router("/docs"),
             components=Components(
                 security_schemes={

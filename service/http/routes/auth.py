@@ -16,7 +16,9 @@ from schemas.auth import (
 )
 from service.accounts.recovery import Recovery
 from service.accounts.service import AccountService
+from service.errors import Code
 from service.http.guard import Caller, resolve_caller
+from service.http.openapi import problems
 from service.http.ratelimit import RateLimiter
 
 __all__ = ["AuthController"]
@@ -26,13 +28,23 @@ class AuthController(Controller):
     path = "/v1/auth"
     tags = ["auth"]
 
-    @post("/register", status_code=201, summary="Create an account and sign in this device")
+    @post(
+        "/register",
+        status_code=201,
+        summary="Create an account and sign in this device",
+        responses=problems(Code.EMAIL_TAKEN),
+    )
     async def register(
         self, data: JSONBody[RegisterRequest], accounts: NamedDependency[AccountService]
     ) -> TokenResponse:
         return await accounts.register(data)
 
-    @post("/login", status_code=200, summary="Sign in a device")
+    @post(
+        "/login",
+        status_code=200,
+        summary="Sign in a device",
+        responses=problems(Code.INVALID_CREDENTIALS),
+    )
     async def login(
         self,
         data: JSONBody[LoginRequest],
@@ -43,7 +55,12 @@ class AuthController(Controller):
         await limits.check_login_email(data.email)
         return await accounts.login(data)
 
-    @post("/refresh", status_code=200, summary="Rotate the refresh token, get a new access token")
+    @post(
+        "/refresh",
+        status_code=200,
+        summary="Rotate the refresh token, get a new access token",
+        responses=problems(Code.INVALID_REFRESH_TOKEN, Code.REFRESH_TOKEN_REUSED),
+    )
     async def refresh(
         self, data: JSONBody[RefreshRequest], accounts: NamedDependency[AccountService]
     ) -> TokenResponse:

@@ -31,7 +31,9 @@ from schemas.care import (
 from schemas.problem import Problem
 from service.care.alerts import AlertService, Channel
 from service.care.service import CareService
+from service.errors import Code
 from service.http.guard import Caller, resolve_caller
+from service.http.openapi import problems
 from service.store.care import Link
 
 __all__ = ["CareController"]
@@ -111,7 +113,11 @@ class CareController(Controller):
             [_caregiver_out(x) for x in await care.caregivers(caller.space_id)]
         )
 
-    @put("/caregivers/{link_id:str}/scopes", summary="Choose what a caregiver may see")
+    @put(
+        "/caregivers/{link_id:str}/scopes",
+        summary="Choose what a caregiver may see",
+        responses=problems(Code.NOT_FOUND),
+    )
     async def set_scopes(
         self,
         caller: CallerDep,
@@ -121,15 +127,30 @@ class CareController(Controller):
     ) -> CaregiverOut:
         return _caregiver_out(await care.set_scopes(caller.space_id, link_id, data.scopes))
 
-    @post("/caregivers/{link_id:str}/pause", status_code=200, summary="Pause sharing")
+    @post(
+        "/caregivers/{link_id:str}/pause",
+        status_code=200,
+        summary="Pause sharing",
+        responses=problems(Code.NOT_FOUND),
+    )
     async def pause(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> CaregiverOut:
         return _caregiver_out(await care.pause(caller.space_id, link_id))
 
-    @post("/caregivers/{link_id:str}/resume", status_code=200, summary="Resume sharing")
+    @post(
+        "/caregivers/{link_id:str}/resume",
+        status_code=200,
+        summary="Resume sharing",
+        responses=problems(Code.NOT_FOUND),
+    )
     async def resume(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> CaregiverOut:
         return _caregiver_out(await care.resume(caller.space_id, link_id))
 
-    @delete("/caregivers/{link_id:str}", status_code=204, summary="Revoke a caregiver")
+    @delete(
+        "/caregivers/{link_id:str}",
+        status_code=204,
+        summary="Revoke a caregiver",
+        responses=problems(Code.NOT_FOUND),
+    )
     async def revoke(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> None:
         await care.revoke(caller.space_id, link_id)
 
@@ -172,7 +193,12 @@ class CareController(Controller):
 
     # -- the caregiver's side
 
-    @post("/invitations/accept", status_code=201, summary="Accept an invitation to care")
+    @post(
+        "/invitations/accept",
+        status_code=201,
+        summary="Accept an invitation to care",
+        responses=problems(Code.INVITATION_INVALID, Code.OWN_INVITATION, Code.ALREADY_LINKED),
+    )
     async def accept(
         self, caller: CallerDep, care: CareDep, data: JSONBody[AcceptRequest]
     ) -> PersonOut:
@@ -183,14 +209,23 @@ class CareController(Controller):
     async def people(self, caller: CallerDep, care: CareDep) -> PeopleResponse:
         return PeopleResponse([_person_out(x) for x in await care.people(caller.user_id)])
 
-    @get("/people/{link_id:str}/summary", summary="Their summary now (audited)")
+    @get(
+        "/people/{link_id:str}/summary",
+        summary="Their summary now (audited)",
+        responses=problems(Code.NOT_FOUND),
+    )
     async def summary(
         self, caller: CallerDep, care: CareDep, link_id: str = LinkId
     ) -> SummaryResponse:
         link, summary, at = await care.summary_for(caller.user_id, link_id, "api")
         return SummaryResponse(link.id, link.label, link.scopes, summary, at)  # type: ignore[arg-type]
 
-    @delete("/people/{link_id:str}", status_code=204, summary="Stop caring for someone")
+    @delete(
+        "/people/{link_id:str}",
+        status_code=204,
+        summary="Stop caring for someone",
+        responses=problems(Code.NOT_FOUND),
+    )
     async def leave(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> None:
         await care.leave(caller.user_id, link_id)
 

@@ -16,8 +16,9 @@ from schemas.auth import (
 )
 from schemas.common import ID_PATTERN
 from service.accounts.service import AccountService
-from service.errors import NotFound
+from service.errors import Code, NotFound
 from service.http.guard import Caller, resolve_caller
+from service.http.openapi import problems
 from service.store import accounts as store
 
 __all__ = ["DeviceController"]
@@ -37,7 +38,12 @@ class DeviceController(Controller):
     ) -> DevicesResponse:
         return DevicesResponse(await store.list_devices(pool, caller.user_id, caller.device_id))
 
-    @put("/{device_id:str}/push-token", status_code=204, summary="Register a push address")
+    @put(
+        "/{device_id:str}/push-token",
+        status_code=204,
+        summary="Register a push address",
+        responses=problems(Code.NOT_FOUND),
+    )
     async def put_push_token(
         self,
         caller: NamedDependency[Caller],
@@ -64,7 +70,12 @@ class DeviceController(Controller):
         if not ok:
             raise NotFound("no device of yours has this id")
 
-    @delete("/{device_id:str}", status_code=204, summary="Sign a device out and forget it")
+    @delete(
+        "/{device_id:str}",
+        status_code=204,
+        summary="Sign a device out and forget it",
+        responses=problems(Code.NOT_FOUND),
+    )
     async def revoke(
         self,
         caller: NamedDependency[Caller],

@@ -19,6 +19,7 @@ import msgspec
 import redis.asyncio as aioredis
 from litestar import Response, get
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 
 from service.infra.outages import RETRY_AFTER_S
 
@@ -39,7 +40,12 @@ async def live() -> Health:
     return Health("ok")
 
 
-@get("/health/ready", tags=["health"], summary="PostgreSQL and Redis answer")
+@get(
+    "/health/ready",
+    tags=["health"],
+    summary="PostgreSQL and Redis answer",
+    responses={503: ResponseSpec(Health, description="PostgreSQL does not answer")},
+)
 async def ready(
     pool: NamedDependency[asyncpg.Pool], redis_client: NamedDependency[aioredis.Redis]
 ) -> Response[Health]:

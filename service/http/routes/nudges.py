@@ -11,8 +11,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, Parameter, QueryParameter
 
 from schemas.nudges import FeedbackRequest, FeedbackResponse, NudgeOut, NudgesResponse
-from service.errors import NotFound
+from service.errors import Code, NotFound
 from service.http.guard import Caller, resolve_caller
+from service.http.openapi import problems
 from service.nudges.budget import Budget
 from service.store import nudges as store
 from service.store import sync as sync_store
@@ -42,7 +43,12 @@ class NudgeController(Controller):
         rows = await store.list_nudges(pool, caller.space_id, limit)
         return NudgesResponse([NudgeOut(**r) for r in rows])
 
-    @post("/{nudge_id:str}/feedback", status_code=200, summary="A nudge's button was pressed")
+    @post(
+        "/{nudge_id:str}/feedback",
+        status_code=200,
+        summary="A nudge's button was pressed",
+        responses=problems(Code.NOT_FOUND),
+    )
     async def feedback(
         self,
         caller: NamedDependency[Caller],

@@ -15,7 +15,7 @@ from schemas.common import ID_PATTERN
 from schemas.problem import FieldError
 from schemas.sync import ConflictsResponse, PullRequest, PullResponse, PushRequest, PushResponse
 from schemas.tables import EVENT_TIME_MIN, TableName
-from service.errors import InvalidInput
+from service.errors import Code, InvalidInput
 from service.http.guard import (
     Caller,
     PendingSession,
@@ -23,6 +23,7 @@ from service.http.guard import (
     resolve_caller_lazily,
     resolve_caller_unconfirmed,
 )
+from service.http.openapi import problems
 from service.http.strict_json import typed_body
 from service.sync.service import SyncService
 
@@ -43,6 +44,7 @@ class SyncController(Controller):
         status_code=200,
         summary="Send local changes (idempotent per batch_id)",
         dependencies={"caller": Provide(resolve_caller_unconfirmed)},
+        responses=problems(Code.DEVICE_MISMATCH, Code.READ_ONLY_TABLE, Code.BATCH_ID_REUSED),
     )
     async def push(
         self,
@@ -64,6 +66,7 @@ class SyncController(Controller):
         status_code=200,
         summary="Fetch changes after a cursor, one page",
         dependencies={"caller": Provide(resolve_caller_lazily)},
+        responses=problems(Code.INVALID_CURSOR),
     )
     async def pull(
         self, request: Request[Any, Any, Any], caller: CallerDep, data: JSONBody[PullRequest]
@@ -78,7 +81,11 @@ class SyncController(Controller):
         pending = None if caller.session_confirmed else PendingSession(request, caller)
         return await sync.pull(caller, data, session=pending)
 
-    @get("/conflicts", summary="Values that lost a merge, kept 30 days for their owner")
+    @get(
+        "/conflicts",
+        summary="Values that lost a merge, kept 30 days for their owner",
+        responses=problems(Code.INVALID_CURSOR),
+    )
     async def conflicts(
         self,
         caller: CallerDep,

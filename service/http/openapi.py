@@ -1,0 +1,280 @@
+"""The OpenAPI document as client generators need it (decision 0040).
+
+Litestar writes the document from the route handlers; :func:`finish` completes what it
+cannot know:
+
+* **Every error a route can answer**, as ``application/problem+json`` whose ``code`` is an
+  enum of the codes that status can carry there. Routes declare their own (``404``,
+  ``409``, ...) with ``responses=problems("not_found")``; what follows from the route's
+  shape is added here: a body → ``400 malformed_json``, ``413`` and ``422``; parameters →
+  ``422``; a bearer token → ``401``; a rate-limited path → ``429``; a ``schema_version``
+  → ``426``.
+* **Typed synced records**: a change's ``fields`` is a loose object on the wire type (the
+  push validates it per table); the document shows push and pull changes as a ``oneOf``
+  tagged by ``table``, each with its table's field types, so a generated client has a type
+  per table. The bytes on the wire are unchanged.
+* **Public routes** say ``security: []`` (no token needed).
+
+The same finished document is served at ``/docs/openapi.json`` (:class:`OpenAPIJson`) and
+written to ``schemas/openapi.json`` by ``kith openapi``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Example
+
+from schemas.common import ID_PATTERN, SCHEMA_VERSION_MAX, SCHEMA_VERSION_MIN
+from schemas.problem import Problem
+from schemas.tables import TABLES
+from service.errors import Code
+
+__all__ = ["CODES", "RATE_LIMITED_PATHS", "OpenAPIJson", "finish", "problems"]
+
+PROBLEM_JSON = "application/problem+json"
+
+#: The status and meaning of each code (``service.errors.Code``) a documented route can
+#: answer, as the document tells client developers.
+CODES: dict[Code, tuple[int, str]] = {
+    Code.MALFORMED_JSON: (400, "the body is not JSON, not UTF-8, or nested too deeply"),
+    Code.INVALID_CURSOR: (400, "the cursor was not issued by this server"),
+    Code.UNAUTHENTICATED: (401, "no `Authorization: Bearer` token was sent"),
+    Code.INVALID_TOKEN: (401, "the access token is invalid or expired: refresh it"),
+    Code.SESSION_REVOKED: (401, "this session was signed out: log in again"),
+    Code.INVALID_CREDENTIALS: (401, "email or password is wrong"),
+    Code.INVALID_REFRESH_TOKEN: (401, "the refresh token is unknown or expired: log in again"),
+    Code.REFRESH_TOKEN_REUSED: (401, "a used refresh token came back: the session was ended"),
+    Code.DEVICE_MISMATCH: (403, "device_id is not the device the token was issued to"),
+    Code.READ_ONLY_TABLE: (403, "the table is written by the server only"),
+    Code.NOT_FOUND: (404, "no such resource of yours"),
+    Code.INVITATION_INVALID: (404, "the invitation code expired, was used, or never existed"),
+    Code.EMAIL_TAKEN: (409, "an account with this email exists"),
+    Code.BATCH_ID_REUSED: (409, "this batch_id was used for different changes"),
+    Code.ALREADY_LINKED: (409, "you already care for this person"),
+    Code.OWN_INVITATION: (409, "you cannot accept your own invitation"),
+    Code.BODY_TOO_LARGE: (413, "the body is larger than the server accepts"),
+    Code.INVALID_FIELD: (422, "a field is invalid; `errors` names each one by its path"),
+    Code.UNSUPPORTED_SCHEMA_VERSION: (426, "schema_version outside what this server speaks"),
+    Code.RATE_LIMITED: (429, "too many requests: wait `Retry-After` seconds"),
+}
+
+_TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    413: "Request body too large",
+    422: "Invalid field",
+    426: "Upgrade required",
+    429: "Too many requests",
+    503: "Service unavailable",
+}
+
+#: Paths the rate limiter counts (service/ratelimit.py): they may answer 429.
+RATE_LIMITED_PATHS = frozenset(
+    {"/v1/auth/login", "/v1/auth/register", "/v1/auth/refresh", "/v1/sync/push", "/v1/sync/pull"}
+)
+
+_AUTH_CODES = (Code.UNAUTHENTICATED, Code.INVALID_TOKEN, Code.SESSION_REVOKED)
+_REF = "#/components/schemas/{name}"
+
+
+def _example(code: Code) -> dict[str, Any]:
+    status, meaning = CODES[code]
+    return {
+        "type": f"https://kith.dev/problems/{code.value}",
+        "title": _TITLES[status],
+        "status": status,
+        "code": code.value,
+        "detail": meaning,
+    }
+
+
+def problems(*codes: Code) -> dict[int, ResponseSpec]:
+    """The errors a route answers beyond those its shape implies, for ``responses=``:
+    ``@get(..., responses=problems(Code.NOT_FOUND))``."""
+    by_status: dict[int, list[Code]] = {}
+    for code in codes:
+        by_status.setdefault(CODES[code][0], []).append(code)
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            generate_examples=False,
+            description=_TITLES[status],
+            media_type=PROBLEM_JSON,
+            examples=[Example(summary=code.value, value=_example(code)) for code in group],
+        )
+        for status, group in by_status.items()
+    }
+
+
+def _problem_response(status: int, codes: list[Code]) -> dict[str, Any]:
+    return {
+        "description": f"{_TITLES[status]}: "
+        + "; ".join(f"`{code.value}` {CODES[code][1]}" for code in codes),
+        "content": {
+            PROBLEM_JSON: {
+                "schema": {
+                    "allOf": [
+                        {"$ref": _REF.format(name="Problem")},
+                        {
+                            "type": "object",
+                            "properties": {
+                                "code": {"type": "string", "enum": [c.value for c in codes]}
+                            },
+                        },
+                    ]
+                },
+                "examples": {c.value: {"summary": c.value, "value": _example(c)} for c in codes},
+            }
+        },
+    }
+
+
+def _declared_codes(response: dict[str, Any]) -> list[Code]:
+    """The codes a route declared with :func:`problems` (kept in its examples)."""
+    examples = response.get("content", {}).get(PROBLEM_JSON, {}).get("examples", {})
+    return [Code(e["value"]["code"]) for e in examples.values() if e.get("value", {}).get("code")]
+
+
+def _implied_codes(path: str, operation: dict[str, Any], doc: dict[str, Any]) -> list[Code]:
+    codes: list[Code] = []
+    body = operation.get("requestBody")
+    if body:
+        codes += [Code.MALFORMED_JSON, Code.BODY_TOO_LARGE, Code.INVALID_FIELD]
+        ref = body["content"]["application/json"]["schema"].get("$ref", "")
+        properties = doc["components"]["schemas"].get(ref.rsplit("/", 1)[-1], {})
+        if "schema_version" in properties.get("properties", {}):
+            codes.append(Code.UNSUPPORTED_SCHEMA_VERSION)
+    if operation.get("parameters") and Code.INVALID_FIELD not in codes:
+        codes.append(Code.INVALID_FIELD)
+    if operation.get("security"):
+        codes += _AUTH_CODES
+    if path in RATE_LIMITED_PATHS:
+        codes.append(Code.RATE_LIMITED)
+    return codes
+
+
+def _finish_operation(path: str, operation: dict[str, Any], doc: dict[str, Any]) -> None:
+    operation.setdefault("security", [])  # public: no token needed
+    responses: dict[str, Any] = operation["responses"]
+    by_status: dict[int, list[Code]] = {}
+    for key in list(responses):
+        if int(key) >= 400 and PROBLEM_JSON not in responses[key].get("content", {}):
+            if key == "400":  # Litestar's generic "Validation Exception": not Kith's shape
+                del responses[key]
+            continue
+        for code in _declared_codes(responses[key]):
+            by_status.setdefault(int(key), []).append(code)
+    for code in _implied_codes(path, operation, doc):
+        group = by_status.setdefault(CODES[code][0], [])
+        if code not in group:
+            group.append(code)
+    for status in sorted(by_status):
+        responses[str(status)] = _problem_response(status, by_status[status])
+
+
+# -- typed synced records ------------------------------------------------------------------
+
+
+def _read_types() -> dict[str, type[msgspec.Struct]]:
+    """table -> the type of its records' fields as a pull returns them."""
+    types = {name: spec.read_type or spec.client_type for name, spec in TABLES.items()}
+    return {name: t for name, t in types.items() if t is not None}
+
+
+def _variant_name(table: str, suffix: str) -> str:
+    return "".join(part.title() for part in table.split("_")) + suffix
+
+
+def _typed_changes(doc: dict[str, Any]) -> None:
+    """Replace the loose ``ChangeIn``/``ChangeOut`` with a ``oneOf`` tagged by ``table``."""
+    schemas: dict[str, Any] = doc["components"]["schemas"]
+    pulled = _read_types()
+    types = [spec.client_type for spec in TABLES.values() if spec.client_type is not None]
+    _, components = msgspec.json.schema_components([*types, *pulled.values()], ref_template=_REF)
+    schemas.update(components)
+    base_in, base_out = schemas["ChangeIn"], schemas["ChangeOut"]
+
+    ins: dict[str, str] = {}
+    for table, spec in TABLES.items():
+        if spec.client_type is None:
+            continue  # server-written only: a push to it is refused (read_only_table)
+        variant = copy.deepcopy(base_in)
+        props = variant["properties"]
+        props["table"] = {"type": "string", "const": table}
+        props["fields"] = {"$ref": _REF.format(name=spec.client_type.__name__)}
+        if spec.only_id is not None:
+            props["id"] = {"type": "string", "const": spec.only_id}
+        if not spec.deletable:
+            props["deleted"] = {"type": "boolean", "const": False, "default": False}
+        variant["title"] = name = _variant_name(table, "ChangeIn")
+        variant["additionalProperties"] = False
+        schemas[name] = variant
+        ins[table] = _REF.format(name=name)
+
+    outs: dict[str, str] = {}
+    for table, read_type in pulled.items():
+        variant = copy.deepcopy(base_out)
+        props = variant["properties"]
+        props["table"] = {"type": "string", "const": table}
+        props["id"] = {"type": "string", "pattern": ID_PATTERN}
+        props["fields"] = {
+            "$ref": _REF.format(name=read_type.__name__),
+            "description": "the record's whole state; empty for a tombstone",
+        }
+        variant["title"] = name = _variant_name(table, "ChangeOut")
+        schemas[name] = variant
+        outs[table] = _REF.format(name=name)
+
+    for name, mapping, about in (
+        ("ChangeIn", ins, "One record's change: the fields it writes, all stamped with `hlc`."),
+        ("ChangeOut", outs, "A record's whole current state; `fields` is empty for tombstones."),
+    ):
+        schemas[name] = {
+            "title": name,
+            "description": about,
+            "oneOf": [{"$ref": ref} for ref in mapping.values()],
+            "discriminator": {"propertyName": "table", "mapping": mapping},
+        }
+    for request in ("PushRequest", "PullRequest"):
+        schemas[request]["properties"]["schema_version"] = {
+            "type": "integer",
+            "minimum": SCHEMA_VERSION_MIN,
+            "maximum": SCHEMA_VERSION_MAX,
+            "description": "the sync schema version the app speaks; others answer 426",
+        }
+
+
+def finish(schema: dict[str, Any]) -> dict[str, Any]:
+    """Litestar's document (``app.openapi_schema.to_schema()``) completed for clients."""
+    doc = copy.deepcopy(schema)
+    _, problem = msgspec.json.schema_components([Problem], ref_template=_REF)
+    doc["components"]["schemas"].update(problem)
+    _typed_changes(doc)
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            if method in {"get", "put", "post", "delete", "patch"}:
+                _finish_operation(path, operation, doc)
+    return doc
+
+
+class OpenAPIJson(JsonRenderPlugin):
+    """Serves :func:`finish`'s document at ``/docs/openapi.json`` (the reference page and
+    the Swagger page load it from there)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rendered: bytes | None = None
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        if self._rendered is None:  # the document never changes while the process runs
+            self._rendered = msgspec.json.encode(finish(openapi_schema))
+        return self._rendered
