@@ -30,6 +30,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Example
 
+from schemas import auth, care, nudges, sync, tables
 from schemas.common import ID_PATTERN, SCHEMA_VERSION_MAX, SCHEMA_VERSION_MIN
 from schemas.problem import Problem
 from schemas.tables import TABLES
@@ -253,11 +254,65 @@ def _typed_changes(doc: dict[str, Any]) -> None:
         }
 
 
+# -- what the wire types refuse that Litestar's schemas do not say ---------------------------
+
+
+def _closed_types() -> set[str]:
+    """Wire types that refuse unknown fields (``forbid_unknown_fields``): the document says
+    ``additionalProperties: false`` for them, as the server answers 422 to an extra field."""
+    names: set[str] = set()
+    for module in (auth, care, nudges, sync, tables):
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, msgspec.Struct)
+                and value.__struct_config__.forbid_unknown_fields
+            ):
+                names.add(value.__name__)
+    return names
+
+
+def _push_token_by_provider(schemas: dict[str, Any]) -> None:
+    """A push address's ``token`` depends on its ``provider`` (checked in the wire type's
+    ``__post_init__``): one ``oneOf`` branch per provider says how."""
+    hosted = r"^https://([A-Za-z0-9-]+\.)+[A-Za-z]{2,4}(:[0-9]{1,5})?(/[!-~]*)?$"
+    schemas["PushTokenRequest"]["oneOf"] = [
+        {
+            "title": "APNs",
+            "properties": {
+                "provider": {"const": "apns"},
+                "token": {"pattern": "^([0-9A-Fa-f]{2}){8,100}$", "description": "hex"},
+            },
+        },
+        {
+            "title": "FCM",
+            "properties": {"provider": {"const": "fcm"}, "token": {"pattern": "^[!-~]+$"}},
+        },
+        {
+            "title": "Web Push",
+            "properties": {
+                "provider": {"const": "webpush"},
+                "token": {
+                    "pattern": hosted,
+                    "description": "the subscription's https endpoint on its push service's "
+                    "public host name (no IP address, no credentials)",
+                },
+                "keys": {"$ref": _REF.format(name="WebPushKeys")},
+            },
+            "required": ["keys"],
+        },
+    ]
+
+
 def finish(schema: dict[str, Any]) -> dict[str, Any]:
     """Litestar's document (``app.openapi_schema.to_schema()``) completed for clients."""
     doc = copy.deepcopy(schema)
     _, problem = msgspec.json.schema_components([Problem], ref_template=_REF)
-    doc["components"]["schemas"].update(problem)
+    schemas = doc["components"]["schemas"]
+    schemas.update(problem)
+    for name in _closed_types() & schemas.keys():
+        schemas[name]["additionalProperties"] = False
+    _push_token_by_provider(schemas)
     _typed_changes(doc)
     for path, item in doc["paths"].items():
         for method, operation in item.items():

@@ -65,7 +65,11 @@ class EventsController(Controller):
         realtime: NamedDependency[Realtime],
         since: Annotated[
             int | None,
-            QueryParameter(ge=0, description="the seq the app last pulled to, if no Last-Event-ID"),
+            QueryParameter(
+                ge=0,
+                description="the seq the app last pulled to, if no Last-Event-ID",
+                schema_extra={"minimum": 0},  # Litestar drops ge=0 from an optional's schema
+            ),
         ] = None,
         last_event_id: Annotated[
             str | None,

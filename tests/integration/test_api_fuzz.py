@@ -1,0 +1,233 @@
+"""The API fuzzed against its own OpenAPI document with schemathesis (issue 18, item 7).
+
+Every operation the served ``/docs/openapi.json`` documents gets generated requests, valid
+ones (positive) and ones that break the schema (negative), sent over HTTP to the real
+server as a registered person. Seeded (Hypothesis ``derandomize``), so a run is repeatable;
+bounded by example counts that keep it well under three minutes. Asserted:
+
+* no 5xx, ever;
+* every status code and content type answered is documented for that operation, and every
+  documented body matches its schema;
+* a request that breaks the schema is refused with a 4xx;
+* a request the schema allows is not refused — except for the refusals listed in
+  ``STATE_DEPENDENT``, which depend on what the server holds (an id that does not exist, a
+  cursor it never issued) or on a check the schema names but cannot list (a calendar date,
+  an IANA zone). Each is counted and printed, so a growing share is visible.
+
+The figures go to ``test-output/reliability-fuzz.json`` (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
+from schemathesis.core.result import Err, Ok
+from schemathesis.core.transport import Response
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.conftest import OUTPUT
+from tests.helpers import PASSWORD, new_id
+
+#: Generated requests per operation and mode; 26 operations x (150 + 60) ~ 5,300 requests.
+EXAMPLES = {GenerationMode.POSITIVE: 150, GenerationMode.NEGATIVE: 60}
+#: The whole fuzz must finish well inside the suite's budget for it.
+BUDGET_S = 180
+
+#: Refusals of schema-valid requests that the schema cannot rule out, by (status, code),
+#: with the message fragments that identify them where the code alone is too broad.
+STATE_DEPENDENT: dict[tuple[int, str], tuple[str, ...]] = {
+    (401, "invalid_credentials"): (),  # login: an email/password pair nobody registered
+    (401, "invalid_refresh_token"): (),  # refresh: a token this server never issued
+    (404, "not_found"): (),  # an id (device, nudge, care link) the caller does not have
+    (404, "invitation_invalid"): (),  # a code nobody issued
+    (409, "email_taken"): (),
+    (409, "batch_id_reused"): (),  # a batch id the fuzzer already used for other changes
+    (409, "own_invitation"): (),
+    (400, "invalid_cursor"): (),  # a cursor is opaque: only one the server issued is valid
+    (422, "invalid_field"): (
+        "required when creating",  # the first change to a record must carry these fields
+        "no insights record with this id",  # clients update insights, never create them
+        "a change must write at least one field or delete",
+        "unknown IANA time zone",  # a zone name: checked against the tz database
+        "is not a calendar date",  # a birthday like 2001-02-30 has the right shape
+        # JSON Schema counts 1.0 as an integer; Kith wants integers written as integers
+        # (every JSON encoder writes a whole number without a fraction).
+        "got `float`",
+    ),
+}
+#: After its first sign-out the fuzzer's session is over: later sign-outs answer 401.
+AFTER_LOGOUT = ("POST /v1/auth/logout", 401, "session_revoked")
+
+#: How a request that breaks the schema may be refused (426: a schema_version outside the
+#: documented range).
+REFUSALS = ["400", "401", "403", "404", "409", "413", "422", "426", "429"]
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
+
+
+@dataclass
+class Tally:
+    requests: int = 0
+    server_errors: int = 0
+    by_status: Counter[int] = field(default_factory=Counter)
+    by_operation: Counter[str] = field(default_factory=Counter)
+    state_dependent: Counter[str] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+
+
+def _register(base: str) -> tuple[str, str]:
+    device = new_id("fuzzdev")
+    r = httpx.post(
+        f"{base}/v1/auth/register",
+        json={
+            "email": f"{new_id('fuzz')}@example.org",
+            "password": PASSWORD,
+            "display_name": "Fuzz",
+            "time_zone": "Europe/Lisbon",
+            "device": {"id": device, "platform": "ios", "name": "fuzz"},
+        },
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["access_token"], device
+
+
+def _refused_for_state(label: str, response: Response) -> str | None:
+    """The STATE_DEPENDENT entry explaining this refusal, if one does."""
+    if not response.headers.get("content-type", [""])[0].startswith("application/problem+json"):
+        return None
+    body = json.loads(response.content)
+    key = (response.status_code, str(body.get("code")))
+    if (label, *key) == AFTER_LOGOUT:
+        return "401 session_revoked (after signing out)"
+    if key not in STATE_DEPENDENT:
+        return None
+    fragments = STATE_DEPENDENT[key]
+    if not fragments:
+        return f"{key[0]} {key[1]}"
+    messages = [str(body.get("detail", ""))] + [str(e.get("message")) for e in body["errors"]]
+    for fragment in fragments:
+        if any(fragment in message for message in messages):
+            return f"{key[0]} {fragment}"
+    return None
+
+
+def _order(label: str) -> tuple[int, str]:
+    # Signing out ends the fuzzer's session: last.
+    return (label == "POST /v1/auth/logout", label)
+
+
+def test_the_api_holds_its_openapi_contract_under_generated_requests(live_server: str) -> None:
+    token, device = _register(live_server)
+    auth = {"Authorization": f"Bearer {token}"}
+    config = schemathesis.config.SchemathesisConfig.from_dict(
+        {
+            "max-stream-events": 1,  # the event stream: its first event is enough
+            "request-timeout": 10,
+            "checks": {"negative_data_rejection": {"expected-statuses": REFUSALS}},
+        }
+    )
+    schema = schemathesis.openapi.from_url(f"{live_server}/docs/openapi.json", config=config)
+    results = list(schema.get_all_operations())
+    invalid = [result.err() for result in results if isinstance(result, Err)]
+    assert invalid == [], "the served OpenAPI document has invalid operations"
+    operations = sorted(
+        (result.ok() for result in results if isinstance(result, Ok)),
+        key=lambda op: _order(op.label),
+    )
+    assert len(operations) >= 26, [op.label for op in operations]
+    tally = Tally()
+    session = requests.Session()
+    started = time.monotonic()
+    unbreakable: list[str] = []
+
+    def send(case: Any, mode: GenerationMode) -> None:
+        if mode is GenerationMode.POSITIVE and case.operation.label == "POST /v1/sync/push":
+            # A push must name the signed-in device (403 device_mismatch otherwise, which
+            # would stop every generated batch before its changes are even looked at).
+            case.body["device_id"] = device
+        # The token goes into the case itself, so the checks see the request as sent.
+        case.headers = {**(case.headers or {}), **auth}
+        response = case.call(base_url=live_server, session=session)
+        tally.requests += 1
+        tally.by_status[response.status_code] += 1
+        tally.by_operation[f"{case.operation.label} {mode.value} {response.status_code}"] += 1
+        label = f"{mode.value} {case.operation.label} -> {response.status_code}"
+        if response.status_code >= 500:
+            tally.server_errors += 1
+        try:
+            case.validate_response(response, checks=CHECKS)
+        except FailureGroup as exc:
+            tally.failures.append(f"{label}: {str(exc)[:3000]}")
+            return
+        if mode is GenerationMode.POSITIVE and 400 <= response.status_code < 500:
+            reason = _refused_for_state(case.operation.label, response)
+            if reason is None:
+                tally.failures.append(
+                    f"{label}: a schema-valid request refused: {response.content[:800]!r}"
+                )
+            else:
+                tally.state_dependent[reason] += 1
+
+    for operation in operations:
+        for mode, count in EXAMPLES.items():
+            strategy = operation.as_strategy(generation_mode=mode)
+            run: Callable[[], None] = settings(
+                max_examples=count,
+                derandomize=True,  # seeded: the same requests every run
+                database=None,
+                deadline=None,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )(given(case=strategy, mode=st.just(mode))(send))
+            try:
+                run()
+            except Unsatisfiable:
+                # No parameters and no body: nothing a request could get wrong.
+                assert mode is GenerationMode.NEGATIVE, operation.label
+                unbreakable.append(operation.label)
+    seconds = time.monotonic() - started
+
+    OUTPUT.mkdir(exist_ok=True)
+    figures = {
+        "operations": len(operations),
+        "requests": tally.requests,
+        "server_errors": tally.server_errors,
+        "failures": len(tally.failures),
+        "state_dependent_refusals": dict(tally.state_dependent),
+        "by_status": {str(k): v for k, v in sorted(tally.by_status.items())},
+        "seconds": round(seconds, 1),
+        "nothing_to_negate": unbreakable,
+    }
+    figures["by_operation"] = dict(sorted(tally.by_operation.items()))
+    (OUTPUT / "reliability-fuzz.json").write_text(json.dumps(figures, indent=2))
+    print(f"\nfuzz: {json.dumps({k: v for k, v in figures.items() if k != 'by_operation'})}")
+    assert tally.server_errors == 0, "\n\n".join(tally.failures[:400])
+    assert tally.failures == [], f"{len(tally.failures)} failures:\n\n" + "\n\n".join(
+        tally.failures[:400]
+    )
+    assert seconds < BUDGET_S
