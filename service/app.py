@@ -25,7 +25,7 @@ from service.accounts.sessions import SessionCache
 from service.accounts.tokens import TokenIssuer, load_or_create_keys
 from service.config import Settings
 from service.http.fastpath import FastPull
-from service.http.openapi import OpenAPIJson
+from service.http.openapi import OpenAPIJson, finish
 from service.http.problems import exception_handlers
 from service.http.ratelimit import RateLimiter, RateLimits
 from service.http.routes.account import AccountController
@@ -53,7 +53,7 @@ from service.sync.realtime import Realtime
 from service.sync.watermelon import WatermelonAdapter
 from service.wiring import DEFAULT_REDIS_URL, core
 
-__all__ = ["app_from_env", "configure_logging", "create_app", "served"]
+__all__ = ["app_from_env", "configure_logging", "create_app", "openapi_document", "served"]
 
 log = logging.getLogger("kith")
 
@@ -203,6 +203,12 @@ class _StateGetter:
 
     def __call__(self, state: State) -> Any:
         return getattr(state, self.name)
+
+
+def openapi_document(app: Litestar) -> dict[str, Any]:
+    """The OpenAPI document ``app`` serves at ``/docs/openapi.json``: Litestar's, finished
+    for client generators (``service/http/openapi.py``)."""
+    return finish(app.openapi_schema.to_schema())
 
 
 def served(app: Litestar, inner: ASGIApp | None = None) -> ObservedApp:

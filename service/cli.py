@@ -143,11 +143,10 @@ def api_documents(settings: Settings) -> dict[str, bytes]:
     import msgspec
 
     from schemas.tables import TABLES
-    from service.app import create_app
-    from service.http.openapi import finish
+    from service.app import create_app, openapi_document
 
     app = create_app(settings.using(database_url=settings.database.url or "unused"))
-    openapi = msgspec.json.encode(finish(app.openapi_schema.to_schema()))
+    openapi = msgspec.json.encode(openapi_document(app))
     types = [spec.client_type for spec in TABLES.values() if spec.client_type is not None]
     server_written = [spec.read_type for spec in TABLES.values() if spec.read_type is not None]
     _, components = msgspec.json.schema_components(

@@ -9,6 +9,7 @@ document, or a lint error breaks their build, so it breaks this suite first.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +18,8 @@ import msgspec
 
 from service.cli import api_documents
 from service.config import Settings
+from service.errors import Code
+from service.http.openapi import CODES
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "node_modules" / ".bin"
@@ -94,3 +97,15 @@ def test_every_route_documents_its_errors_as_problem_details(tmp_path: Path) -> 
     assert {"403", "409", "426", "429"} <= push.keys()
     assert doc["paths"]["/v1/auth/login"]["post"]["security"] == []
     assert doc["paths"]["/v1/sync/pull"]["post"]["security"] == [{"bearer": []}]
+
+
+def test_every_code_the_service_raises_is_documented() -> None:
+    """A code raised somewhere below the edge but missing from the document's table would
+    reach clients that were never told about it."""
+    raised: set[str] = set()
+    for path in (ROOT / "service").rglob("*.py"):
+        if path.name not in {"errors.py", "openapi.py"}:
+            raised |= set(re.findall(r"\bCode\.([A-Z_]+)\b", path.read_text()))
+    assert raised, "no Code.X found: has the error module moved?"
+    undocumented = {Code[name] for name in raised} - CODES.keys() - {Code.INTERNAL_ERROR}
+    assert undocumented == set()
