@@ -218,6 +218,13 @@ def _typed_changes(doc: dict[str, Any]) -> None:
             props["deleted"] = {"type": "boolean", "const": False, "default": False}
         variant["title"] = name = _variant_name(table, "ChangeIn")
         variant["additionalProperties"] = False
+        # A change writes at least one field, or deletes (422 otherwise). As if/else, which
+        # generators skip: an anyOf here would become a union that loosens the client type.
+        variant["if"] = {"properties": {"deleted": {"const": True}}, "required": ["deleted"]}
+        variant["else"] = {
+            "properties": {"fields": {"minProperties": 1}},
+            "required": ["fields"],
+        }
         schemas[name] = variant
         ins[table] = _REF.format(name=name)
 

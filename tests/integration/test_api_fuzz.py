@@ -69,7 +69,6 @@ STATE_DEPENDENT: dict[tuple[int, str], tuple[str, ...]] = {
     (422, "invalid_field"): (
         "required when creating",  # the first change to a record must carry these fields
         "no insights record with this id",  # clients update insights, never create them
-        "a change must write at least one field or delete",
         "unknown IANA time zone",  # a zone name: checked against the tz database
         "is not a calendar date",  # a birthday like 2001-02-30 has the right shape
         # JSON Schema counts 1.0 as an integer; Kith wants integers written as integers
