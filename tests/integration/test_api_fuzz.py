@@ -46,12 +46,13 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import OUTPUT
+from tests.conftest import OUTPUT, ROOT
 from tests.helpers import PASSWORD, new_id
 
 #: Generated requests per operation and mode; 26 operations x (120 + 50) ~ 4,300 requests.
 EXAMPLES = {GenerationMode.POSITIVE: 120, GenerationMode.NEGATIVE: 50}
-ZONES = sorted(zoneinfo.available_timezones())
+#: Zone names the server accepts (the tz database's files that are not zones left out).
+ZONES = sorted(zoneinfo.available_timezones() - {"localtime", "posixrules", "Factory"})
 #: The whole fuzz must finish well inside the suite's budget for it.
 BUDGET_S = 180
 
@@ -71,6 +72,9 @@ STATE_DEPENDENT: dict[tuple[int, str], tuple[str, ...]] = {
         "no insights record with this id",  # clients update insights, never create them
         "unknown IANA time zone",  # a zone name: checked against the tz database
         "is not a calendar date",  # a birthday like 2001-02-30 has the right shape
+        # An event time later than the server's clock plus the skew allowance (issue 18,
+        # item 1): the bound moves with the clock, so no schema can state it.
+        "to the server's time plus the clock-skew allowance",
         # JSON Schema counts 1.0 as an integer; Kith wants integers written as integers
         # (every JSON encoder writes a whole number without a fraction).
         "got `float`",
@@ -240,3 +244,13 @@ def test_the_api_holds_its_openapi_contract_under_generated_requests(live_server
         tally.failures[:400]
     )
     assert seconds < BUDGET_S
+
+
+def test_the_served_document_is_the_finished_one(live_server: str) -> None:
+    """The fuzzer (and every client generator) reads ``/docs/openapi.json``: it must be the
+    finished document (service/http/openapi.py), the same as ``schemas/openapi.json``."""
+    served = httpx.get(f"{live_server}/docs/openapi.json").json()
+    committed = json.loads((ROOT / "schemas" / "openapi.json").read_text())
+    assert served == committed, "the served document differs: run `make openapi`"
+    push = served["components"]["schemas"]["ChangeIn"]
+    assert push["discriminator"]["propertyName"] == "table"
