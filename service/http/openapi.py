@@ -279,36 +279,34 @@ def _closed_types() -> set[str]:
     return names
 
 
-def _push_token_by_provider(schemas: dict[str, Any]) -> None:
-    """A push address's ``token`` depends on its ``provider`` (checked in the wire type's
-    ``__post_init__``): one ``oneOf`` branch per provider says how."""
+def _push_token_by_provider(doc: dict[str, Any]) -> None:
+    """A push address's ``token`` format depends on its provider and is checked in each
+    variant's ``__post_init__``: said here as patterns, and the union tagged by
+    ``provider``."""
+    schemas = doc["components"]["schemas"]
     hosted = r"^https://([A-Za-z0-9-]+\.)+[A-Za-z]{2,4}(:[0-9]{1,5})?(/[!-~]*)?$"
-    schemas["PushTokenRequest"]["oneOf"] = [
-        {
-            "title": "APNs",
-            "properties": {
-                "provider": {"const": "apns"},
-                "token": {"pattern": "^([0-9A-Fa-f]{2}){8,100}$", "description": "hex"},
-            },
+    tokens = {
+        "ApnsAddress": ("^([0-9A-Fa-f]{2}){8,100}$", "8 to 100 bytes in hexadecimal"),
+        "FcmAddress": ("^[!-~]+$", "printable ASCII, no spaces"),
+        "WebPushAddress": (
+            hosted,
+            "the subscription's https endpoint on its push service's public host name "
+            "(no IP address, no credentials)",
+        ),
+    }
+    for name, (pattern, about) in tokens.items():
+        schemas[name]["properties"]["token"].update(pattern=pattern, description=about)
+    web = schemas["WebPushAddress"]
+    web["properties"]["keys"] = {"$ref": _REF.format(name="WebPushKeys")}
+    web["required"] = sorted({*web["required"], "keys"})
+    put = doc["paths"]["/v1/devices/{device_id}/push-token"]["put"]
+    put["requestBody"]["content"]["application/json"]["schema"]["discriminator"] = {
+        "propertyName": "provider",
+        "mapping": {
+            schemas[name]["properties"]["provider"]["const"]: _REF.format(name=name)
+            for name in tokens
         },
-        {
-            "title": "FCM",
-            "properties": {"provider": {"const": "fcm"}, "token": {"pattern": "^[!-~]+$"}},
-        },
-        {
-            "title": "Web Push",
-            "properties": {
-                "provider": {"const": "webpush"},
-                "token": {
-                    "pattern": hosted,
-                    "description": "the subscription's https endpoint on its push service's "
-                    "public host name (no IP address, no credentials)",
-                },
-                "keys": {"$ref": _REF.format(name="WebPushKeys")},
-            },
-            "required": ["keys"],
-        },
-    ]
+    }
 
 
 def finish(schema: dict[str, Any]) -> dict[str, Any]:
@@ -319,7 +317,7 @@ def finish(schema: dict[str, Any]) -> dict[str, Any]:
     schemas.update(problem)
     for name in _closed_types() & schemas.keys():
         schemas[name]["additionalProperties"] = False
-    _push_token_by_provider(schemas)
+    _push_token_by_provider(doc)
     _typed_changes(doc)
     for path, item in doc["paths"].items():
         for method, operation in item.items():
