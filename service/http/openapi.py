@@ -195,12 +195,28 @@ def _variant_name(table: str, suffix: str) -> str:
     return "".join(part.title() for part in table.split("_")) + suffix
 
 
+def _no_nul(schema: Any) -> None:
+    """PostgreSQL's jsonb cannot store U+0000, so a push refuses text holding it (422):
+    every free-text string a client writes says so with a pattern."""
+    if isinstance(schema, list):
+        for item in schema:
+            _no_nul(item)
+    elif isinstance(schema, dict):
+        if schema.get("type") == "string" and not schema.keys() & {"pattern", "format", "enum"}:
+            schema["pattern"] = "^[^\\u0000]*$"
+        for value in schema.values():
+            _no_nul(value)
+
+
 def _typed_changes(doc: dict[str, Any]) -> None:
     """Replace the loose ``ChangeIn``/``ChangeOut`` with a ``oneOf`` tagged by ``table``."""
     schemas: dict[str, Any] = doc["components"]["schemas"]
     pulled = _read_types()
     types = [spec.client_type for spec in TABLES.values() if spec.client_type is not None]
     _, components = msgspec.json.schema_components([*types, *pulled.values()], ref_template=_REF)
+    for spec in TABLES.values():
+        if spec.client_type is not None:
+            _no_nul(components[spec.client_type.__name__])
     schemas.update(components)
     base_in, base_out = schemas["ChangeIn"], schemas["ChangeOut"]
 

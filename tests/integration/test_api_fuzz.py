@@ -49,8 +49,8 @@ from schemathesis.specs.openapi.checks import (
 from tests.conftest import OUTPUT, ROOT
 from tests.helpers import PASSWORD, new_id
 
-#: Generated requests per operation and mode; 26 operations x (100 + 40) ~ 3,400 requests.
-EXAMPLES = {GenerationMode.POSITIVE: 100, GenerationMode.NEGATIVE: 40}
+#: Generated requests per operation and mode; 26 operations x (90 + 35) ~ 3,000 requests.
+EXAMPLES = {GenerationMode.POSITIVE: 90, GenerationMode.NEGATIVE: 35}
 #: Zone names the server accepts (the tz database's files that are not zones left out).
 ZONES = sorted(zoneinfo.available_timezones() - {"localtime", "posixrules", "Factory"})
 #: The whole fuzz must finish well inside the suite's budget for it.

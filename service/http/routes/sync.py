@@ -95,6 +95,7 @@ class SyncController(Controller):
             QueryParameter(
                 description="RFC 3339 with offset, from 1900-01-01T00:00:00Z; default 30 days ago",
                 format="date-time",
+                pattern=_SINCE_PATTERN,
                 examples=[Example(value="2026-11-01T00:00:00Z")],
             ),
         ] = None,
@@ -118,6 +119,9 @@ class SyncController(Controller):
 
 
 _Instant = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+#: The document's pattern for ``since``: years 1901 to 9999, so a generated or typed value
+#: the schema allows is never refused (1900 left out: an offset could put it before 1900).
+_SINCE_PATTERN = r"^(19[0-9][1-9]|19[1-9]0|[2-9][0-9]{3})-"
 
 
 def _rfc3339(name: str, value: str) -> dt.datetime:
