@@ -300,7 +300,8 @@ def _push_token_by_provider(doc: dict[str, Any]) -> None:
     variant's ``__post_init__``: said here as patterns, and the union tagged by
     ``provider``."""
     schemas = doc["components"]["schemas"]
-    hosted = r"^https://([A-Za-z0-9-]+\.)+[A-Za-z]{2,4}(:[0-9]{1,5})?(/[!-~]*)?$"
+    port = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5]?[0-9]{1,4})"
+    hosted = rf"^https://([A-Za-z0-9-]+\.)+[A-Za-z]{{2,4}}(:{port})?(/[!-~]*)?$"
     tokens = {
         "ApnsAddress": ("^([0-9A-Fa-f]{2}){8,100}$", "8 to 100 bytes in hexadecimal"),
         "FcmAddress": ("^[!-~]+$", "printable ASCII, no spaces"),
