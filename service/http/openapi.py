@@ -34,6 +34,7 @@ from schemas import auth, care, nudges, sync, tables
 from schemas.common import ID_PATTERN, SCHEMA_VERSION_MAX, SCHEMA_VERSION_MIN
 from schemas.problem import Problem
 from schemas.tables import TABLES
+from schemas.watermelon import WatermelonMigration, WatermelonPushBody
 from service.errors import Code
 
 __all__ = ["CODES", "RATE_LIMITED_PATHS", "OpenAPIJson", "finish", "problems"]
@@ -53,6 +54,7 @@ CODES: dict[Code, tuple[int, str]] = {
     Code.REFRESH_TOKEN_REUSED: (401, "a used refresh token came back: the session was ended"),
     Code.DEVICE_MISMATCH: (403, "device_id is not the device the token was issued to"),
     Code.READ_ONLY_TABLE: (403, "the table is written by the server only"),
+    Code.BAD_REQUEST: (400, "a query parameter or the body's shape is not what it must be"),
     Code.NOT_FOUND: (404, "no such resource of yours"),
     Code.INVITATION_INVALID: (404, "the invitation code expired, was used, or never existed"),
     Code.EMAIL_TAKEN: (409, "an account with this email exists"),
@@ -80,7 +82,15 @@ _TITLES = {
 
 #: Paths the rate limiter counts (service/ratelimit.py): they may answer 429.
 RATE_LIMITED_PATHS = frozenset(
-    {"/v1/auth/login", "/v1/auth/register", "/v1/auth/refresh", "/v1/sync/push", "/v1/sync/pull"}
+    {
+        "/v1/auth/login",
+        "/v1/auth/register",
+        "/v1/auth/refresh",
+        "/v1/sync/push",
+        "/v1/sync/pull",
+        "/v1/watermelon/push",
+        "/v1/watermelon/pull",
+    }
 )
 
 _AUTH_CODES = (Code.UNAUTHENTICATED, Code.INVALID_TOKEN, Code.SESSION_REVOKED)
@@ -195,15 +205,22 @@ def _variant_name(table: str, suffix: str) -> str:
     return "".join(part.title() for part in table.split("_")) + suffix
 
 
+#: An RFC 3339 time's offset from -12:00 to +14:00 (service/sync/validation.py).
+OFFSET_PATTERN = r"(Z|z|-((0[0-9]|1[01]):[0-5][0-9]|12:00)|\+((0[0-9]|1[0-3]):[0-5][0-9]|14:00))$"
+
+
 def _no_nul(schema: Any) -> None:
     """PostgreSQL's jsonb cannot store U+0000, so a push refuses text holding it (422):
-    every free-text string a client writes says so with a pattern."""
+    every free-text string a client writes says so with a pattern; and every time says
+    the UTC offsets a push accepts."""
     if isinstance(schema, list):
         for item in schema:
             _no_nul(item)
     elif isinstance(schema, dict):
         if schema.get("type") == "string" and not schema.keys() & {"pattern", "format", "enum"}:
             schema["pattern"] = "^[^\\u0000]*$"
+        if schema.get("type") == "string" and schema.get("format") == "date-time":
+            schema["pattern"] = OFFSET_PATTERN
         for value in schema.values():
             _no_nul(value)
 
@@ -326,6 +343,47 @@ def _push_token_by_provider(doc: dict[str, Any]) -> None:
     }
 
 
+def _watermelon(doc: dict[str, Any]) -> None:
+    """WatermelonDB's routes read their inputs themselves (both push shapes, query text):
+    the document says what they accept."""
+    pull = doc["paths"].get("/v1/watermelon/pull", {}).get("get")
+    push = doc["paths"].get("/v1/watermelon/push", {}).get("post")
+    if pull is None or push is None:
+        return
+    schemas = doc["components"]["schemas"]
+    _, components = msgspec.json.schema_components(
+        [WatermelonPushBody, WatermelonMigration], ref_template=_REF
+    )
+    for name, component in components.items():
+        schemas.setdefault(name, component)
+    push["requestBody"] = {
+        "required": True,
+        "description": "`{changes, lastPulledAt}` as pushChanges receives it, or the bare "
+        "changes object",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        {"$ref": _REF.format(name=WatermelonPushBody.__name__)},
+                        {"$ref": _REF.format(name="WatermelonChanges")},
+                    ]
+                }
+            }
+        },
+    }
+    patterns = {
+        "last_pulled_at": r"^(|null|undefined|[0-9]{1,18})$",
+        "columns": r"^$|^[^,]*\.[^,]*(,[^,]*\.[^,]*)*$",
+    }
+    for parameter in pull["parameters"]:
+        schema = parameter["schema"]
+        if parameter["name"] in patterns:
+            schema["pattern"] = patterns[parameter["name"]]
+        if parameter["name"] == "migration":
+            schema["contentMediaType"] = "application/json"
+            schema["contentSchema"] = {"$ref": _REF.format(name=WatermelonMigration.__name__)}
+
+
 def finish(schema: dict[str, Any]) -> dict[str, Any]:
     """Litestar's document (``app.openapi_schema.to_schema()``) completed for clients."""
     doc = copy.deepcopy(schema)
@@ -335,6 +393,7 @@ def finish(schema: dict[str, Any]) -> dict[str, Any]:
     for name in _closed_types() & schemas.keys():
         schemas[name]["additionalProperties"] = False
     _push_token_by_provider(doc)
+    _watermelon(doc)
     _typed_changes(doc)
     for path, item in doc["paths"].items():
         for method, operation in item.items():

@@ -96,6 +96,7 @@ def validate_changes(
             at = getattr(typed, "occurred_at", None)
             if isinstance(at, dt.datetime) and at > latest:
                 raise _invalid(i, "fields.occurred_at", f"must be {EVENT_TIME_RANGE}")
+            _check_offsets(i, typed)
             fields = msgspec.to_builtins(typed)
             for name, value in fields.items() if look_for_nul else ():
                 where = _nul_at(value)  # PostgreSQL's jsonb cannot store U+0000
@@ -105,6 +106,23 @@ def validate_changes(
                 raise _invalid(i, "fields", "a change must write at least one field or delete")
         valid.append(ValidChange(i, change.table, change.id, change.hlc, fields, change.deleted))
     return _clamp(valid, clock, max_skew_ms, wall)
+
+
+#: The UTC offsets places use (UTC-12:00 to UTC+14:00). RFC 3339 and Python allow up to
+#: ±23:59, PostgreSQL's timestamptz only ±15:59: an event time stored with +20:00 made
+#: every later read of it that casts to timestamptz fail (the caregiver summary's), so
+#: an offset no place uses is refused at the edge.
+MIN_OFFSET, MAX_OFFSET = dt.timedelta(hours=-12), dt.timedelta(hours=14)
+
+
+def _check_offsets(index: int, typed: msgspec.Struct) -> None:
+    for name in typed.__struct_fields__:
+        value = getattr(typed, name)
+        if isinstance(value, dt.datetime):
+            offset = value.utcoffset()
+            if offset is not None and not MIN_OFFSET <= offset <= MAX_OFFSET:
+                message = "the UTC offset must be between -12:00 and +14:00"
+                raise _invalid(index, f"fields.{name}", message)
 
 
 def _clamp(

@@ -152,3 +152,49 @@ async def test_the_caregivers_record_carries_no_account_id(
 async def _summaries(http: httpx.AsyncClient, who: Any) -> list[dict[str, Any]]:
     records, _ = await pull_all(http, who)
     return [r["fields"] for (table, _), r in records.items() if table == "care_summaries"]
+
+
+async def test_an_event_time_with_an_offset_no_place_uses_is_refused(
+    http: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """Found by the API fuzzer: a check-in at +20:00 was accepted, and from then on every
+    caregiver-summary refresh of that person failed (PostgreSQL's timestamptz stops at
+    ±15:59), so the caregiver's scopes could no longer be changed."""
+    ana, carol = await register(http), await register(http)
+    r = await http.post("/v1/care/invitations", headers=ana.headers, json={})
+    r = await http.post(
+        "/v1/care/invitations/accept", headers=carol.headers, json={"code": r.json()["code"]}
+    )
+    link_id = r.json()["link_id"]
+    check_in = {"table": "check_ins", "hlc": stamp(ana.device_id)}
+    for offset in ("+20:00", "-23:59", "+14:01", "-12:30"):
+        fields = {"occurred_at": f"2026-12-01T09:00:00{offset}", "status": "ok"}
+        r = await http.post(
+            "/v1/sync/push",
+            headers=ana.headers,
+            json={
+                "device_id": ana.device_id,
+                "batch_id": new_id("b"),
+                "schema_version": 1,
+                "changes": [check_in | {"id": new_id("k"), "fields": fields}],
+            },
+        )
+        problem = expect_problem(r, 422, "invalid_field")
+        assert [e["field"] for e in problem["errors"]] == ["changes[0].fields.occurred_at"]
+    for offset in ("+14:00", "-12:00", "+05:45"):
+        fields = {"occurred_at": f"2026-12-01T09:00:00{offset}", "status": "ok"}
+        r = await http.post(
+            "/v1/sync/push",
+            headers=ana.headers,
+            json={
+                "device_id": ana.device_id,
+                "batch_id": new_id("b"),
+                "schema_version": 1,
+                "changes": [check_in | {"id": new_id("k"), "fields": fields}],
+            },
+        )
+        assert r.status_code == 200, r.text
+    r = await http.put(
+        f"/v1/care/caregivers/{link_id}/scopes", headers=ana.headers, json={"scopes": ["alerts"]}
+    )
+    assert r.status_code == 200, r.text

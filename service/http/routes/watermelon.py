@@ -15,7 +15,9 @@ from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from schemas.watermelon import WatermelonPullResponse, WatermelonPushResponse
+from service.errors import Code
 from service.http.guard import Caller, resolve_caller
+from service.http.openapi import problems
 from service.sync.watermelon import WatermelonAdapter, plan_pull
 
 __all__ = ["WatermelonController"]
@@ -41,7 +43,8 @@ class WatermelonController(Controller):
         responses={
             200: ResponseSpec(
                 WatermelonPullResponse, description="the changes, streamed as one JSON object"
-            )
+            ),
+            **problems(Code.BAD_REQUEST),
         },
     )
     async def pull(
@@ -76,6 +79,7 @@ class WatermelonController(Controller):
         "/push",
         status_code=200,
         summary="WatermelonDB pushChanges: apply local changes (a retry is applied once)",
+        responses=problems(Code.BAD_REQUEST, Code.READ_ONLY_TABLE),
         description=(
             "The body is `{changes, lastPulledAt}` or the bare changes object "
             "(`{table: {created, updated, deleted}}`, raw records with `_status`/`_changed`). "
