@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,6 +212,25 @@ def _bodies(ana: Ana, caller: Account) -> dict[tuple[str, ...], Callable[[], Any
             "token": "someone-elses-token",
         },
         ("POST", "/v1/nudges/{nudge_id}/feedback"): lambda: {"action": "snooze"},
+        ("POST", "/v1/watermelon/push"): lambda: {
+            "changes": {
+                "contacts": {
+                    "created": [],
+                    "updated": [
+                        {
+                            "id": ana.ids["contacts"],
+                            "display_name": "renamed through WatermelonDB",
+                            "updated_at": time.time_ns() // 1_000_000 + 60_000,
+                            "_status": "updated",
+                            "_changed": "display_name",
+                        }
+                    ],
+                    "deleted": [],
+                },
+                "reflections": {"created": [], "updated": [], "deleted": [ana.ids["reflections"]]},
+            },
+            "lastPulledAt": 1,
+        },
         # A second attempt with Ana's own device id, and one with her cursor:
         ("POST", "/v1/sync/push", "as her device"): lambda: push_body(ana.account.device_id),
         ("POST", "/v1/sync/pull", "her cursor"): lambda: {
