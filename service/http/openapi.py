@@ -30,7 +30,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Example
 
-from schemas import auth, care, nudges, sync, tables
+from schemas import account, auth, care, nudges, sync, tables
+from schemas.account import DeleteAccountRequest
 from schemas.common import ID_PATTERN, SCHEMA_VERSION_MAX, SCHEMA_VERSION_MIN
 from schemas.problem import Problem
 from schemas.tables import TABLES
@@ -54,6 +55,13 @@ CODES: dict[Code, tuple[int, str]] = {
     Code.REFRESH_TOKEN_REUSED: (401, "a used refresh token came back: the session was ended"),
     Code.DEVICE_MISMATCH: (403, "device_id is not the device the token was issued to"),
     Code.READ_ONLY_TABLE: (403, "the table is written by the server only"),
+    Code.CONSENT_REQUIRED: (
+        403,
+        "accept the current privacy terms first (POST /v1/account/consent)",
+    ),
+    Code.REAUTHENTICATION_REQUIRED: (403, "confirm with the password (or sign in again)"),
+    Code.WRONG_PASSWORD: (403, "the password is wrong"),
+    Code.INVALID_CODE: (403, "the emailed code is wrong, used, expired or tried too often"),
     Code.BAD_REQUEST: (400, "a query parameter or the body's shape is not what it must be"),
     Code.NOT_FOUND: (404, "no such resource of yours"),
     Code.INVITATION_INVALID: (404, "the invitation code expired, was used, or never existed"),
@@ -90,6 +98,12 @@ RATE_LIMITED_PATHS = frozenset(
         "/v1/sync/pull",
         "/v1/watermelon/push",
         "/v1/watermelon/pull",
+        # counted by their handlers: password confirmations per account, resets per email
+        "/v1/account",
+        "/v1/account/email",
+        "/v1/account/email/confirm",
+        "/v1/auth/password-reset",
+        "/v1/auth/password-reset/confirm",
     }
 )
 
@@ -301,7 +315,7 @@ def _closed_types() -> set[str]:
     """Wire types that refuse unknown fields (``forbid_unknown_fields``): the document says
     ``additionalProperties: false`` for them, as the server answers 422 to an extra field."""
     names: set[str] = set()
-    for module in (auth, care, nudges, sync, tables):
+    for module in (account, auth, care, nudges, sync, tables):
         for value in vars(module).values():
             if (
                 isinstance(value, type)
@@ -384,6 +398,21 @@ def _watermelon(doc: dict[str, Any]) -> None:
             schema["contentSchema"] = {"$ref": _REF.format(name=WatermelonMigration.__name__)}
 
 
+def _delete_account_body(doc: dict[str, Any]) -> None:
+    """Deleting the account reads its optional body itself (a password)."""
+    operation = doc["paths"].get("/v1/account", {}).get("delete")
+    if operation is None:
+        return
+    _, components = msgspec.json.schema_components([DeleteAccountRequest], ref_template=_REF)
+    doc["components"]["schemas"].update(components)
+    name = DeleteAccountRequest.__name__
+    doc["components"]["schemas"][name]["additionalProperties"] = False
+    operation["requestBody"] = {
+        "required": False,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(name=name)}}},
+    }
+
+
 def finish(schema: dict[str, Any]) -> dict[str, Any]:
     """Litestar's document (``app.openapi_schema.to_schema()``) completed for clients."""
     doc = copy.deepcopy(schema)
@@ -394,6 +423,13 @@ def finish(schema: dict[str, Any]) -> dict[str, Any]:
         schemas[name]["additionalProperties"] = False
     _push_token_by_provider(doc)
     _watermelon(doc)
+    _delete_account_body(doc)
+    if "ConsentRequest" in schemas:  # consenting is saying yes (422 otherwise)
+        schemas["ConsentRequest"]["properties"]["wellbeing_consent"] = {
+            "type": "boolean",
+            "const": True,
+            "description": "consent to the processing of wellbeing data: must be true",
+        }
     _typed_changes(doc)
     for path, item in doc["paths"].items():
         for method, operation in item.items():

@@ -66,6 +66,8 @@ STATE_DEPENDENT: dict[tuple[int, str], tuple[str, ...]] = {
     (409, "email_taken"): (),
     (409, "batch_id_reused"): (),  # a batch id the fuzzer already used for other changes
     (409, "own_invitation"): (),
+    (403, "wrong_password"): (),  # a password that is not the account's
+    (403, "invalid_code"): (),  # an emailed code nobody was sent
     (400, "invalid_cursor"): (),  # a cursor is opaque: only one the server issued is valid
     # WatermelonDB's pull takes synchronize()'s migration as JSON text in the query: the
     # document describes it (contentSchema), which validators do not check.
@@ -169,8 +171,8 @@ def _refused_for_state(label: str, response: Response) -> str | None:
         return None
     body = json.loads(response.content)
     key = (response.status_code, str(body.get("code")))
-    if (label, *key) == AFTER_LOGOUT:
-        return "401 session_revoked (after signing out)"
+    if (label, *key) == AFTER_LOGOUT or (label in ENDINGS and key[0] == 401):
+        return "401 (the session was ended)"
     if key not in STATE_DEPENDENT:
         return None
     fragments = STATE_DEPENDENT[key]
@@ -183,9 +185,14 @@ def _refused_for_state(label: str, response: Response) -> str | None:
     return None
 
 
+#: Operations that end the fuzzer's session: signing out, deleting the account, a new
+#: password (every session signed out).
+ENDINGS = ("POST /v1/auth/logout", "DELETE /v1/account", "POST /v1/auth/password-reset/confirm")
+
+
 def _order(label: str) -> tuple[bool, bool, str]:
-    # Deleting ends what the other routes use, and signing out ends the session: last.
-    return (label == "POST /v1/auth/logout", label.startswith("DELETE"), label)
+    # Deleting ends what the other routes use, and the endings end the session: last.
+    return (label in ENDINGS, label.startswith("DELETE"), label)
 
 
 def test_the_api_holds_its_openapi_contract_under_generated_requests(live_server: str) -> None:

@@ -27,7 +27,7 @@ import asyncpg
 import httpx
 
 from tests.conftest import OUTPUT
-from tests.helpers import Account, new_id, pull_all, push, register, stamp
+from tests.helpers import PASSWORD, Account, new_id, pull_all, push, register, stamp
 
 SECRETS = {
     "reflection": "Ana's reflection: a hard week, told to nobody",
@@ -212,6 +212,13 @@ def _bodies(ana: Ana, caller: Account) -> dict[tuple[str, ...], Callable[[], Any
             "token": "someone-elses-token",
         },
         ("POST", "/v1/nudges/{nudge_id}/feedback"): lambda: {"action": "snooze"},
+        ("POST", "/v1/account/email"): lambda: {
+            "new_email": ana.account.email,
+            "password": PASSWORD,
+        },
+        ("POST", "/v1/account/email/confirm"): lambda: {"code": "12345678"},
+        ("POST", "/v1/account/consent"): lambda: {"terms_version": "1", "wellbeing_consent": True},
+        ("DELETE", "/v1/account"): lambda: {"password": PASSWORD},
         ("POST", "/v1/watermelon/push"): lambda: {
             "changes": {
                 "contacts": {
@@ -275,7 +282,11 @@ def _requests(
                 body = bodies[key]() if key in bodies else None
                 label = " ".join(key)
                 out.append((label, route[0], url, queries.get(route, {}), body))
-    last = {"DELETE /v1/care/people/{link_id}": 1, "POST /v1/auth/logout": 2}
+    last = {
+        "DELETE /v1/care/people/{link_id}": 1,
+        "POST /v1/auth/logout": 2,
+        "DELETE /v1/account": 3,
+    }
     return sorted(out, key=lambda r: last.get(r[0], 0))
 
 

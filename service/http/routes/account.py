@@ -24,6 +24,7 @@ from service.accounts.service import AccountService
 from service.accounts.tokens import AccessClaims
 from service.errors import Code, InvalidInput, Malformed, field_errors_from_msgspec
 from service.http.guard import Caller, resolve_caller
+from service.http.openapi import problems
 from service.http.ratelimit import RateLimiter
 from service.lifecycle.erasure import Erasure
 from service.lifecycle.export import Exporter
@@ -46,6 +47,12 @@ class AccountController(Controller):
         description=(
             'Body (optional within five minutes of a sign-in): `{"password": "…"}`. '
             "Every device is signed out at once; the erasure completes in the background."
+        ),
+        responses=problems(
+            Code.MALFORMED_JSON,
+            Code.INVALID_FIELD,
+            Code.WRONG_PASSWORD,
+            Code.REAUTHENTICATION_REQUIRED,
         ),
     )
     async def delete_account(
@@ -73,6 +80,7 @@ class AccountController(Controller):
         "/email",
         status_code=202,
         summary="Change my email: a one-time code is sent to the new address",
+        responses=problems(Code.WRONG_PASSWORD, Code.REAUTHENTICATION_REQUIRED, Code.EMAIL_TAKEN),
     )
     async def change_email(
         self,
@@ -86,7 +94,12 @@ class AccountController(Controller):
         await accounts.confirm_identity(caller.user_id, caller.family_id, data.password)
         await recovery.request_email_change(caller.user_id, data.new_email)
 
-    @post("/email/confirm", status_code=200, summary="Confirm the new email with its code")
+    @post(
+        "/email/confirm",
+        status_code=200,
+        summary="Confirm the new email with its code",
+        responses=problems(Code.INVALID_CODE, Code.EMAIL_TAKEN),
+    )
     async def confirm_email(
         self,
         caller: NamedDependency[Caller],

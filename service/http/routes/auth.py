@@ -84,6 +84,7 @@ class AuthController(Controller):
         "/password-reset/confirm",
         status_code=204,
         summary="Set a new password with the emailed code; every session is signed out",
+        responses=problems(Code.INVALID_CODE),
     )
     async def password_reset_confirm(
         self,

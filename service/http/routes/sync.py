@@ -44,7 +44,9 @@ class SyncController(Controller):
         status_code=200,
         summary="Send local changes (idempotent per batch_id)",
         dependencies={"caller": Provide(resolve_caller_unconfirmed)},
-        responses=problems(Code.DEVICE_MISMATCH, Code.READ_ONLY_TABLE, Code.BATCH_ID_REUSED),
+        responses=problems(
+            Code.DEVICE_MISMATCH, Code.READ_ONLY_TABLE, Code.BATCH_ID_REUSED, Code.CONSENT_REQUIRED
+        ),
     )
     async def push(
         self,
@@ -66,7 +68,7 @@ class SyncController(Controller):
         status_code=200,
         summary="Fetch changes after a cursor, one page",
         dependencies={"caller": Provide(resolve_caller_lazily)},
-        responses=problems(Code.INVALID_CURSOR),
+        responses=problems(Code.INVALID_CURSOR, Code.CONSENT_REQUIRED),
     )
     async def pull(
         self, request: Request[Any, Any, Any], caller: CallerDep, data: JSONBody[PullRequest]

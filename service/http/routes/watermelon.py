@@ -44,7 +44,7 @@ class WatermelonController(Controller):
             200: ResponseSpec(
                 WatermelonPullResponse, description="the changes, streamed as one JSON object"
             ),
-            **problems(Code.BAD_REQUEST),
+            **problems(Code.BAD_REQUEST, Code.CONSENT_REQUIRED),
         },
     )
     async def pull(
@@ -79,7 +79,7 @@ class WatermelonController(Controller):
         "/push",
         status_code=200,
         summary="WatermelonDB pushChanges: apply local changes (a retry is applied once)",
-        responses=problems(Code.BAD_REQUEST, Code.READ_ONLY_TABLE),
+        responses=problems(Code.BAD_REQUEST, Code.READ_ONLY_TABLE, Code.CONSENT_REQUIRED),
         description=(
             "The body is `{changes, lastPulledAt}` or the bare changes object "
             "(`{table: {created, updated, deleted}}`, raw records with `_status`/`_changed`). "
