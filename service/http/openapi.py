@@ -73,6 +73,7 @@ CODES: dict[Code, tuple[int, str]] = {
     Code.INVALID_FIELD: (422, "a field is invalid; `errors` names each one by its path"),
     Code.UNSUPPORTED_SCHEMA_VERSION: (426, "schema_version outside what this server speaks"),
     Code.RATE_LIMITED: (429, "too many requests: wait `Retry-After` seconds"),
+    Code.UNAVAILABLE: (503, "PostgreSQL or Redis is unreachable: retry after `Retry-After` s"),
 }
 
 _TITLES = {
@@ -184,6 +185,8 @@ def _implied_codes(path: str, operation: dict[str, Any], doc: dict[str, Any]) ->
         codes += _AUTH_CODES
     if path in RATE_LIMITED_PATHS:
         codes.append(Code.RATE_LIMITED)
+    if not path.startswith("/health/"):  # an outage of what Kith depends on (issue 18)
+        codes.append(Code.UNAVAILABLE)
     return codes
 
 
@@ -204,6 +207,13 @@ def _finish_operation(path: str, operation: dict[str, Any], doc: dict[str, Any])
             group.append(code)
     for status in sorted(by_status):
         responses[str(status)] = _problem_response(status, by_status[status])
+        if status in {429, 503}:
+            responses[str(status)]["headers"] = {
+                "Retry-After": {
+                    "description": "seconds to wait before retrying",
+                    "schema": {"type": "integer", "minimum": 0},
+                }
+            }
 
 
 # -- typed synced records ------------------------------------------------------------------
