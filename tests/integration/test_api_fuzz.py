@@ -68,6 +68,9 @@ STATE_DEPENDENT: dict[tuple[int, str], tuple[str, ...]] = {
     (409, "own_invitation"): (),
     (403, "wrong_password"): (),  # a password that is not the account's
     (403, "invalid_code"): (),  # an emailed code nobody was sent
+    (403, "alerts_not_shared"): (),  # what the person chose to share
+    (404, "alert_not_found"): (),
+    (409, "alert_resolved"): (),
     (400, "invalid_cursor"): (),  # a cursor is opaque: only one the server issued is valid
     # WatermelonDB's pull takes synchronize()'s migration as JSON text in the query: the
     # document describes it (contentSchema), which validators do not check.

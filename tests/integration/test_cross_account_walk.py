@@ -108,7 +108,7 @@ async def _ana(http: httpx.AsyncClient, db: asyncpg.Connection, carol: Account) 
                 "hlc": stamp(d),
                 "fields": {
                     "occurred_at": "2026-12-01T09:00:00+00:00",
-                    "status": "not_great",
+                    "status": "need_help",
                     "note": SECRETS["check-in note"],
                 },
             },
@@ -212,6 +212,10 @@ def _bodies(ana: Ana, caller: Account) -> dict[tuple[str, ...], Callable[[], Any
             "token": "someone-elses-token",
         },
         ("POST", "/v1/nudges/{nudge_id}/feedback"): lambda: {"action": "snooze"},
+        ("POST", "/v1/care/people/{link_id}/alerts/{alert_id}/acknowledge"): lambda: {
+            "via": "push"
+        },
+        ("POST", "/v1/care/people/{link_id}/alerts/{alert_id}/resolve"): lambda: {"via": "push"},
         ("POST", "/v1/account/email"): lambda: {
             "new_email": ana.account.email,
             "password": PASSWORD,
@@ -257,6 +261,7 @@ def _requests(
         "device_id": ana.account.device_id,
         "link_id": ana.link_id,
         "nudge_id": ana.nudge_id,
+        "alert_id": f"help:{ana.ids['check_ins']}",  # her need-help check-in's alert
     }
     queries: dict[tuple[str, str], dict[str, Any]] = {
         ("GET", "/v1/sync/conflicts"): {"table": "contacts", "id": ana.ids["contacts"]},
@@ -341,7 +346,10 @@ async def _walk(
         # A path naming one of Ana's things, or a push as her device, must be refused;
         # elsewhere (a push naming her record ids, a pull from her cursor) the caller acts
         # in its own space, which the checks on Ana's data below confirm.
-        names_ana = any(v in url for v in (ana.account.device_id, ana.nudge_id, ana.link_id))
+        names_ana = any(
+            v in url
+            for v in (ana.account.device_id, ana.nudge_id, ana.link_id, ana.ids["check_ins"])
+        )
         names_ana = names_ana or label.endswith("as her device")
         if status >= 500:
             walk.wrong_status.append(f"{label} -> {status}")

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, delete, get, post, put
 from litestar.di import NamedDependency, Provide
-from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody, Parameter, QueryParameter
 
 from schemas.care import (
@@ -28,7 +27,6 @@ from schemas.care import (
     ScopesRequest,
     SummaryResponse,
 )
-from schemas.problem import Problem
 from service.care.alerts import AlertService, Channel
 from service.care.service import CareService
 from service.errors import Code
@@ -49,31 +47,11 @@ AlertIdParam = Parameter(
 _ = AlertId  # the same pattern, declared on the wire type
 
 
-def _problems(**codes: str) -> dict[int, ResponseSpec]:
-    """The error answers of an alert route, each a problem+json body naming its codes."""
-    statuses = {"forbidden": 403, "not_found": 404, "conflict": 409, "invalid": 422}
-    return {
-        statuses[kind]: ResponseSpec(
-            data_container=Problem, description=text, media_type="application/problem+json"
-        )
-        for kind, text in codes.items()
-    }
-
-
-_INVALID = "`invalid_field`: a malformed link or alert id (the field is named)"
-_CAREGIVER_ERRORS = _problems(
-    forbidden="`alerts_not_shared`: the person has not shared alerts with you",
-    not_found="`not_found`: no active link of yours with this id (paused, revoked, or not "
-    "yours); `alert_not_found`: no such alert of theirs",
-    invalid=_INVALID,
+_CAREGIVER_ERRORS = problems(Code.ALERTS_NOT_SHARED, Code.NOT_FOUND, Code.ALERT_NOT_FOUND)
+_ACK_ERRORS = problems(
+    Code.ALERTS_NOT_SHARED, Code.NOT_FOUND, Code.ALERT_NOT_FOUND, Code.ALERT_RESOLVED
 )
-_ACK_ERRORS = {
-    **_CAREGIVER_ERRORS,
-    **_problems(conflict="`alert_resolved`: resolved before you acknowledged it"),
-}
-_MY_ERRORS = _problems(
-    not_found="`alert_not_found`: you have no alert with this id", invalid=_INVALID
-)
+_MY_ERRORS = problems(Code.ALERT_NOT_FOUND)
 
 
 def _caregiver_alert(entry: dict[str, Any]) -> CaregiverAlertOut:
