@@ -126,11 +126,12 @@ async def _seed(database_url: str, issuer: TokenIssuer, n: int) -> list[Person]:
         async with conn.transaction():
             await conn.execute(
                 """
-                INSERT INTO users (id, email, password_hash, display_name, time_zone)
-                SELECT u, u || '@sse.bench.example', 'not-a-hash', 'Bench', 'UTC'
-                FROM unnest($1::text[]) AS u
+                INSERT INTO users (id, email, password_hash, display_name, time_zone, space_id)
+                SELECT u, u || '@sse.bench.example', 'not-a-hash', 'Bench', 'UTC', s
+                FROM unnest($1::text[], $2::text[]) AS x(u, s)
                 """,
                 users,
+                spaces,
             )
             await conn.execute(
                 "INSERT INTO spaces (id, owner_id) SELECT s, u FROM unnest($1::text[], $2::text[])"

@@ -3,6 +3,11 @@
 With ``DATABASE_URL`` / ``REDIS_URL`` set, tests use those servers (a fresh database is
 created for the run and dropped after); otherwise they start the embedded PostgreSQL and
 Valkey wheels, exactly as a newcomer's `make test` does.
+
+With ``KITH_TEST_CITUS=1`` the run starts its own Citus cluster instead — a coordinator and
+two workers (``../shared/citus/cluster.sh`` beside the checkout; needs root) — and the
+migrations distribute the schema on it, so every test that touches PostgreSQL runs against
+a distributed Kith (docs/decisions/0030-distributed-by-space-on-citus.md).
 """
 
 from __future__ import annotations
@@ -10,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -26,6 +33,10 @@ from service.infra.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
+#: Run against a Citus cluster of a coordinator and two workers started for this run.
+CITUS = os.environ.get("KITH_TEST_CITUS", "") not in ("", "0")
+#: The checkout sits beside ``shared/`` (so does CI's clone): the cluster script's home.
+CITUS_SCRIPT = ROOT.parent / "shared" / "citus" / "cluster.sh"
 
 
 def _free_port() -> int:
@@ -34,8 +45,52 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _free_ports(count: int) -> int:
+    """A port p with p … p+count-1 all free on 127.0.0.1 (a Citus node on each)."""
+    for _ in range(100):
+        base = _free_port()
+        if base + count > 65535:
+            continue
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 @pytest.fixture(scope="session")
-def admin_database_url() -> str:
+def citus_cluster() -> Iterator[str]:
+    """A fresh Citus 12.1 cluster (coordinator + 2 workers) for this run; its URL."""
+    if not CITUS_SCRIPT.is_file():
+        pytest.exit(
+            f"KITH_TEST_CITUS=1 needs the Citus cluster script at {CITUS_SCRIPT} "
+            "(the checkout must sit beside shared/citus/)",
+            returncode=4,
+        )
+    directory = Path(tempfile.mkdtemp(prefix="kith-citus-"))
+    port = _free_ports(3)
+    try:
+        started = subprocess.run(
+            [str(CITUS_SCRIPT), "start", str(directory), str(port), "2"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if started.returncode != 0:
+            raise RuntimeError(f"the Citus cluster did not start: {started.stderr.strip()}")
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run([str(CITUS_SCRIPT), "stop", str(directory)], check=False, timeout=120)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def admin_database_url(request: pytest.FixtureRequest) -> str:
+    if CITUS:
+        return str(request.getfixturevalue("citus_cluster"))
     url = os.environ.get("DATABASE_URL")
     if url:
         return url
@@ -46,7 +101,12 @@ def admin_database_url() -> str:
 
 @pytest.fixture(scope="session")
 def database_url(admin_database_url: str) -> Iterator[str]:
-    """A database of its own for this run, migrated."""
+    """A database of its own for this run, migrated (on Citus: the cluster's own database,
+    the cluster being this run's alone — Citus 12.1 does not propagate CREATE DATABASE)."""
+    if CITUS:
+        asyncio.run(migrate(admin_database_url))
+        yield admin_database_url
+        return
     name = f"kith_test_{os.getpid()}_{secrets.token_hex(3)}"
     url = asyncio.run(ensure_database(admin_database_url, name))
     asyncio.run(migrate(url))

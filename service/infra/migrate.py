@@ -8,6 +8,7 @@ from pathlib import Path
 
 import asyncpg
 
+from service.store import distribution
 from service.store import migrations as store
 
 __all__ = ["MIGRATIONS_DIR", "Migration", "discover", "migrate"]
@@ -39,7 +40,11 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 
 async def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
-    """Apply pending migrations in order; return the versions applied now."""
+    """Apply pending migrations in order; return the versions applied now.
+
+    On a database with the Citus extension, then place every table on the cluster
+    (``service/store/distribution.py``): by space, reference or coordinator. That step is
+    idempotent, so it also places the tables a new migration adds."""
     conn = await asyncpg.connect(dsn)
     try:
         await store.migration_lock(conn)
@@ -49,6 +54,8 @@ async def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
             if m.version not in done:
                 await store.apply_migration(conn, m.version, m.name, m.path.read_text())
                 applied.append(m.version)
+        if await distribution.citus_installed(conn):
+            await distribution.distribute(conn)
         return applied
     finally:
         await conn.close()

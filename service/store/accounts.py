@@ -81,9 +81,9 @@ async def insert_user(
     inserted = await conn.fetchval(
         """
         INSERT INTO users (id, email, password_hash, display_name, time_zone, terms_version,
-                           terms_accepted_at, wellbeing_consent_at)
+                           terms_accepted_at, wellbeing_consent_at, space_id)
         VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6::text IS NULL THEN NULL ELSE now() END,
-                CASE WHEN $7 THEN now() END)
+                CASE WHEN $7 THEN now() END, $8)
         ON CONFLICT (lower(email)) DO NOTHING
         RETURNING id
         """,
@@ -94,6 +94,7 @@ async def insert_user(
         time_zone,
         terms_version,
         wellbeing_consent,
+        space_id,
     )
     if inserted is None:
         return False
@@ -102,11 +103,12 @@ async def insert_user(
 
 
 async def user_by_email(conn: Executor, email: str) -> UserRow | None:
+    # users carries the space id (migration 0007): on Citus a lookup in a reference table,
+    # answered by the coordinator's copy, not a question to every shard of spaces.
     row = await conn.fetchrow(
         """
-        SELECT u.id, s.id AS space_id, u.password_hash, u.terms_version
-        FROM users u JOIN spaces s ON s.owner_id = u.id
-        WHERE lower(u.email) = lower($1) AND u.erasing_at IS NULL
+        SELECT id, space_id, password_hash, terms_version
+        FROM users WHERE lower(email) = lower($1) AND erasing_at IS NULL
         """,
         email,
     )
@@ -265,13 +267,15 @@ async def upsert_device(
 ) -> None:
     """Register the device, or bring a known (even previously revoked) one back: logging in
     with the password again is how a person re-admits a phone they had removed."""
+    # EXCLUDED.last_seen_at is the now() of VALUES: the same instant as a now() in the SET
+    # list, which Citus refuses there (it evaluates functions only where it routes rows).
     await conn.execute(
         """
         INSERT INTO devices (user_id, id, platform, name, last_seen_at)
         VALUES ($1, $2, $3, $4, now())
         ON CONFLICT (user_id, id) DO UPDATE
            SET platform = EXCLUDED.platform, name = EXCLUDED.name,
-               last_seen_at = now(), revoked_at = NULL
+               last_seen_at = EXCLUDED.last_seen_at, revoked_at = NULL
         """,
         user_id,
         device_id,

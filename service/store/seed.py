@@ -51,14 +51,16 @@ async def insert_chunk(
     Run it inside a transaction."""
     await conn.execute(
         """
-        INSERT INTO users (id, email, password_hash, display_name, time_zone)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+        INSERT INTO users (id, email, password_hash, display_name, time_zone, space_id)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::text[])
         """,
         [u.id for u in users],
         [u.email for u in users],
         [u.password_hash for u in users],
         [u.display_name for u in users],
         [u.time_zone for u in users],
+        [u.space_id for u in users],
     )
     await conn.execute(
         """

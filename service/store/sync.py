@@ -262,6 +262,8 @@ async def deleted_among(
 
 _encode = msgspec.json.encode
 
+# updated_at: EXCLUDED's is the column default, now() — the same instant as now() in the
+# SET list, which Citus refuses inside ON CONFLICT … DO UPDATE on a distributed table.
 _WRITE = {
     t: f"""
         INSERT INTO {t} AS r (space_id, id, fields, clocks, deleted, deleted_hlc, hlc, seq)
@@ -271,7 +273,7 @@ _WRITE = {
         ON CONFLICT (space_id, id) DO UPDATE
            SET fields = EXCLUDED.fields, clocks = EXCLUDED.clocks, deleted = EXCLUDED.deleted,
                deleted_hlc = EXCLUDED.deleted_hlc, hlc = EXCLUDED.hlc, seq = EXCLUDED.seq,
-               updated_at = now()
+               updated_at = EXCLUDED.updated_at
         """
     for t in SYNCED_TABLES
 }

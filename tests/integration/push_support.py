@@ -362,10 +362,12 @@ async def seed_send_backlog(
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """
-                INSERT INTO users (id, email, password_hash, display_name, time_zone)
-                SELECT u, u || '@bench.example', 'x', 'Bench', 'UTC' FROM unnest($1::text[]) u
+                INSERT INTO users (id, email, password_hash, display_name, time_zone, space_id)
+                SELECT u, u || '@bench.example', 'x', 'Bench', 'UTC', s
+                FROM unnest($1::text[], $2::text[]) AS x(u, s)
                 """,
                 users,
+                spaces[part],
             )
             await conn.execute(
                 "INSERT INTO spaces (id, owner_id) SELECT * FROM unnest($1::text[], $2::text[])",
