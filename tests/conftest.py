@@ -84,6 +84,11 @@ def citus_cluster() -> Iterator[str]:
         yield started.stdout.strip().splitlines()[-1]
     finally:
         subprocess.run([str(CITUS_SCRIPT), "stop", str(directory)], check=False, timeout=120)
+        # The nodes' logs name any statement Citus refused (the API's log names only the
+        # error's class): kept beside the API's log.
+        OUTPUT.mkdir(exist_ok=True)
+        for log in directory.glob("node-*.log"):
+            shutil.copy(log, OUTPUT / f"citus-{log.name}")
         shutil.rmtree(directory, ignore_errors=True)
 
 

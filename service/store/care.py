@@ -274,14 +274,20 @@ async def update_link(
 async def enqueue_followups(conn: Executor, kind: str, space_ids: Sequence[str]) -> None:
     """Queue ``kind`` for those of ``space_ids`` with a check-in deadline or an active
     caregiver link (after an evaluation: settings may have changed; daily: summaries)."""
+    # A UNION of two reads by space id rather than EXISTS subqueries correlated with an
+    # unnest(): the same rows, and on Citus one query per shard group whose result is
+    # inserted into the coordinator's queue (Citus refuses the correlated form's join).
     await conn.execute(
         """
         INSERT INTO jobs (kind, space_id, dedupe_key)
-        SELECT DISTINCT $1, s.id, s.id FROM unnest($2::text[]) AS s(id)
-        WHERE EXISTS (SELECT 1 FROM care_links l WHERE l.space_id = s.id AND l.state = 'active')
-           OR EXISTS (SELECT 1 FROM settings st
-                      WHERE st.space_id = s.id AND st.id = 'settings' AND NOT st.deleted
-                        AND jsonb_typeof(st.fields->'check_in_deadline') = 'string')
+        SELECT $1, f.space_id, f.space_id FROM (
+            SELECT space_id FROM care_links
+            WHERE space_id = ANY($2::text[]) AND state = 'active'
+            UNION
+            SELECT space_id FROM settings
+            WHERE space_id = ANY($2::text[]) AND id = 'settings' AND NOT deleted
+              AND jsonb_typeof(fields->'check_in_deadline') = 'string'
+        ) AS f
         ON CONFLICT (kind, dedupe_key) WHERE state = 'queued' AND dedupe_key IS NOT NULL
         DO NOTHING
         """,

@@ -232,14 +232,33 @@ async def release(conn: Executor, job_ids: list[int], worker_id: str) -> int:
 
 
 async def requeue_expired(conn: Executor) -> int:
-    """Jobs whose worker died (lease passed) run again — or die if out of attempts."""
+    """Jobs whose worker died (lease passed) run again — or die if out of attempts.
+
+    An expired job whose ``dedupe_key`` is already queued again (or held by an older
+    expired job) is deleted instead of queued: the queued one does the same work, and a
+    second queued job under one key would break ``jobs_dedupe`` (and the reaper with it)."""
     result = await conn.execute(
         """
-        UPDATE jobs
-           SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+        WITH expired AS (
+            SELECT id, kind, dedupe_key, attempts >= max_attempts AS spent
+            FROM jobs WHERE state = 'running' AND lease_until < now()
+            FOR UPDATE
+        ), covered AS (
+            DELETE FROM jobs j USING expired e
+             WHERE j.id = e.id AND e.dedupe_key IS NOT NULL AND NOT e.spent
+               AND (EXISTS (SELECT 1 FROM jobs q WHERE q.state = 'queued' AND q.kind = e.kind
+                                                   AND q.dedupe_key = e.dedupe_key)
+                    OR EXISTS (SELECT 1 FROM expired o WHERE NOT o.spent AND o.kind = e.kind
+                                                       AND o.dedupe_key = e.dedupe_key
+                                                       AND o.id < e.id))
+            RETURNING j.id
+        )
+        UPDATE jobs j
+           SET state = CASE WHEN e.spent THEN 'dead' ELSE 'queued' END,
                run_at = now(), lease_until = NULL, locked_by = NULL,
                last_error = 'lease expired (worker stopped or stalled)', updated_at = now()
-         WHERE state = 'running' AND lease_until < now()
+          FROM expired e
+         WHERE j.id = e.id AND e.id NOT IN (SELECT id FROM covered)
         """
     )
     return int(result.split()[-1])

@@ -250,14 +250,17 @@ async def drop_token(
     """Forget a device's push address the provider says is dead — only the token that was
     used, and (APNs 410) only if it was registered before the provider's timestamp: a token
     the phone registered again since then is live."""
+    # The owner is found through users.space_id, not spaces.owner_id: on Citus devices and
+    # users are reference tables, and Citus refuses to write one while reading a
+    # distributed table (spaces) in the same statement.
     return bool(
         await conn.fetchval(
             """
             UPDATE devices d
                SET push_provider = NULL, push_token = NULL, push_keys = NULL,
                    push_environment = NULL, push_topic = NULL, push_token_updated_at = NULL
-              FROM spaces s
-             WHERE s.id = $1 AND d.user_id = s.owner_id AND d.id = $2 AND d.push_token = $3
+              FROM users u
+             WHERE u.space_id = $1 AND d.user_id = u.id AND d.id = $2 AND d.push_token = $3
                AND ($4::timestamptz IS NULL OR d.push_token_updated_at < $4)
             RETURNING true
             """,
@@ -276,8 +279,8 @@ async def set_environment(
     await conn.execute(
         """
         UPDATE devices d SET push_environment = $4
-          FROM spaces s
-         WHERE s.id = $1 AND d.user_id = s.owner_id AND d.id = $2 AND d.push_token = $3
+          FROM users u
+         WHERE u.space_id = $1 AND d.user_id = u.id AND d.id = $2 AND d.push_token = $3
         """,
         space_id,
         device_id,

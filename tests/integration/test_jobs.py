@@ -206,6 +206,31 @@ async def test_a_job_whose_worker_vanished_runs_again_after_its_lease(
     assert not await store.complete(pool, job_id, "ghost")  # the ghost can't touch it now
 
 
+async def test_a_vanished_workers_debounced_job_gives_way_to_the_one_queued_since(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """A worker dies holding "evaluate ana"; pushes since then queued "evaluate ana" again
+    (twice claimed by ghosts). Reaping must leave one queued job for the key — not stop the
+    reaper (and every worker with it) on the one-queued-job-per-key index."""
+    first = await store.enqueue(pool, "effect", dedupe_key="ana")
+    await store.claim(pool, "ghost-1", 1, lease_s=0.2)
+    second = await store.enqueue(pool, "effect", dedupe_key="ana")
+    await store.claim(pool, "ghost-2", 1, lease_s=0.2)
+    third = await store.enqueue(pool, "effect", dedupe_key="ana")
+    assert None not in (first, second, third)
+    await asyncio.sleep(0.3)
+    await store.requeue_expired(pool)
+    rows = await pool.fetch("SELECT id, state FROM jobs WHERE dedupe_key = 'ana' ORDER BY id")
+    assert [(r["id"], r["state"]) for r in rows] == [(third, "queued")]
+    worker = Worker(pool, {"effect": recorder(pool)}, WorkerConfig(poll_interval_s=0.05))
+
+    async def ran() -> bool:
+        return third in await effects(pool)
+
+    await run_until(worker, ran)
+    assert await pool.fetchval("SELECT count(*) FROM jobs") == 0
+
+
 def start_worker(server_env: dict[str, str], worker_id: str, **env: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.integration.worker_process"],

@@ -1,12 +1,16 @@
-"""The schema stays ready to distribute on Citus by space (docs/operations.md).
+"""The schema stays distributable on Citus by space, read from the SQL (docs/operations.md).
+
+This is the quick, static half; the real proof is the whole integration suite run on a
+Citus cluster (``KITH_TEST_CITUS=1``, the third configuration of ``.ci/run``), where the
+migrations distribute the schema as ``service/store/distribution.py`` says. This file keeps
+the property that makes that cheap and private: every statement names its space.
 
 Every synced table and every per-space bookkeeping table is keyed ``(space_id, …)``, so it
 can be distributed by ``space_id`` and colocated with ``spaces`` (distributed by ``id``);
 and every statement in ``service/store/`` that touches one of them names its space — a
 ``space_id`` compared with a parameter, joined to a table that is, or supplied by an INSERT
 — so on Citus it runs on one shard group. The few statements that span spaces on purpose
-(maintenance by age, the morning sweep, operator reports, logins by email, a caregiver's
-own links) are listed below with their reason; any other unscoped statement fails here.
+(maintenance by age, the morning sweep, operator reports, a caregiver's own links) are listed below with their reason; any other unscoped statement fails here.
 
 The SQL is read with ``ast`` from the store modules: string constants and f-strings passed
 to ``fetch``/``fetchrow``/``fetchval``/``execute``/``executemany`` (and ``COPY`` column
@@ -49,7 +53,6 @@ ALLOWED_UNSCOPED: dict[tuple[str, str, str], str] = {
     ("insights", "due_for_morning_sweep", "settings"): "the sweep reads each space's time zone",
     ("nudges", "effectiveness", "nudge_requests"): "operator report (kith report) over everyone",
     ("nudges", "effectiveness", "interactions"): "operator report: meetings after each nudge",
-    ("accounts", "user_by_email", "spaces"): "login: the space is found from the email",
     ("care", "links_of_caregiver", "care_links"): "a caregiver's links span the people cared for",
     ("care", "link_for_caregiver", "care_links"): "a caregiver opens one of their links by id",
     ("lifecycle", "space_of", "spaces"): "account deletion (web page): the space of a user",
@@ -60,9 +63,10 @@ ALLOWED_UNSCOPED: dict[tuple[str, str, str], str] = {
     ("care_alerts", "no_response_alerts", "care_alerts"): "operator report: unanswered help",
 }
 
-#: Unique constraints Citus could not enforce as the tables would be distributed, each
-#: named in docs/operations.md as a change to make before distributing.
-KNOWN_CITUS_CHANGES = {("spaces", ("owner_id",))}
+#: Unique constraints Citus could not enforce on the tables as they are distributed
+#: (service/store/distribution.py): none since migration 0007 moved "one space per person"
+#: onto users.space_id.
+KNOWN_CITUS_CHANGES: set[tuple[str, tuple[str, ...]]] = set()
 
 #: Calls that run text from elsewhere, not SQL of the store's own: (module, function) → what.
 EXTERNAL_SQL = {("migrations", "apply_migration"): "a migration file (its keys are checked above)"}
@@ -151,10 +155,15 @@ def schema_keys(directory: Path = MIGRATIONS) -> dict[str, TableKeys]:
                 for element in _split_top(m[2], ","):
                     _constraints(element, keys)
             elif m := re.match(r"ALTER TABLE (?:ONLY )?(\w+) (.*)$", sql, re.I):
-                keys = tables.setdefault(m[1].lower(), TableKeys())
+                table, keys = m[1].lower(), tables.setdefault(m[1].lower(), TableKeys())
                 for action in _split_top(m[2], ","):
                     if re.match(r"DROP CONSTRAINT \w+_pkey\b", action, re.I):
                         keys.primary_key = None
+                    elif d := re.match(r"DROP CONSTRAINT (\w+)_key\b", action, re.I):
+                        # PostgreSQL names a UNIQUE constraint {table}_{columns}_key
+                        keys.unique = [
+                            u for u in keys.unique if f"{table}_{'_'.join(u)}" != d[1].lower()
+                        ]
                     elif m := re.match(r"ADD\s+(?:COLUMN\s+(?:IF NOT EXISTS\s+)?)?", action, re.I):
                         _constraints(action[m.end() :], keys)
             elif m := re.match(r"CREATE UNIQUE INDEX .*? ON (\w+) \(([^)]*)\)", sql, re.I):
