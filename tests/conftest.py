@@ -75,6 +75,7 @@ def citus_cluster() -> Iterator[str]:
     try:
         started = subprocess.run(
             [str(CITUS_SCRIPT), "start", str(directory), str(port), "2"],
+            check=False,
             capture_output=True,
             text=True,
             timeout=300,

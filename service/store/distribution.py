@@ -22,7 +22,7 @@ re-run after a failure carries on where it stopped.
 
 from __future__ import annotations
 
-from service.db import Connection
+from service.store.db import Connection
 
 __all__ = [
     "BY_SPACE",

@@ -10,7 +10,8 @@ can be distributed by ``space_id`` and colocated with ``spaces`` (distributed by
 and every statement in ``service/store/`` that touches one of them names its space — a
 ``space_id`` compared with a parameter, joined to a table that is, or supplied by an INSERT
 — so on Citus it runs on one shard group. The few statements that span spaces on purpose
-(maintenance by age, the morning sweep, operator reports, a caregiver's own links) are listed below with their reason; any other unscoped statement fails here.
+(maintenance by age, the morning sweep, operator reports, a caregiver's own links) are
+listed below with their reason; any other unscoped statement fails here.
 
 The SQL is read with ``ast`` from the store modules: string constants and f-strings passed
 to ``fetch``/``fetchrow``/``fetchval``/``execute``/``executemany`` (and ``COPY`` column
