@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 from bench.account_export import account_export
+from bench.citus_scale_out import citus_scale_out
 from bench.measure import Plan, Result
 from bench.mixed_load import mixed_load
 from bench.nochange_pull import nochange_pull
@@ -35,4 +36,5 @@ WORKLOADS: list[Workload] = [
     rules_sweep,
     watermelon_first_sync,
     account_export,
+    citus_scale_out,
 ]

@@ -88,14 +88,23 @@ class Stack:
 
 
 @contextmanager
-def stack(database_url: str | None, redis_url: str | None) -> Iterator[Stack]:
+def stack(
+    database_url: str | None, redis_url: str | None, *, own_database: bool = False
+) -> Iterator[Stack]:
     """Start (or borrow) the servers, create and migrate a fresh database, start the API
-    and the transport floor; undo all of it on exit. Blocking: call it outside a loop."""
+    and the transport floor; undo all of it on exit. Blocking: call it outside a loop.
+
+    ``own_database``: ``database_url`` is this run's alone (a Citus cluster started for
+    it, where CREATE DATABASE does not reach the workers): migrate and use it as it is."""
     state_dir = ROOT / ".kith" / "bench"
     servers = (
         f"PostgreSQL {'given' if database_url else 'embedded'}, "
         f"Redis {'given' if redis_url else 'embedded (Valkey)'}"
     )
+    if own_database and database_url:
+        with _stack_on(database_url, redis_url or start_valkey(state_dir), servers) as s:
+            yield s
+        return
     if not database_url:
         print("starting embedded PostgreSQL …", flush=True)
         with warnings.catch_warnings():  # platformdirs, on machines without XDG_RUNTIME_DIR
@@ -107,31 +116,36 @@ def stack(database_url: str | None, redis_url: str | None) -> Iterator[Stack]:
     name = f"kith_bench_{os.getpid()}_{secrets.token_hex(3)}"
     url = asyncio.run(ensure_database(database_url, name))
     try:
-        asyncio.run(migrate(url))
-        version = asyncio.run(_server_version(url))
-        with tempfile.TemporaryDirectory(prefix="kith-bench-") as tmp:
-            port = _free_port()
-            api_url = f"http://127.0.0.1:{port}"
-            api_args = [sys.executable, "-m", "service.cli", "api"]
-            api_env = _api_env(url, redis_url, tmp, port)
-            ready = f"{api_url}/health/ready"
-            with _process(api_args, api_env, ready, Path(tmp) / "api.log") as api_pid:
-                port = _free_port()  # chosen only now: the API holds its port already
-                floor_url = f"http://127.0.0.1:{port}"
-                floor_args = [
-                    *(sys.executable, "-m", "granian", "--interface", "asgi", "--workers", "1"),
-                    *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
-                    "bench.http_floor:app",
-                ]
-                floor_env = {k: v for k, v in os.environ.items() if not k.startswith("GRANIAN_")}
-                with _process(
-                    floor_args, floor_env, f"{floor_url}/health", Path(tmp) / "floor.log"
-                ):
-                    yield Stack(
-                        api_url, floor_url, url, redis_url, ApiProcess(api_pid), servers, version
-                    )
+        with _stack_on(url, redis_url, servers) as s:
+            yield s
     finally:
         asyncio.run(drop_database(database_url, name))
+
+
+@contextmanager
+def _stack_on(url: str, redis_url: str, servers: str) -> Iterator[Stack]:
+    """Migrate the database at ``url``, start the API on it and the transport floor."""
+    asyncio.run(migrate(url))
+    version = asyncio.run(_server_version(url))
+    with tempfile.TemporaryDirectory(prefix="kith-bench-") as tmp:
+        port = _free_port()
+        api_url = f"http://127.0.0.1:{port}"
+        api_args = [sys.executable, "-m", "service.cli", "api"]
+        api_env = _api_env(url, redis_url, tmp, port)
+        ready = f"{api_url}/health/ready"
+        with _process(api_args, api_env, ready, Path(tmp) / "api.log") as api_pid:
+            port = _free_port()  # chosen only now: the API holds its port already
+            floor_url = f"http://127.0.0.1:{port}"
+            floor_args = [
+                *(sys.executable, "-m", "granian", "--interface", "asgi", "--workers", "1"),
+                *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
+                "bench.http_floor:app",
+            ]
+            floor_env = {k: v for k, v in os.environ.items() if not k.startswith("GRANIAN_")}
+            with _process(floor_args, floor_env, f"{floor_url}/health", Path(tmp) / "floor.log"):
+                yield Stack(
+                    api_url, floor_url, url, redis_url, ApiProcess(api_pid), servers, version
+                )
 
 
 async def _server_version(url: str) -> str:

@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -35,8 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
 #: Run against a Citus cluster of a coordinator and two workers started for this run.
 CITUS = os.environ.get("KITH_TEST_CITUS", "") not in ("", "0")
-#: The checkout sits beside ``shared/`` (so does CI's clone): the cluster script's home.
-CITUS_SCRIPT = ROOT.parent / "shared" / "citus" / "cluster.sh"
 
 
 def _free_port() -> int:
@@ -45,52 +41,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _free_ports(count: int) -> int:
-    """A port p with p … p+count-1 all free on 127.0.0.1 (a Citus node on each)."""
-    for _ in range(100):
-        base = _free_port()
-        if base + count > 65535:
-            continue
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
 @pytest.fixture(scope="session")
 def citus_cluster() -> Iterator[str]:
-    """A fresh Citus 12.1 cluster (coordinator + 2 workers) for this run; its URL."""
+    """A fresh Citus 12.1 cluster (coordinator + 2 workers) for this run; its URL. The
+    nodes' logs land in test-output/ (the API's log names only a refused statement's
+    error class; the coordinator's names the statement)."""
+    from service.infra.embedded import CITUS_SCRIPT, citus_cluster
+
     if not CITUS_SCRIPT.is_file():
         pytest.exit(
             f"KITH_TEST_CITUS=1 needs the Citus cluster script at {CITUS_SCRIPT} "
             "(the checkout must sit beside shared/citus/)",
             returncode=4,
         )
-    directory = Path(tempfile.mkdtemp(prefix="kith-citus-"))
-    port = _free_ports(3)
-    try:
-        started = subprocess.run(
-            [str(CITUS_SCRIPT), "start", str(directory), str(port), "2"],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if started.returncode != 0:
-            raise RuntimeError(f"the Citus cluster did not start: {started.stderr.strip()}")
-        yield started.stdout.strip().splitlines()[-1]
-    finally:
-        subprocess.run([str(CITUS_SCRIPT), "stop", str(directory)], check=False, timeout=120)
-        # The nodes' logs name any statement Citus refused (the API's log names only the
-        # error's class): kept beside the API's log.
-        OUTPUT.mkdir(exist_ok=True)
-        for log in directory.glob("node-*.log"):
-            shutil.copy(log, OUTPUT / f"citus-{log.name}")
-        shutil.rmtree(directory, ignore_errors=True)
+    with citus_cluster(2, keep_logs=OUTPUT) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

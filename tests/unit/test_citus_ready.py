@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from schemas.tables import TABLES
+from service.store import distribution
 from service.store.sync import SYNCED_TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -526,6 +527,22 @@ def test_space_keyed_tables_are_found_in_the_migrations() -> None:
     assert SYNCED | BOOKKEEPING <= SPACE_KEYED
     assert "users" not in SPACE_KEYED
     assert "jobs" not in SPACE_KEYED
+
+
+def test_every_table_has_one_place_on_citus() -> None:
+    """A table a migration adds must be placed (service/store/distribution.py) before it
+    ships: by space, reference or coordinator — and only the space-keyed ones by space."""
+    groups = [set(distribution.BY_SPACE), set(distribution.REFERENCE)]
+    groups.append(set(distribution.COORDINATOR))
+    placed = [t for g in groups for t in g]
+    assert len(placed) == len(set(placed))  # no table in two groups
+    assert set(SCHEMA) | {"schema_migrations"} == set(placed)
+    assert set(distribution.BY_SPACE) == SPACE_KEYED | {"spaces"}
+    for table, column in distribution.BY_SPACE.items():
+        key = SCHEMA[table].primary_key
+        assert column == _key(table)
+        assert key is not None
+        assert key[0] == column
 
 
 def test_unique_constraints_include_the_distribution_column() -> None:
