@@ -114,7 +114,11 @@ async def user_by_email(conn: Executor, email: str) -> UserRow | None:
     )
     if row is None:
         return None
-    return UserRow(row["id"], row["space_id"], row["password_hash"], row["terms_version"])
+    space_id = row["space_id"]
+    if space_id is None:
+        # Registered by the release before 0014 while this one rolled out: found by owner.
+        space_id = await conn.fetchval("SELECT id FROM spaces WHERE owner_id = $1", row["id"])
+    return UserRow(row["id"], space_id, row["password_hash"], row["terms_version"])
 
 
 async def password_hash_of(conn: Executor, user_id: str) -> str | None:

@@ -570,3 +570,28 @@ async def test_a_time_claim_that_is_not_a_number_is_refused(
     claims[claim] = int(claims[claim])  # the same value as a number: accepted
     token = jwt.encode(claims, _server_key(key_dir), algorithm="EdDSA")
     assert (await _me(http, token)).status_code == 200
+
+
+async def test_a_person_registered_before_the_space_was_kept_on_users_still_logs_in(
+    http: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """During the rollout of migration 0007 the previous release still registers people
+    without ``users.space_id``; on the new release they log in to their own space."""
+    ana = await register(http)
+    contact = new_id("c")
+    await push(
+        http,
+        ana,
+        [
+            {
+                "table": "contacts",
+                "id": contact,
+                "hlc": stamp(ana.device_id),
+                "fields": {"display_name": "Bo"},
+            }
+        ],
+    )
+    await db.execute("UPDATE users SET space_id = NULL WHERE id = $1", ana.user_id)
+    tablet = await login(http, ana.email, new_id("dev"))
+    state, _ = await pull_all(http, tablet)
+    assert ("contacts", contact) in state

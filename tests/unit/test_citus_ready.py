@@ -55,6 +55,8 @@ ALLOWED_UNSCOPED: dict[tuple[str, str, str], str] = {
     ("insights", "due_for_morning_sweep", "settings"): "the sweep reads each space's time zone",
     ("nudges", "effectiveness", "nudge_requests"): "operator report (kith report) over everyone",
     ("nudges", "effectiveness", "interactions"): "operator report: meetings after each nudge",
+    ("accounts", "user_by_email", "spaces"): "login of a person the release before migration "
+    "0007 registered during the rollout (no users.space_id): the space is found by owner",
     ("care", "links_of_caregiver", "care_links"): "a caregiver's links span the people cared for",
     ("care", "link_for_caregiver", "care_links"): "a caregiver opens one of their links by id",
     ("lifecycle", "space_of", "spaces"): "account deletion (web page): the space of a user",
