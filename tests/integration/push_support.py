@@ -419,7 +419,9 @@ async def seed_send_backlog(
 
 
 async def remove_backlog(pool: asyncpg.Pool[Any], backlog: Backlog) -> None:
-    async with pool.acquire() as conn, conn.transaction():
+    # Not one transaction: on Citus, a transaction that deleted from every shard in
+    # parallel may not then write a reference table (users) that they reference.
+    async with pool.acquire() as conn:
         await conn.execute("DELETE FROM jobs WHERE space_id = ANY($1::text[])", backlog.space_ids)
         await conn.execute(
             "DELETE FROM nudge_requests WHERE space_id = ANY($1::text[])", backlog.space_ids
