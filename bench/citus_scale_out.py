@@ -52,7 +52,9 @@ async def citus_scale_out(single: Stack, plan: Plan) -> AsyncIterator[Result]:
                     f"citus {kind} — Kith on Citus (coordinator + 2 workers, one box) "
                     f"{cit.kith:,.0f} {cit.unit} vs Kith on one PostgreSQL {one.kith:,.0f}; "
                     f"on Citus its own raw-asyncpg ceiling (a coordinator-local scratch table, "
-                    f"not distributed) was {cit.ceiling:,.0f}",
+                    f"not distributed) was {cit.ceiling:,.0f}; on one PostgreSQL, in this "
+                    f"workload's run beside it, Kith/ceiling = {one.kith:,.0f}/"
+                    f"{one.ceiling:,.0f} = {one.ratio:.3f}",
                     *(f"citus {note}" for note in cit.notes),
                 ),
             )
