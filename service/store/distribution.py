@@ -3,7 +3,8 @@
 ``kith migrate`` runs this after the numbered migrations when the database has the
 ``citus`` extension (docs/decisions/0030-distributed-by-space-on-citus.md). Every table of
 the schema is named in exactly one of the three groups below — a table a new migration adds
-must be placed here too (tests/integration/test_citus_layout.py fails until it is):
+must be placed here too (tests/unit/test_citus_ready.py fails until it is; a synced table
+declared in ``schemas/tables.py`` is placed by space without a word here):
 
 * **by space**, hash-distributed and colocated with ``spaces`` (distributed by ``id``):
   everything that belongs to one person, so a push, a pull, an evaluation or a summary
@@ -23,6 +24,7 @@ re-run after a failure carries on where it stopped.
 from __future__ import annotations
 
 from service.store.db import Connection
+from service.store.sync import SYNCED_TABLES
 
 __all__ = [
     "BY_SPACE",
@@ -39,14 +41,7 @@ BY_SPACE: dict[str, str] = {
     **{
         t: "space_id"
         for t in (
-            # the synced tables
-            "contacts",
-            "interactions",
-            "reflections",
-            "check_ins",
-            "settings",
-            "insights",
-            "care_summaries",
+            *SYNCED_TABLES,  # declared once in schemas/tables.py: a new one is placed too
             # sync and rules bookkeeping
             "sync_batches",
             "conflicts",
