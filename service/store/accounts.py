@@ -103,7 +103,7 @@ async def insert_user(
 
 
 async def user_by_email(conn: Executor, email: str) -> UserRow | None:
-    # users carries the space id (migration 0007): on Citus a lookup in a reference table,
+    # users carries the space id (migration 0014): on Citus a lookup in a reference table,
     # answered by the coordinator's copy, not a question to every shard of spaces.
     row = await conn.fetchrow(
         """

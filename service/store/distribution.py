@@ -15,7 +15,8 @@ declared in ``schemas/tables.py`` is placed by space without a word here):
 * **coordinator** (local to the coordinator, the node every Kith process connects to):
   the job queue, claimed with ``FOR UPDATE SKIP LOCKED`` over every person at once, which a
   distributed table cannot do; push credentials, locked while minting; and the secrets
-  found by their hash (refresh tokens, invitations, web sessions).
+  found by their hash or their person (refresh tokens, one-time account codes, invitations,
+  web sessions).
 
 Each step is skipped when the catalogue says it is done, so the step is idempotent and a
 re-run after a failure carries on where it stopped.
@@ -63,6 +64,7 @@ COORDINATOR: tuple[str, ...] = (
     "jobs",
     "push_credentials",
     "refresh_tokens",
+    "account_codes",
     "care_invitations",
     "web_sessions",
     "schema_migrations",

@@ -56,7 +56,7 @@ ALLOWED_UNSCOPED: dict[tuple[str, str, str], str] = {
     ("nudges", "effectiveness", "nudge_requests"): "operator report (kith report) over everyone",
     ("nudges", "effectiveness", "interactions"): "operator report: meetings after each nudge",
     ("accounts", "user_by_email", "spaces"): "login of a person the release before migration "
-    "0007 registered during the rollout (no users.space_id): the space is found by owner",
+    "0014 registered during the rollout (no users.space_id): the space is found by owner",
     ("care", "links_of_caregiver", "care_links"): "a caregiver's links span the people cared for",
     ("care", "link_for_caregiver", "care_links"): "a caregiver opens one of their links by id",
     ("lifecycle", "space_of", "spaces"): "account deletion (web page): the space of a user",
@@ -68,7 +68,7 @@ ALLOWED_UNSCOPED: dict[tuple[str, str, str], str] = {
 }
 
 #: Unique constraints Citus could not enforce on the tables as they are distributed
-#: (service/store/distribution.py): none since migration 0007 moved "one space per person"
+#: (service/store/distribution.py): none since migration 0014 moved "one space per person"
 #: onto users.space_id.
 KNOWN_CITUS_CHANGES: set[tuple[str, tuple[str, ...]]] = set()
 
