@@ -232,6 +232,11 @@ async def erase_account(conn: Connection, user_id: str, space_id: str) -> None:
     # The space's lock: a push or an evaluation in flight finishes first, and any that
     # waits for the lock finds no space afterwards (it fails, and is never retried into
     # an empty space: its job row is deleted here too). The planner's lock likewise.
+    # On Citus the caregiver links' delete reaches every shard; made over one connection
+    # per node ('sequential'), the transaction may then still write the replicated tables
+    # (devices, users), which Citus refuses after a parallel one. On a plain PostgreSQL
+    # this is an unused custom setting.
+    await conn.execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
     await conn.execute("SELECT 1 FROM spaces WHERE id = $1 FOR UPDATE", space_id)
     await lock_plan(conn, space_id)
     for table in ERASED_TABLES_BY_SPACE:
