@@ -139,13 +139,15 @@ async def put_code(
     new_email: str | None = None,
 ) -> None:
     """A new one-time code for ``purpose``; it replaces the person's previous one."""
+    # created_at from EXCLUDED (the column default, now()): Citus refuses now() in the SET
+    # list, also on a coordinator table in its metadata (account_codes references users).
     await conn.execute(
         """
         INSERT INTO account_codes (user_id, purpose, code_hash, new_email, expires_at)
         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
         ON CONFLICT (user_id, purpose) DO UPDATE
            SET code_hash = EXCLUDED.code_hash, new_email = EXCLUDED.new_email,
-               attempts = 0, created_at = now(), expires_at = EXCLUDED.expires_at
+               attempts = 0, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
         """,
         user_id,
         purpose,

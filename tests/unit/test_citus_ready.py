@@ -59,7 +59,8 @@ ALLOWED_UNSCOPED: dict[tuple[str, str, str], str] = {
     "0014 registered during the rollout (no users.space_id): the space is found by owner",
     ("care", "links_of_caregiver", "care_links"): "a caregiver's links span the people cared for",
     ("care", "link_for_caregiver", "care_links"): "a caregiver opens one of their links by id",
-    ("lifecycle", "space_of", "spaces"): "account deletion (web page): the space of a user",
+    ("lifecycle", "space_of", "spaces"): "erasure of a person the release before 0014 "
+    "registered during its rollout (no users.space_id): the space is found by owner",
     ("lifecycle", "links_as_caregiver", "care_links"): "erasure: a caregiver's links span spaces",
     ("lifecycle", "erase_account", "care_links"): "erasure: the links a caregiver held, by user",
     ("lifecycle", "anonymise_caregiver_audit", "care_audit"): "erasure: a caregiver's views",
