@@ -112,12 +112,17 @@ async def begin_erasure(
         """,
         user_id,
     )
+    # Two statements, not coalesce(revoked_at, now()): Citus refuses a non-immutable
+    # function inside COALESCE/CASE when it writes a replicated table (devices).
+    await conn.execute(
+        "UPDATE devices SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        user_id,
+    )
     devices = await conn.fetch(
         """
         UPDATE devices
-           SET revoked_at = coalesce(revoked_at, now()), push_provider = NULL,
-               push_token = NULL, push_keys = NULL, push_environment = NULL,
-               push_topic = NULL, push_token_updated_at = NULL
+           SET push_provider = NULL, push_token = NULL, push_keys = NULL,
+               push_environment = NULL, push_topic = NULL, push_token_updated_at = NULL
         WHERE user_id = $1
         RETURNING id
         """,

@@ -25,7 +25,7 @@ from service.jobs import Kind
 from service.lifecycle.erasure import Erasure
 from service.sync.service import SyncService
 from sync.hlc import Clock
-from tests.conftest import OUTPUT
+from tests.conftest import CITUS, OUTPUT
 from tests.helpers import PASSWORD, Account, expect_problem, login, new_id, push, register, stamp
 from tests.integration.push_support import (
     Person,
@@ -409,6 +409,18 @@ async def test_a_worker_killed_half_way_through_an_erasure_is_taken_over(
         )
 
     async def step_three_waits() -> bool:
+        if CITUS:
+            # The space's row lock is taken on the worker node that holds the space, so the
+            # coordinator's backend waits on that node, not on a lock of its own: Citus's
+            # cluster-wide view of lock waits shows it.
+            return bool(
+                await pool.fetchval(
+                    """
+                    SELECT count(*) FROM citus_lock_waits
+                    WHERE blocked_statement LIKE '%FROM spaces WHERE id = $1 FOR UPDATE%'
+                    """
+                )
+            )
         return bool(
             await pool.fetchval(
                 """

@@ -23,8 +23,8 @@ import redis.asyncio as aioredis
 from service.infra.wakeup import listen, notify
 from service.jobs import Job, Permanent, Retry
 from service.store import jobs as store
-from tests.conftest import CITUS
 from service.worker.runner import Worker, WorkerConfig
+from tests.conftest import CITUS
 
 ROOT = Path(__file__).resolve().parents[2]
 
