@@ -51,6 +51,7 @@ BY_SPACE: dict[str, str] = {
             "care_links",
             "care_audit",
             "care_alerts",
+            "care_acknowledgements",
         )
     },
 }
