@@ -85,11 +85,14 @@ class AlertState:
         )
 
 
+# $1 is the alert's space in every statement that uses these columns. The subquery names
+# it, not a.space_id: the same rows, and on Citus a query it can route to one shard group
+# (it refuses the correlated form under FOR UPDATE).
 _ALERT_COLUMNS = """
     a.space_id, a.id, a.kind, a.priority, a.raised_at, a.cleared_at, a.acknowledged_at,
     a.acknowledged_link_id, a.resolved_at, a.resolved_by, a.ladder_step, a.no_response_at,
     (SELECT u.display_name FROM care_links l JOIN users u ON u.id = l.caregiver_user_id
-      WHERE l.space_id = a.space_id AND l.id = a.resolved_by) AS resolved_by_name
+      WHERE l.space_id = $1 AND l.id = a.resolved_by) AS resolved_by_name
 """
 
 
