@@ -105,7 +105,7 @@ class AuditResponse(Struct):
     views: list[AuditEntry]
 
 
-# -- alerts: acknowledge, resolve (decision 0060) ----------------------------------------
+# -- alerts: acknowledge, resolve (decision 0018) ----------------------------------------
 
 #: ``help:<check-in id>`` (an "I need help" check-in) or ``missed:<local date>``.
 AlertId = Annotated[

@@ -200,7 +200,7 @@ def _seed(settings: Settings, args: argparse.Namespace) -> None:
 
 async def report_lines(database_url: str, days: int) -> list[str]:
     """The operator's view: the job queue (with the dead letters), help requests that went
-    unanswered to the end of their ladder (decision 0060), and, per rule, how often a nudge
+    unanswered to the end of their ladder (decision 0018), and, per rule, how often a nudge
     was followed by an in-person meeting within 14 days."""
     from service.store import care_alerts as alert_store
     from service.store import jobs as job_store

@@ -247,7 +247,7 @@ class WorkerSettings:
 @dataclass(frozen=True, slots=True)
 class CareSettings:
     """The ladder an unanswered "need help" climbs, in seconds after it was raised
-    (decision 0060): pushed again, then every caregiver told nobody has answered, then
+    (decision 0018): pushed again, then every caregiver told nobody has answered, then
     marked "no response" for the person and in ``kith report``."""
 
     help_repeat_after_s: int = setting("KITH_HELP_REPEAT_AFTER_S", 300, _integer(1))

@@ -43,7 +43,7 @@ class Kind(StrEnum):
     #: Everything of a person who deleted their account, in re-runnable steps
     #: (``service/lifecycle/erasure.py``).
     ACCOUNT_ERASE = "account_erase"
-    #: The next rung of an unanswered "need help" (``service/care/ladder.py``, decision 0060).
+    #: The next rung of an unanswered "need help" (``service/care/ladder.py``, decision 0018).
     HELP_LADDER = "help_ladder"
     #: An alert was acknowledged, resolved or went unanswered: the person's ``alerts``
     #: records and the caregivers' summaries are written again (``service/care/alerts.py``).

@@ -106,7 +106,7 @@ async def core(settings: Settings, role: Role) -> AsyncIterator[Core]:
         if role != "api" or not is_outage(exc):
             raise
         # The API starts anyway: not ready, answering 503 until PostgreSQL is back, when
-        # the empty pool connects on demand (decision 0040).
+        # the empty pool connects on demand (decision 0014).
         log.warning(
             "PostgreSQL unavailable at start (%s): connecting on demand", type(exc).__name__
         )

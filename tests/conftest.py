@@ -7,7 +7,7 @@ Valkey wheels, exactly as a newcomer's `make test` does.
 With ``KITH_TEST_CITUS=1`` the run starts its own Citus cluster instead — a coordinator and
 two workers (``../shared/citus/cluster.sh`` beside the checkout; needs root) — and the
 migrations distribute the schema on it, so every test that touches PostgreSQL runs against
-a distributed Kith (docs/decisions/0030-distributed-by-space-on-citus.md).
+a distributed Kith (docs/decisions/0013-distributed-by-space-on-citus.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A help request closes its loop: a caregiver acknowledges, everyone learns who is on it,
-and the person or a caregiver resolves it (decision 0060).
+and the person or a caregiver resolves it (decision 0018).
 
 * **Acknowledge** (API, web page, or the push's "I'm on it" button, which the app posts to
   the API): once per caregiver — a retry changes nothing — and the first one wins. Only a

@@ -13,7 +13,7 @@ A check-in cancels the rest of that day's moments; a late one clears the alert a
 caregivers an all-clear. A ``need_help`` check-in alerts caregivers at once (its own job,
 queued by the sync push in the same transaction as the check-in), and, in the same
 transaction as that alert, the first rung of its escalation ladder
-(``service/care/ladder.py``, decision 0060); alerts carry the "I'm on it" button
+(``service/care/ladder.py``, decision 0018); alerts carry the "I'm on it" button
 (``service/care/alerts.py``). One ``checkin_tick`` job per person waits for the next
 moment (DST-correct: computed from the wall clock each time, never by adding 24 hours);
 its payload says which moment and which day it is for.

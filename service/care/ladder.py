@@ -1,4 +1,4 @@
-"""The ladder an unanswered "need help" climbs (decision 0060), as durable jobs.
+"""The ladder an unanswered "need help" climbs (decision 0018), as durable jobs.
 
 Rung 0 is the alert itself: every caregiver with the ``alerts`` scope, at once
 (``service/care/escalation.py``), queued with rung 1 in one transaction. Then, counted from

@@ -1,4 +1,4 @@
-"""The OpenAPI document as client generators need it (decision 0042).
+"""The OpenAPI document as client generators need it (decision 0016).
 
 Litestar writes the document from the route handlers; :func:`finish` completes what it
 cannot know:

@@ -5,7 +5,7 @@ Framework exceptions (Litestar's validation, 404 routing, 413 body limit, a body
 not UTF-8, a value PostgreSQL refuses to store, anything unexpected) are translated into
 the same shape. An exception that says PostgreSQL or Redis is unreachable
 (``service/infra/outages.py``) is an outage, not a bug: ``503 unavailable`` with
-``Retry-After``, so a client knows to simply retry (decision 0040). Anything else
+``Retry-After``, so a client knows to simply retry (decision 0014). Anything else
 unexpected is logged with its type only — never the request body — and answered 500
 without details.
 """

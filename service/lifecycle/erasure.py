@@ -1,6 +1,6 @@
 """Deleting an account: nothing of the person remains, and it finishes whatever happens.
 
-Two halves (decision 0013):
+Two halves (decision 0019):
 
 * :meth:`Erasure.request` — the person asked (API or web page), in one transaction: the
   sign-in is scrubbed, every device and session is signed out, and an ``account_erase``

@@ -103,7 +103,7 @@ async def insert_user(
 
 
 async def user_by_email(conn: Executor, email: str) -> UserRow | None:
-    # users carries the space id (migration 0014): on Citus a lookup in a reference table,
+    # users carries the space id (migration 0008): on Citus a lookup in a reference table,
     # answered by the coordinator's copy, not a question to every shard of spaces.
     row = await conn.fetchrow(
         """
@@ -116,7 +116,7 @@ async def user_by_email(conn: Executor, email: str) -> UserRow | None:
         return None
     space_id = row["space_id"]
     if space_id is None:
-        # Registered by the release before 0014 while this one rolled out: found by owner.
+        # Registered by the release before 0008 while this one rolled out: found by owner.
         space_id = await conn.fetchval("SELECT id FROM spaces WHERE owner_id = $1", row["id"])
     return UserRow(row["id"], space_id, row["password_hash"], row["terms_version"])
 

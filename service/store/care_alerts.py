@@ -1,5 +1,5 @@
 """SQL of a help request's loop: acknowledgements, resolutions, the escalation ladder's
-state, and what the person, the caregivers and the operator read of it (decision 0060).
+state, and what the person, the caregivers and the operator read of it (decision 0018).
 
 Every statement names the older adult's space it is for. The alert row is the point of
 serialization: acknowledging, resolving and climbing a rung each lock it (``lock_alert``)

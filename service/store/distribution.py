@@ -1,7 +1,7 @@
 """SQL of the Citus distribution step: where each table lives on a Citus cluster.
 
 ``kith migrate`` runs this after the numbered migrations when the database has the
-``citus`` extension (docs/decisions/0030-distributed-by-space-on-citus.md). Every table of
+``citus`` extension (docs/decisions/0013-distributed-by-space-on-citus.md). Every table of
 the schema is named in exactly one of the three groups below — a table a new migration adds
 must be placed here too (tests/unit/test_citus_ready.py fails until it is; a synced table
 declared in ``schemas/tables.py`` is placed by space without a word here):

@@ -77,11 +77,11 @@ class ErasureStart:
 
 
 async def space_of(conn: Executor, user_id: str) -> str | None:
-    # From users.space_id (migration 0014): on Citus a read of a replicated table. Asking
+    # From users.space_id (migration 0008): on Citus a read of a replicated table. Asking
     # spaces by owner would ask every shard, after which Citus refuses the erasure's writes
     # to the replicated tables in the same transaction.
     value = await conn.fetchval("SELECT space_id FROM users WHERE id = $1", user_id)
-    if value is None:  # registered by the release before 0014 during its rollout
+    if value is None:  # registered by the release before 0008 during its rollout
         value = await conn.fetchval("SELECT id FROM spaces WHERE owner_id = $1", user_id)
     return None if value is None else str(value)
 

@@ -194,7 +194,7 @@ class SyncService:
         ``service/sync/watermelon.py``, passes the hash of what its device sent instead).
         ``resend_lost``: a record where a value of this batch lost gets a new seq even if
         nothing changed, so the pushing device's next pull brings it the winner — for
-        clients that do not read ``superseded`` (WatermelonDB; decision 0020). Kith's own
+        clients that do not read ``superseded`` (WatermelonDB; decision 0011). Kith's own
         clients drop a superseded value from their queue and need no pull traffic for it."""
         check_schema_version(req.schema_version)
         if req.device_id != caller.device_id:
@@ -370,7 +370,7 @@ class SyncService:
             # With ``resend_lost``, a record whose pushed value lost gets a new seq even if
             # nothing changed, so the device that pushed it is sent the winner on its next
             # pull: WatermelonDB keeps its own value and marks the row synced after the
-            # push, and would otherwise show the losing value forever (decision 0020).
+            # push, and would otherwise show the losing value forever (decision 0011).
             seq += 1
             writes.setdefault(work.table, []).append(store.RecordWrite(work.id, work.state, seq))
         for table, rows in writes.items():

@@ -1,4 +1,4 @@
-"""WatermelonDB's sync protocol over Kith's sync engine (docs/watermelondb.md, decision 0020).
+"""WatermelonDB's sync protocol over Kith's sync engine (docs/watermelondb.md, decision 0011).
 
 ``synchronize()`` in a React Native app calls ``pullChanges({lastPulledAt, …})`` and then
 ``pushChanges({changes, lastPulledAt})``. This adapter answers both for the caller's space:

@@ -575,7 +575,7 @@ async def test_a_time_claim_that_is_not_a_number_is_refused(
 async def test_a_person_registered_before_the_space_was_kept_on_users_still_logs_in(
     http: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
-    """During the rollout of migration 0014 the previous release still registers people
+    """During the rollout of migration 0008 the previous release still registers people
     without ``users.space_id``; on the new release they log in to their own space."""
     ana = await register(http)
     contact = new_id("c")

@@ -1,4 +1,4 @@
-"""A help request closes its loop (issue 17, decision 0060): a caregiver acknowledges, the
+"""A help request closes its loop (issue 17, decision 0018): a caregiver acknowledges, the
 other caregiver sees who is on it, the person's phone learns it by sync and by push; nobody
 answering climbs the ladder to "no response"; a resolution stops it; a worker killed
 mid-ladder resumes without sending a rung twice. Real API, real worker and job runner,

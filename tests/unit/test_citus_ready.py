@@ -56,10 +56,10 @@ ALLOWED_UNSCOPED: dict[tuple[str, str, str], str] = {
     ("nudges", "effectiveness", "nudge_requests"): "operator report (kith report) over everyone",
     ("nudges", "effectiveness", "interactions"): "operator report: meetings after each nudge",
     ("accounts", "user_by_email", "spaces"): "login of a person the release before migration "
-    "0014 registered during the rollout (no users.space_id): the space is found by owner",
+    "0008 registered during the rollout (no users.space_id): the space is found by owner",
     ("care", "links_of_caregiver", "care_links"): "a caregiver's links span the people cared for",
     ("care", "link_for_caregiver", "care_links"): "a caregiver opens one of their links by id",
-    ("lifecycle", "space_of", "spaces"): "erasure of a person the release before 0014 "
+    ("lifecycle", "space_of", "spaces"): "erasure of a person the release before 0008 "
     "registered during its rollout (no users.space_id): the space is found by owner",
     ("lifecycle", "links_as_caregiver", "care_links"): "erasure: a caregiver's links span spaces",
     ("lifecycle", "erase_account", "care_links"): "erasure: the links a caregiver held, by user",
@@ -69,7 +69,7 @@ ALLOWED_UNSCOPED: dict[tuple[str, str, str], str] = {
 }
 
 #: Unique constraints Citus could not enforce on the tables as they are distributed
-#: (service/store/distribution.py): none since migration 0014 moved "one space per person"
+#: (service/store/distribution.py): none since migration 0008 moved "one space per person"
 #: onto users.space_id.
 KNOWN_CITUS_CHANGES: set[tuple[str, tuple[str, ...]]] = set()
 

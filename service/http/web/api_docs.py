@@ -7,7 +7,7 @@ shows the page without internet access and an upgrade is a reviewed version bump
 whatever a CDN serves that day. The page starts the UI with a script file of its own (no
 inline script), so its Content-Security-Policy allows scripts and connections to this
 origin only — this is where a developer pastes a bearer token to try the API (decision
-0041). Paths: ``/docs`` (the UI), ``/docs/openapi.json`` (the document), ``/docs/assets/*``.
+0015). Paths: ``/docs`` (the UI), ``/docs/openapi.json`` (the document), ``/docs/assets/*``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the person reads about their alert, and the ladder's settings (decision 0060)."""
+"""What the person reads about their alert, and the ladder's settings (decision 0018)."""
 
 from __future__ import annotations
 
