@@ -53,7 +53,12 @@ def is_outage(exc: BaseException) -> bool:
 
 def _closed_connection(exc: BaseException) -> bool:
     # asyncpg says "connection is closed" / "pool is closing" with a bare InterfaceError,
-    # which it also uses for misuse (a bug); only the first kind is an outage.
+    # which it also uses for misuse (a bug); only the first kind is an outage. A connection
+    # the server dropped in the middle of a transaction is left in a state asyncpg refuses
+    # to leave ("cannot switch to state …; another operation is in progress", an
+    # InternalClientError): seen only while PostgreSQL restarts, so an outage too.
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return "cannot switch to state" in str(exc)
     return isinstance(exc, asyncpg.InterfaceError) and (
         "closed" in str(exc) or "closing" in str(exc)
     )
