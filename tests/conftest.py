@@ -25,6 +25,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from service.infra.embedded import drop_database, ensure_database
 from service.infra.migrate import migrate
@@ -32,6 +34,13 @@ from service.infra.migrate import migrate
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
 #: Run against a Citus cluster of a coordinator and two workers started for this run.
+# Property tests judge the laws, not the machine's speed: on two cores shared with the
+# servers, input generation and examples run slower than Hypothesis's timing checks allow.
+hypothesis_settings.register_profile(
+    "kith", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+hypothesis_settings.load_profile("kith")
+
 CITUS = os.environ.get("KITH_TEST_CITUS", "") not in ("", "0")
 
 

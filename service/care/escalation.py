@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -91,27 +92,20 @@ def moments(day: dt.date, settings: dict[str, Any]) -> list[Moment]:
     ]
 
 
+@dataclass(eq=False)
 class Escalation:
-    def __init__(
-        self,
-        pool: asyncpg.Pool[Any],
-        care: CareService,
-        clock: Callable[[], dt.datetime] = _utcnow,
-        settings: CareSettings | None = None,
-        alerts: AlertService | None = None,
-    ) -> None:
-        self._pool = pool
-        self._care = care
-        self._clock = clock
-        self._settings = settings or CareSettings()
-        self._alerts = alerts
+    pool: asyncpg.Pool[Any]
+    care: CareService
+    clock: Callable[[], dt.datetime] = _utcnow
+    settings: CareSettings = field(default_factory=CareSettings)
+    alerts: AlertService | None = None
 
     async def _publish(self, space_id: str) -> None:
         """The summaries, and (with the alert service) the person's own alert records."""
-        if self._alerts is not None:
-            await self._alerts.publish(space_id)
+        if self.alerts is not None:
+            await self.alerts.publish(space_id)
         else:
-            await self._care.refresh(space_id)
+            await self.care.refresh(space_id)
 
     def handlers(self) -> dict[str, Callable[[Job], Any]]:
         return {
@@ -127,9 +121,9 @@ class Escalation:
         """Queue the person's next moment (replacing any queued one) — the first one later
         than now and than ``after`` (the moment a tick just handled: a job may start a
         little before its instant by the app's clock). None if they have no deadline."""
-        now = self._clock()
+        now = self.clock()
         threshold = max(now, after) if after is not None else now
-        settings = await sync_store.settings_of(self._pool, space_id) or {}
+        settings = await sync_store.settings_of(self.pool, space_id) or {}
         zone = Budget.from_settings(settings).zone
         today = now.astimezone(zone).date()
         nxt: tuple[dt.datetime, str, dt.date] | None = None
@@ -147,7 +141,7 @@ class Escalation:
                     break
             if nxt is not None:
                 break
-        async with self._pool.acquire() as conn:
+        async with self.pool.acquire() as conn:
             if nxt is None:
                 await conn.execute(
                     """
@@ -179,7 +173,7 @@ class Escalation:
         start = wall_time(day, dt.time(0), zone)
         end = wall_time(day + dt.timedelta(days=1), dt.time(0), zone)
         found = await store.check_ins_on(
-            self._pool, space_id, start, min(end, now + CLOCK_TOLERANCE)
+            self.pool, space_id, start, min(end, now + CLOCK_TOLERANCE)
         )
         return bool(found)
 
@@ -191,8 +185,8 @@ class Escalation:
             raise Permanent("checkin_tick without a space")
         event = str(job.payload.get("event", ""))
         day = dt.date.fromisoformat(str(job.payload.get("date")))
-        now = self._clock()
-        settings = await sync_store.settings_of(self._pool, space_id) or {}
+        now = self.clock()
+        settings = await sync_store.settings_of(self.pool, space_id) or {}
         zone = Budget.from_settings(settings).zone
         if not await self._checked_in(space_id, day, zone, now) and _deadline(settings):
             if event == "alert":
@@ -208,11 +202,11 @@ class Escalation:
         space_id = job.space_id
         if not space_id:
             raise Permanent("care_check_in without a space")
-        now = self._clock()
-        settings = await sync_store.settings_of(self._pool, space_id) or {}
+        now = self.clock()
+        settings = await sync_store.settings_of(self.pool, space_id) or {}
         zone = Budget.from_settings(settings).zone
         recent = await store.check_ins_on(
-            self._pool, space_id, now - HELP_WINDOW, now + CLOCK_TOLERANCE
+            self.pool, space_id, now - HELP_WINDOW, now + CLOCK_TOLERANCE
         )
         if recent:
             record_id, latest = recent[-1]
@@ -220,9 +214,9 @@ class Escalation:
                 await self._need_help(space_id, record_id, latest.at, now)
             else:
                 cleared = await store.clear_missed_alert(
-                    self._pool, space_id, latest.at.astimezone(zone).date(), now
+                    self.pool, space_id, latest.at.astimezone(zone).date(), now
                 )
-                cleared_help = await store.clear_help_alerts(self._pool, space_id, now)
+                cleared_help = await store.clear_help_alerts(self.pool, space_id, now)
                 if cleared or cleared_help:
                     local = latest.at.astimezone(zone).strftime("%H:%M")
                     await self._to_caregivers(
@@ -248,7 +242,7 @@ class Escalation:
         else:
             title = "Your check-in is due now"
             body = "One tap tells the people who care about you that you're OK."
-        devices = await push_store.push_devices(self._pool, space_id)
+        devices = await push_store.push_devices(self.pool, space_id)
         await self._enqueue_pushes(
             [(space_id, d) for d in devices],
             f"checkin-{day.isoformat()}",  # the second reminder replaces the first
@@ -261,7 +255,7 @@ class Escalation:
         self, space_id: str, day: dt.date, settings: dict[str, Any], now: dt.datetime
     ) -> None:
         zone = Budget.from_settings(settings).zone
-        inputs = await store.summary_inputs(self._pool, space_id, now)
+        inputs = await store.summary_inputs(self.pool, space_id, now)
         falling = declining(weekly_counts(inputs.touches, now.astimezone(zone).date(), zone))
         deadline = _deadline(settings)
         body = f"Their check-in was due at {deadline:%H:%M}. You might give them a call."
@@ -270,7 +264,7 @@ class Escalation:
         alert_id = f"missed:{day.isoformat()}"
         # The alert and its pushes in one transaction: a failure between them must not
         # leave an alert raised whose pushes a retry would never queue (it is not new then).
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             raised = await store.raise_alert(
                 conn, space_id, alert_id, "missed_check_in", "high" if falling else "normal",
                 day, now,
@@ -293,14 +287,14 @@ class Escalation:
     async def _need_help(
         self, space_id: str, record_id: str, at: dt.datetime, now: dt.datetime
     ) -> None:
-        settings = await sync_store.settings_of(self._pool, space_id) or {}
+        settings = await sync_store.settings_of(self.pool, space_id) or {}
         zone = Budget.from_settings(settings).zone
         alert_id = f"help:{record_id}"
         local = at.astimezone(zone).strftime("%H:%M")
         # The alert, its pushes and its ladder's first rung in one transaction: a failure
         # between them must not leave an alert raised that nobody is told about or that
         # never escalates (a retry finds it raised and does nothing).
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             raised = await store.raise_alert(
                 conn, space_id, alert_id, "need_help", "high", at.astimezone(zone).date(), now
             )
@@ -317,7 +311,7 @@ class Escalation:
                     time_sensitive=True,
                     actionable=True,
                 )
-                await queue_rung(conn, self._settings, space_id, alert_id, 1, now, now)
+                await queue_rung(conn, self.settings, space_id, alert_id, 1, now, now)
         if raised:
             log.info("need-help alert raised")
 
@@ -331,7 +325,7 @@ class Escalation:
         time_sensitive: bool,
         conn: Executor | None = None,
     ) -> None:
-        recipients = await store.alert_recipients(conn or self._pool, space_id)
+        recipients = await store.alert_recipients(conn or self.pool, space_id)
         for caregiver_space, device_id, label, _ in recipients:
             await self._enqueue_pushes(
                 [(caregiver_space, device_id)],
@@ -354,7 +348,7 @@ class Escalation:
     ) -> None:
         if not targets:
             return
-        await (conn or self._pool).execute(
+        await (conn or self.pool).execute(
             """
             INSERT INTO jobs (kind, space_id, payload, max_attempts)
             SELECT $1, t.space_id, jsonb_build_object(

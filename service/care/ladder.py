@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -82,18 +83,12 @@ async def queue_rung(
     )
 
 
+@dataclass(eq=False)
 class Ladder:
-    def __init__(
-        self,
-        pool: asyncpg.Pool[Any],
-        alerts: AlertService,
-        settings: CareSettings,
-        clock: Callable[[], dt.datetime] = _utcnow,
-    ) -> None:
-        self._pool = pool
-        self._alerts = alerts
-        self._settings = settings
-        self._clock = clock
+    pool: asyncpg.Pool[Any]
+    alerts: AlertService
+    settings: CareSettings
+    clock: Callable[[], dt.datetime] = _utcnow
 
     def handlers(self) -> dict[str, Callable[[Job], Awaitable[None]]]:
         return {Kind.HELP_LADDER: self.climb}
@@ -104,8 +99,8 @@ class Ladder:
         step = job.payload.get("step")
         if not space_id or not alert_id or not isinstance(step, int) or not 0 < step <= LAST_RUNG:
             raise Permanent("help_ladder without a space, an alert or a rung")
-        now = self._clock()
-        async with self._pool.acquire() as conn, conn.transaction():
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
             alert = await store.lock_alert(conn, space_id, alert_id)
             if alert is None or alert.resolved or alert.acknowledged_at is not None:
                 return  # answered: the ladder ends here
@@ -116,18 +111,18 @@ class Ladder:
                 await store.advance_ladder(conn, space_id, alert_id, step)
                 if step < LAST_RUNG:
                     await queue_rung(
-                        conn, self._settings, space_id, alert_id, step + 1, alert.raised_at, now
+                        conn, self.settings, space_id, alert_id, step + 1, alert.raised_at, now
                     )
                 climbed = True
         if climbed:
             log.info("help ladder: rung %s", RUNGS[step])
         if step == LAST_RUNG:
-            await self._alerts.publish(space_id)  # idempotent, so also on a re-run
+            await self.alerts.publish(space_id)  # idempotent, so also on a re-run
 
     async def _rung(self, conn: Executor, alert: store.AlertState, step: int) -> None:
         space_id, alert_id = alert.space_id, alert.id
         if step == 1:
-            minutes = self._settings.help_repeat_after_s // 60
+            minutes = self.settings.help_repeat_after_s // 60
             waited = f"{minutes} minutes ago" if minutes >= 2 else "a moment ago"
             await caregiver_pushes(
                 conn,
@@ -154,7 +149,7 @@ class Ladder:
                 actionable=True,
             )
         else:
-            await store.mark_no_response(conn, space_id, alert_id, self._clock())
+            await store.mark_no_response(conn, space_id, alert_id, self.clock())
             devices = await push_store.push_devices(conn, space_id)
             await store.enqueue_pushes(
                 conn,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import asyncpg
@@ -56,42 +56,36 @@ class EvaluationResult:
     failed: tuple[tuple[str, Exception], ...] = ()
 
 
+@dataclass(eq=False)
 class InsightEvaluator:
-    def __init__(
-        self,
-        pool: asyncpg.Pool[Any],
-        clock: Clock,
-        *,
-        catalog: Catalog | None = None,
-        publish: Publish | None = None,
-        announce: Publish | None = None,
-    ) -> None:
-        """``announce``/``publish``: before and after the COMMIT that writes insights (see
-        ``service.sync.realtime``: the announcement keeps no-change pulls exact)."""
-        self._pool = pool
-        self._clock = clock
-        self._catalog = catalog or default_catalog()
-        self._publish = publish
-        self._announce = announce
+    """``announce``/``publish``: before and after the COMMIT that writes insights (see
+    ``service.sync.realtime``: the announcement keeps no-change pulls exact)."""
+
+    pool: asyncpg.Pool[Any]
+    clock: Clock
+    _: KW_ONLY
+    catalog: Catalog = field(default_factory=default_catalog)
+    publish: Publish | None = None
+    announce: Publish | None = None
 
     def plan(self, raw: store.RawHistory, now: dt.datetime) -> Plan:
         """The pure part: what should change for one person."""
         history = History.from_json(raw.contacts, raw.interactions, raw.reflections)
         settings = PersonSettings.from_fields(_decode(raw.settings) if raw.settings else None)
-        findings = evaluate(history, now, settings, catalog=self._catalog)
+        findings = evaluate(history, now, settings, catalog=self.catalog)
         stored = [
             s
             for s in (StoredInsight.from_fields(i, _decode(t)) for i, t in raw.insights.items())
             if s is not None
         ]
-        return reconcile(stored, findings, history, now, catalog=self._catalog)
+        return reconcile(stored, findings, history, now, catalog=self.catalog)
 
     async def evaluate_spaces(self, space_ids: Sequence[str], now: dt.datetime) -> EvaluationResult:
         """Evaluate each person and write what changed, one transaction per person.
 
         One person's failure (a stored value no rule anticipated) is caught, logged by type
         and returned in ``failed``: everyone else in the chunk is still evaluated."""
-        raws = await store.load_histories(self._pool, space_ids)
+        raws = await store.load_histories(self.pool, space_ids)
         totals = [0, 0, 0, 0, 0]
         failed: list[tuple[str, Exception]] = []
         for space_id in space_ids:
@@ -141,7 +135,7 @@ class InsightEvaluator:
             )
             for item in flagged
         ]
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             position = await sync_store.lock_space(conn, space_id)
             current = await sync_store.load_records(conn, space_id, "insights", changes)
             seq = position.seq
@@ -150,7 +144,7 @@ class InsightEvaluator:
                 before = current.get(insight_id)
                 if before is not None and before.deleted:
                     continue
-                state = apply(before, fields, self._clock.now()).state
+                state = apply(before, fields, self.clock.now()).state
                 if state == before:
                     continue
                 seq += 1
@@ -163,8 +157,8 @@ class InsightEvaluator:
                 await job_store.enqueue_or_advance(
                     conn, Kind.NUDGE_PLAN, space_id=space_id, dedupe_key=space_id
                 )
-            if writes and self._announce is not None:
-                await self._announce(space_id, seq)
-        if writes and self._publish is not None:
-            await self._publish(space_id, seq)
+            if writes and self.announce is not None:
+                await self.announce(space_id, seq)
+        if writes and self.publish is not None:
+            await self.publish(space_id, seq)
         return len(nudges)

@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Generic, TypeVar
 
 import asyncpg
@@ -69,25 +70,20 @@ def _ttl_s(now: dt.datetime, budget: Budget) -> int:
 Outcome = tuple[str, str, str, str | None]  # (nudge id, state, reason, merged into)
 
 
+@dataclass(eq=False)
 class NudgeJobs:
     """The two job handlers, sharing the pool, the providers and the clock."""
 
-    def __init__(
-        self,
-        pool: asyncpg.Pool[Any],
-        providers: Mapping[str, Provider],
-        *,
-        clock: Callable[[], dt.datetime] = _utcnow,
-        rnd: random.Random | None = None,
-        metrics: PushObserver | None = None,
-    ) -> None:
-        self._pool = pool
-        self._providers = providers
-        self._metrics = metrics
-        self._clock = clock
-        self._rng = rnd or random.Random()  # noqa: S311 - jitter, not secrecy
+    pool: asyncpg.Pool[Any]
+    providers: Mapping[str, Provider]
+    _: KW_ONLY
+    clock: Callable[[], dt.datetime] = _utcnow
+    rng: random.Random = field(default_factory=random.Random)  # jitter, not secrecy
+    metrics: PushObserver | None = None
+
+    def __post_init__(self) -> None:
         self._targets: Batcher[tuple[str, str, str], push_store.PushTarget | None] = Batcher(
-            lambda keys: push_store.push_targets(pool, keys)
+            lambda keys: push_store.push_targets(self.pool, keys)
         )
 
     def handlers(self) -> dict[str, Callable[[Job], Awaitable[None]]]:
@@ -99,8 +95,8 @@ class NudgeJobs:
         space_id = job.space_id
         if not space_id:
             raise Permanent("nudge_plan without a space")
-        now = self._clock()
-        async with self._pool.acquire() as conn, conn.transaction():
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
             await store.lock_plan(conn, space_id)
             inputs = await store.load_plan_inputs(conn, space_id, now)
             if not inputs.pending:
@@ -173,11 +169,11 @@ class NudgeJobs:
         target = await self._targets.load((space_id, nudge_id, device_id))
         if target is None or target.state != "sent" or not target.token or not target.provider:
             return  # the nudge or the device's address is gone since: nothing to deliver
-        now = self._clock()
+        now = self.clock()
         if target.sent_at is not None and now - target.sent_at > STALE_AFTER:
             log.info("a nudge could not be delivered on its day; not sent late")
             return
-        provider = self._providers.get(target.provider)
+        provider = self.providers.get(target.provider)
         if provider is None:
             log.warning("no %s credentials configured: a nudge was not pushed", target.provider)
             return
@@ -206,14 +202,14 @@ class NudgeJobs:
             ttl_s=_ttl_s(now, budget),
         )
         await deliver(
-            self._pool,
+            self.pool,
             space_id,
             provider,
             address,
             notification,
             job,
-            self._rng,
-            metrics=self._metrics,
+            self.rng,
+            metrics=self.metrics,
         )
 
 

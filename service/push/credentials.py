@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import asyncpg
@@ -49,36 +49,30 @@ class Minted:
     expires_at: dt.datetime
 
 
+@dataclass(eq=False)
 class SharedToken:
-    def __init__(
-        self,
-        pool: asyncpg.Pool[Any],
-        key: str,
-        mint: Callable[[dt.datetime], Awaitable[Minted]],
-        *,
-        reuse_for: dt.timedelta,
-        min_interval: dt.timedelta = dt.timedelta(0),
-        clock: Clock = _utcnow,
-    ) -> None:
-        self.key = key
-        self._pool = pool
-        self._mint = mint
-        self._reuse_for = reuse_for
-        self._min_interval = min_interval
-        self._clock = clock
+    pool: asyncpg.Pool[Any]
+    key: str
+    mint: Callable[[dt.datetime], Awaitable[Minted]]
+    _: KW_ONLY
+    reuse_for: dt.timedelta
+    min_interval: dt.timedelta = dt.timedelta(0)
+    clock: Clock = _utcnow
+
+    def __post_init__(self) -> None:
         self._cached: store.Credential | None = None
         self.minted = 0  # tokens this process minted (for tests and logs)
 
     def _fresh(self, cred: store.Credential, now: dt.datetime) -> bool:
-        return now - cred.minted_at < self._reuse_for and now < cred.expires_at
+        return now - cred.minted_at < self.reuse_for and now < cred.expires_at
 
     async def get(self) -> str:
         """The current token; mints (once, for all workers) when it is due."""
-        now = self._clock()
+        now = self.clock()
         cached = self._cached
         if cached is not None and self._fresh(cached, now):
             return cached.token
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             cred = await store.lock_credential(conn, self.key)
             if cred.disabled_reason:
                 raise Disabled(cred.disabled_reason)
@@ -92,15 +86,15 @@ class SharedToken:
         worker's, or one minted now); raises :class:`Disabled` if the rejected token is
         younger than ``min_interval`` — a new one would be refused too, and would count
         against the provider's refresh limit — or the credential is disabled."""
-        now = self._clock()
-        async with self._pool.acquire() as conn, conn.transaction():
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
             cred = await store.lock_credential(conn, self.key)
             if cred.disabled_reason:
                 raise Disabled(cred.disabled_reason)
             if cred.token and cred.token != rejected and self._fresh(cred, now):
                 self._cached = cred
                 return cred.token
-            if now - cred.minted_at < self._min_interval:
+            if now - cred.minted_at < self.min_interval:
                 reason = "provider rejected a token minted moments ago (clock or key problem)"
                 await store.disable_credential(conn, self.key, reason, now)
                 log.error("push credential %s disabled: %s", self.key, reason)
@@ -111,8 +105,8 @@ class SharedToken:
 
     async def disable(self, reason: str) -> None:
         """The alarm: log it loudly, and stop this app's sends until an operator acts."""
-        async with self._pool.acquire() as conn:
-            await store.disable_credential(conn, self.key, reason, self._clock())
+        async with self.pool.acquire() as conn:
+            await store.disable_credential(conn, self.key, reason, self.clock())
         self._cached = None
         log.error("push credential %s disabled: %s — sends wait for an operator", self.key, reason)
 
@@ -124,9 +118,9 @@ class SharedToken:
         *,
         force: bool = False,
     ) -> store.Credential:
-        if cred.token and not force and now - cred.minted_at < self._min_interval:
+        if cred.token and not force and now - cred.minted_at < self.min_interval:
             return cred  # never refresh faster than the provider allows
-        minted = await self._mint(now)
+        minted = await self.mint(now)
         self.minted += 1
         fresh = store.Credential(self.key, minted.token, now, minted.expires_at, None)
         await store.save_credential(conn, fresh)

@@ -1,18 +1,29 @@
-"""The PostgreSQL connection pool and the connection types the store functions take."""
+"""The PostgreSQL connection pool, the connection types the store functions take, and the
+shapes their statements share."""
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-__all__ = ["CONNECT_TIMEOUT_S", "Connection", "Executor", "create_pool"]
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "Connection",
+    "Executor",
+    "columns",
+    "create_pool",
+    "fetch_one",
+]
 
 #: A connection, bare or borrowed from the pool (use it for transactions).
 Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 #: Anything that can run a single statement: a connection or the pool itself.
 Executor: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any] | asyncpg.Pool[Any]"
+T = TypeVar("T")
 
 
 async def _keep_session(_: asyncpg.Connection[Any]) -> None:
@@ -41,3 +52,20 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
         server_settings={"application_name": "kith", "jit": "off"},
         reset=_keep_session,
     )
+
+
+def columns(rows: Iterable[Any], *names: str) -> list[list[Any]]:
+    """The arrays a many-row ``INSERT ... SELECT ... FROM unnest($1::text[], ...)`` takes:
+    one list per attribute ``names`` (in order), one element per row — a whole batch in
+    one statement and one round trip."""
+    getters = [attrgetter(name) for name in names]
+    rows = list(rows)
+    return [[get(row) for row in rows] for get in getters]
+
+
+async def fetch_one(
+    conn: Executor, convert: Callable[[asyncpg.Record], T], query: str, *args: Any
+) -> T | None:
+    """The one row ``query`` finds, converted; None when there is none."""
+    row = await conn.fetchrow(query, *args)
+    return None if row is None else convert(row)

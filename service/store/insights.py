@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from service.store.db import Connection, Executor
+from service.store.db import Connection, Executor, columns
 
 __all__ = [
     "NudgeRequest",
@@ -100,13 +100,7 @@ async def insert_nudge_requests(
         ON CONFLICT (space_id, id) DO NOTHING
         """,
         space_id,
-        [n.id for n in requests],
-        [n.insight_id for n in requests],
-        [n.contact_id for n in requests],
-        [n.rule for n in requests],
-        [n.level for n in requests],
-        [n.title for n in requests],
-        [n.body for n in requests],
+        *columns(requests, "id", "insight_id", "contact_id", "rule", "level", "title", "body"),
     )
 
 

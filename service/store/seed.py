@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.store.db import Connection
+from service.store.db import Connection, columns
 
 __all__ = ["SEEDED_TABLES", "SeedUser", "SyncedRow", "existing_emails", "insert_chunk"]
 
@@ -55,21 +55,14 @@ async def insert_chunk(
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                              $6::text[])
         """,
-        [u.id for u in users],
-        [u.email for u in users],
-        [u.password_hash for u in users],
-        [u.display_name for u in users],
-        [u.time_zone for u in users],
-        [u.space_id for u in users],
+        *columns(users, "id", "email", "password_hash", "display_name", "time_zone", "space_id"),
     )
     await conn.execute(
         """
         INSERT INTO spaces (id, owner_id, seq)
         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
         """,
-        [u.space_id for u in users],
-        [u.id for u in users],
-        [u.seq for u in users],
+        *columns(users, "space_id", "id", "seq"),
     )
     for table in SEEDED_TABLES:
         records = rows.get(table)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, delete, get, post, put
 from litestar.di import NamedDependency, Provide
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody, Parameter, QueryParameter
 
 from schemas.care import (
@@ -54,6 +56,21 @@ _ACK_ERRORS = problems(
 _MY_ERRORS = problems(Code.ALERT_NOT_FOUND)
 
 
+def _on_link(
+    method: Callable[..., HTTPRouteHandler], path: str, summary: str, *, status_code: int = 200
+) -> HTTPRouteHandler:
+    """A route on one care link (``path`` holds ``{link_id}``): 404 when the link is not
+    the caller's, so no one can probe another person's links."""
+    return method(
+        path, status_code=status_code, summary=summary, responses=problems(Code.NOT_FOUND)
+    )
+
+
+def _via(data: AlertAction | None) -> Channel:
+    """Where a caregiver acted from: the push's button, or the app."""
+    return "push" if data is not None and data.via == "push" else "api"
+
+
 def _caregiver_alert(entry: dict[str, Any]) -> CaregiverAlertOut:
     return msgspec.convert(entry, CaregiverAlertOut)
 
@@ -91,11 +108,7 @@ class CareController(Controller):
             [_caregiver_out(x) for x in await care.caregivers(caller.space_id)]
         )
 
-    @put(
-        "/caregivers/{link_id:str}/scopes",
-        summary="Choose what a caregiver may see",
-        responses=problems(Code.NOT_FOUND),
-    )
+    @_on_link(put, "/caregivers/{link_id:str}/scopes", "Choose what a caregiver may see")
     async def set_scopes(
         self,
         caller: CallerDep,
@@ -105,30 +118,15 @@ class CareController(Controller):
     ) -> CaregiverOut:
         return _caregiver_out(await care.set_scopes(caller.space_id, link_id, data.scopes))
 
-    @post(
-        "/caregivers/{link_id:str}/pause",
-        status_code=200,
-        summary="Pause sharing",
-        responses=problems(Code.NOT_FOUND),
-    )
+    @_on_link(post, "/caregivers/{link_id:str}/pause", "Pause sharing")
     async def pause(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> CaregiverOut:
         return _caregiver_out(await care.pause(caller.space_id, link_id))
 
-    @post(
-        "/caregivers/{link_id:str}/resume",
-        status_code=200,
-        summary="Resume sharing",
-        responses=problems(Code.NOT_FOUND),
-    )
+    @_on_link(post, "/caregivers/{link_id:str}/resume", "Resume sharing")
     async def resume(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> CaregiverOut:
         return _caregiver_out(await care.resume(caller.space_id, link_id))
 
-    @delete(
-        "/caregivers/{link_id:str}",
-        status_code=204,
-        summary="Revoke a caregiver",
-        responses=problems(Code.NOT_FOUND),
-    )
+    @_on_link(delete, "/caregivers/{link_id:str}", "Revoke a caregiver", status_code=204)
     async def revoke(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> None:
         await care.revoke(caller.space_id, link_id)
 
@@ -187,23 +185,14 @@ class CareController(Controller):
     async def people(self, caller: CallerDep, care: CareDep) -> PeopleResponse:
         return PeopleResponse([_person_out(x) for x in await care.people(caller.user_id)])
 
-    @get(
-        "/people/{link_id:str}/summary",
-        summary="Their summary now (audited)",
-        responses=problems(Code.NOT_FOUND),
-    )
+    @_on_link(get, "/people/{link_id:str}/summary", "Their summary now (audited)")
     async def summary(
         self, caller: CallerDep, care: CareDep, link_id: str = LinkId
     ) -> SummaryResponse:
         link, summary, at = await care.summary_for(caller.user_id, link_id, "api")
         return SummaryResponse(link.id, link.label, link.scopes, summary, at)  # type: ignore[arg-type]
 
-    @delete(
-        "/people/{link_id:str}",
-        status_code=204,
-        summary="Stop caring for someone",
-        responses=problems(Code.NOT_FOUND),
-    )
+    @_on_link(delete, "/people/{link_id:str}", "Stop caring for someone", status_code=204)
     async def leave(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> None:
         await care.leave(caller.user_id, link_id)
 
@@ -223,8 +212,7 @@ class CareController(Controller):
         link_id: str = LinkId,
         alert_id: str = AlertIdParam,
     ) -> CaregiverAlertOut:
-        channel: Channel = "push" if data is not None and data.via == "push" else "api"
-        entry = await alerts.acknowledge(caller.user_id, link_id, alert_id, channel)
+        entry = await alerts.acknowledge(caller.user_id, link_id, alert_id, _via(data))
         return _caregiver_alert(entry)
 
     @post(
@@ -242,6 +230,6 @@ class CareController(Controller):
         link_id: str = LinkId,
         alert_id: str = AlertIdParam,
     ) -> CaregiverAlertOut:
-        channel: Channel = "push" if data is not None and data.via == "push" else "api"
-        entry = await alerts.resolve_for_caregiver(caller.user_id, link_id, alert_id, channel)
-        return _caregiver_alert(entry)
+        return _caregiver_alert(
+            await alerts.resolve_for_caregiver(caller.user_id, link_id, alert_id, _via(data))
+        )

@@ -16,11 +16,9 @@ import hmac
 import re
 import secrets
 import zoneinfo
-from pathlib import Path
 from typing import Annotated, Any
 
 import asyncpg
-import jinja2
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
@@ -31,31 +29,19 @@ from msgspec import Struct
 from service.accounts.service import AccountService
 from service.care.alerts import AlertService
 from service.care.service import CareService
-from service.errors import Conflict, Forbidden, NotFound, RateLimited
+from service.errors import Conflict, Forbidden, NotFound
 from service.http.ratelimit import RateLimiter
 from service.http.web.chart import weekly_chart
+from service.http.web.forms import EXPIRED, PasswordForm, page, secure
 from service.nudges.budget import Budget
 from service.store import sync as sync_store
 from service.store import web as store
 
-__all__ = ["CarePages", "page", "secure"]
+__all__ = ["CarePages"]
 
 SESSION_COOKIE = "kith_care"
-LOGIN_COOKIE = "kith_care_login"
+LOGIN = PasswordForm("login.html", "kith_care_login", "/care")
 SESSION_TTL = dt.timedelta(hours=12)
-_env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
-_HEADERS = {
-    # No scripts, no frames, forms only to ourselves; the data is private: never cached.
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-    "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 
 
 class LoginForm(Struct):
@@ -84,16 +70,6 @@ def _hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def page(name: str, status: int = 200, **context: Any) -> Response[str]:
-    """A template rendered with the private-page headers (no scripts, never cached)."""
-    html = _env.get_template(name).render(**context)
-    return Response(html, status_code=status, media_type="text/html", headers=_HEADERS)
-
-
-def secure(request: Request[Any, Any, Any]) -> bool:
-    return request.url.scheme == "https"
-
-
 async def _session(
     request: Request[Any, Any, Any], pool: asyncpg.Pool[Any]
 ) -> tuple[str, str] | None:
@@ -109,7 +85,7 @@ class CarePages(Controller):
 
     @get("/login")
     async def login_page(self, request: Request[Any, Any, Any]) -> Response[str]:
-        return self._login_form(request)
+        return LOGIN.render(request)
 
     @post("/login", status_code=200)
     async def login(
@@ -120,26 +96,11 @@ class CarePages(Controller):
         limits: NamedDependency[RateLimiter],
         data: LoginBody,
     ) -> Response[Any]:
-        expected = request.cookies.get(LOGIN_COOKIE, "")
-        if not expected or not hmac.compare_digest(expected, data.csrf):
-            return self._login_form(request, "Your sign-in form expired. Please try again.", 403)
-        try:
-            await limits.check_web_sign_in(request, data.email[:320])
-        except RateLimited as exc:
-            wait = exc.headers.get("Retry-After", "60")
-            refused = self._login_form(
-                request,
-                f"Too many sign-in attempts. Please wait {wait} seconds and try again.",
-                429,
-                data.email,
-            )
-            refused.headers["Retry-After"] = wait
-            return refused
-        user_id = await accounts.check_password(data.email[:320], data.password[:1024])
-        if user_id is None:
-            return self._login_form(
-                request, "That email and password don't match.", 401, data.email
-            )
+        if not LOGIN.genuine(request, data.csrf):
+            return LOGIN.render(request, EXPIRED, 403)
+        user_id = await LOGIN.sign_in(request, limits, accounts, data.email, data.password)
+        if not isinstance(user_id, str):
+            return user_id  # too many attempts, or not the person
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         await store.insert_session(
             pool, _hash(token), user_id, csrf, dt.datetime.now(dt.UTC) + SESSION_TTL
@@ -154,7 +115,7 @@ class CarePages(Controller):
             samesite="lax",
             secure=secure(request),
         )
-        response.delete_cookie(LOGIN_COOKIE, path="/care")
+        response.delete_cookie(LOGIN.cookie, path=LOGIN.path)
         return response
 
     @post("/logout", status_code=200)
@@ -216,38 +177,17 @@ class CarePages(Controller):
             nothing_shared=not summary,
         )
 
-    @post("/{link_id:str}/acknowledge", status_code=200)
-    async def acknowledge(
+    @post("/{link_id:str}/{action:str}", status_code=200)
+    async def act(
         self,
         request: Request[Any, Any, Any],
         pool: NamedDependency[asyncpg.Pool],
         alerts: NamedDependency[AlertService],
         data: AlertBody,
         link_id: str = Parameter(description="A care link id"),
+        action: str = Parameter(description='acknowledge (the large "I\'m on it") or resolve'),
     ) -> Response[Any]:
-        """The large "I'm on it" button: acknowledged through the web page (audited)."""
-        return await self._act(request, pool, alerts, data, link_id, "acknowledge")
-
-    @post("/{link_id:str}/resolve", status_code=200)
-    async def resolve(
-        self,
-        request: Request[Any, Any, Any],
-        pool: NamedDependency[asyncpg.Pool],
-        alerts: NamedDependency[AlertService],
-        data: AlertBody,
-        link_id: str = Parameter(description="A care link id"),
-    ) -> Response[Any]:
-        return await self._act(request, pool, alerts, data, link_id, "resolve")
-
-    @staticmethod
-    async def _act(
-        request: Request[Any, Any, Any],
-        pool: asyncpg.Pool[Any],
-        alerts: AlertService,
-        data: AlertForm,
-        link_id: str,
-        action: str,
-    ) -> Response[Any]:
+        """An alert's buttons: acknowledged or resolved through the web page (audited)."""
         session = await _session(request, pool)
         if session is None:
             return Redirect("/care/login", status_code=303)
@@ -256,33 +196,16 @@ class CarePages(Controller):
             return page("gone.html", 403, csrf=csrf)  # a forged or stale form: nothing done
         if not link_id.startswith("cl") or len(link_id) != 18 or not ALERT_ID.match(data.alert_id):
             return page("gone.html", 404, csrf=csrf)
+        acts = {"acknowledge": alerts.acknowledge, "resolve": alerts.resolve_for_caregiver}
+        if action not in acts:
+            return page("gone.html", 404, csrf=csrf)
         try:
-            if action == "acknowledge":
-                await alerts.acknowledge(user_id, link_id, data.alert_id, "web")
-            else:
-                await alerts.resolve_for_caregiver(user_id, link_id, data.alert_id, "web")
+            await acts[action](user_id, link_id, data.alert_id, "web")
         except (NotFound, Forbidden):
             return page("gone.html", 404, csrf=csrf)
         except Conflict:
             pass  # resolved meanwhile: the page shows how
         return Redirect(f"/care/{link_id}#alerts", status_code=303)
-
-    @staticmethod
-    def _login_form(
-        request: Request[Any, Any, Any], error: str = "", status: int = 200, email: str = ""
-    ) -> Response[str]:
-        csrf = secrets.token_urlsafe(24)
-        response = page("login.html", status, csrf=csrf, error=error, email=email)
-        response.set_cookie(
-            LOGIN_COOKIE,
-            csrf,
-            path="/care",
-            max_age=3600,
-            httponly=True,
-            samesite="strict",
-            secure=secure(request),
-        )
-        return response
 
 
 def _when(at: dt.datetime | str, zone: zoneinfo.ZoneInfo) -> str:
