@@ -22,10 +22,12 @@ written to ``schemas/openapi.json`` by ``kith openapi``.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from litestar import Request
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Example
@@ -38,7 +40,7 @@ from schemas.tables import TABLES
 from schemas.watermelon import WatermelonMigration, WatermelonPushBody
 from service.errors import Code
 
-__all__ = ["CODES", "RATE_LIMITED_PATHS", "OpenAPIJson", "finish", "problems"]
+__all__ = ["CODES", "RATE_LIMITED_PATHS", "OpenAPIJson", "finish", "operation", "problems"]
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -124,6 +126,23 @@ def _example(code: Code) -> dict[str, Any]:
         "code": code.value,
         "detail": meaning,
     }
+
+
+def operation(
+    method: Callable[..., HTTPRouteHandler],
+    path: str,
+    summary: str,
+    *errors: Code,
+    status_code: int = 200,
+    **options: Any,
+) -> HTTPRouteHandler:
+    """A documented route in a line: ``@operation(post, "/login", "Sign in a device",
+    Code.INVALID_CREDENTIALS)`` — its method, path, summary and the problems it may answer
+    beyond those its shape implies; 200 unless ``status_code`` says otherwise (Litestar's
+    default for a POST is 201, which only a creation answers)."""
+    if errors:
+        options["responses"] = problems(*errors)
+    return method(path, status_code=status_code, summary=summary, **options)
 
 
 def problems(*codes: Code) -> dict[int, ResponseSpec]:

@@ -18,22 +18,12 @@ from typing import Any
 import jwt
 import msgspec
 
+from schemas.auth import ProviderName
 from service.config import ApnsSettings
-from service.push.base import (
-    Action,
-    Address,
-    Notification,
-    ProviderName,
-    SendResult,
-    Shared,
-    SharedTokenLike,
-    Verdict,
-    collapse_key,
-    retry_after_s,
-    retry_verdict,
-)
+from service.push.base import Address, Credentials, Notification, SendResult, Shared, collapse_key
 from service.push.credentials import Minted, SharedToken
 from service.push.h2client import H2Client, H2Error, H2Timeout
+from service.push.verdict import Action, Verdict, retry_after_s, retry_verdict
 
 __all__ = [
     "PRODUCTION_URL",
@@ -94,7 +84,7 @@ class APNsProvider:
     def __init__(
         self,
         *,
-        credentials: SharedTokenLike,
+        credentials: Credentials,
         topic: str,
         production_url: str = PRODUCTION_URL,
         sandbox_url: str = SANDBOX_URL,
@@ -102,7 +92,7 @@ class APNsProvider:
         verify: ssl.SSLContext | bool = True,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
-        self.credentials: SharedTokenLike | None = credentials
+        self.credentials: Credentials | None = credentials
         self._token = credentials
         self._topic = topic
         self._urls = {"production": production_url, "sandbox": sandbox_url}

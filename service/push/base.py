@@ -9,8 +9,6 @@ the same way for all of them.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
-import enum
 import hashlib
 import ssl
 from collections.abc import Callable
@@ -24,18 +22,14 @@ from service.store.push import Address
 
 __all__ = [
     "NUDGE_CATEGORY",
-    "Action",
     "Address",
+    "Credentials",
     "Notification",
     "Provider",
     "ProviderName",
     "SendResult",
     "Shared",
-    "SharedTokenLike",
-    "Verdict",
     "collapse_key",
-    "retry_after_s",
-    "retry_verdict",
 ]
 
 
@@ -79,7 +73,7 @@ class Provider(Protocol):
     name: ProviderName
     #: The token its requests carry, which the provider may reject (None: Web Push, whose
     #: VAPID signature is per origin and never refused for age).
-    credentials: SharedTokenLike | None
+    credentials: Credentials | None
 
     async def send(self, address: Address, notification: Notification) -> SendResult:
         """Send once, within the provider's per-request timeout. Never raises for what the
@@ -89,7 +83,7 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
-class SharedTokenLike(Protocol):
+class Credentials(Protocol):
     """A provider token shared by all workers (``credentials.SharedToken``)."""
 
     key: str
@@ -108,22 +102,6 @@ def collapse_key(nudge_id: str, limit: int = 64) -> str:
     return "n-" + hashlib.sha256(nudge_id.encode()).hexdigest()[:40]
 
 
-def retry_after_s(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """A Retry-After header's delay: delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max((when - (now or dt.datetime.now(dt.UTC))).total_seconds(), 0.0)
-
-
 @dataclass(frozen=True, slots=True)
 class Shared:
     """What every provider is built with: the pool holding the shared provider tokens
@@ -133,26 +111,3 @@ class Shared:
     verify: ssl.SSLContext | bool
     timeout_s: float
     clock: Callable[[], dt.datetime]
-
-
-class Action(enum.Enum):
-    DELIVERED = "delivered"
-    DROP_TOKEN = "drop_token"  # noqa: S105 - an action's name, not a secret
-    OTHER_ENVIRONMENT = "other_environment"  # APNs BadDeviceToken: try the other gateway once
-    KEEP_TOKEN = "keep_token"  # noqa: S105 - a 410 older than the token's registration: stop, keep it
-    RETRY = "retry"
-    REMINT = "remint"
-    CREDENTIALS = "credentials"  # alarm, stop the app
-    WAIT_TOKEN_LIMIT = "wait_token_limit"  # noqa: S105
-    BAD_MESSAGE = "bad_message"
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    action: Action
-    min_delay_s: float = 0.0  # for RETRY: no sooner than this (Retry-After, quotas)
-
-
-def retry_verdict(result: SendResult, floor: float = 0.0) -> Verdict:
-    """Try again later, no sooner than the provider's Retry-After (or ``floor``)."""
-    return Verdict(Action.RETRY, max(result.retry_after_s or 0.0, floor))

@@ -17,21 +17,11 @@ import httpx
 import jwt
 import msgspec
 
+from schemas.auth import ProviderName
 from service.config import FcmSettings
-from service.push.base import (
-    Action,
-    Address,
-    Notification,
-    ProviderName,
-    SendResult,
-    Shared,
-    SharedTokenLike,
-    Verdict,
-    collapse_key,
-    retry_after_s,
-    retry_verdict,
-)
+from service.push.base import Address, Credentials, Notification, SendResult, Shared, collapse_key
 from service.push.credentials import Minted, SharedToken
+from service.push.verdict import Action, Verdict, retry_after_s, retry_verdict
 
 __all__ = [
     "FCM_URL",
@@ -141,14 +131,14 @@ class FCMProvider:
     def __init__(
         self,
         *,
-        credentials: SharedTokenLike,
+        credentials: Credentials,
         project_id: str,
         url: str = FCM_URL,
         timeout_s: float = 10.0,
         client: httpx.AsyncClient | None = None,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
-        self.credentials: SharedTokenLike | None = credentials
+        self.credentials: Credentials | None = credentials
         self._token = credentials
         self._path = f"/v1/projects/{project_id}/messages:send"
         self._timeout_s = timeout_s

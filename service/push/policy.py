@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from service.push.base import Action, SendResult, Verdict, retry_verdict
+from service.push.base import SendResult
 from service.push.providers import PROVIDERS
+from service.push.verdict import Action, Verdict, retry_verdict
 
 __all__ = ["Action", "Verdict", "judge"]
 

@@ -12,7 +12,8 @@ import datetime as dt
 from typing import Any, Protocol
 
 from service.push import apns, fcm, webpush
-from service.push.base import Provider, SendResult, Shared, Verdict
+from service.push.base import Provider, SendResult, Shared
+from service.push.verdict import Verdict
 
 __all__ = ["PROVIDERS", "ProviderModule"]
 

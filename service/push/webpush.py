@@ -32,19 +32,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from schemas.auth import ProviderName
 from service.config import WebPushSettings
-from service.push.base import (
-    Action,
-    Address,
-    Notification,
-    ProviderName,
-    SendResult,
-    Shared,
-    SharedTokenLike,
-    Verdict,
-    retry_after_s,
-    retry_verdict,
-)
+from service.push.base import Address, Credentials, Notification, SendResult, Shared
+from service.push.verdict import Action, Verdict, retry_after_s, retry_verdict
 
 __all__ = [
     "MAX_PLAINTEXT",
@@ -295,7 +286,7 @@ class WebPushProvider:
 
     name: ProviderName = "webpush"
     #: VAPID needs no shared token: each worker signs its own JWT with the configured key.
-    credentials: SharedTokenLike | None = None
+    credentials: Credentials | None = None
 
     def __init__(
         self,

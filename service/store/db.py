@@ -3,9 +3,9 @@ shapes their statements share."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from operator import attrgetter
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -16,14 +16,12 @@ __all__ = [
     "Executor",
     "columns",
     "create_pool",
-    "fetch_one",
 ]
 
 #: A connection, bare or borrowed from the pool (use it for transactions).
 Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 #: Anything that can run a single statement: a connection or the pool itself.
 Executor: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any] | asyncpg.Pool[Any]"
-T = TypeVar("T")
 
 
 async def _keep_session(_: asyncpg.Connection[Any]) -> None:
@@ -62,10 +60,3 @@ def columns(rows: Iterable[Any], *names: str) -> list[list[Any]]:
     rows = list(rows)
     return [[get(row) for row in rows] for get in getters]
 
-
-async def fetch_one(
-    conn: Executor, convert: Callable[[asyncpg.Record], T], query: str, *args: Any
-) -> T | None:
-    """The one row ``query`` finds, converted; None when there is none."""
-    row = await conn.fetchrow(query, *args)
-    return None if row is None else convert(row)

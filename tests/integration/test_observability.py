@@ -27,11 +27,12 @@ import asyncpg
 import httpx
 import pytest
 
+from schemas.auth import ProviderName
 from service.http.ratelimit import client_ip, parse_networks
 from service.infra.logs import accept_request_id, redact
 from service.infra.metrics import Metrics, label_value, render_series
 from service.jobs import Job, Retry
-from service.push.base import Address, Notification, ProviderName, SendResult, SharedTokenLike
+from service.push.base import Address, Credentials, Notification, SendResult
 from service.push.delivery import deliver
 from tests.conftest import OUTPUT, ApiProcess
 from tests.helpers import new_id, push, register, stamp
@@ -208,7 +209,7 @@ class _Provider:
 
     def __init__(self, result: SendResult) -> None:
         self.name: ProviderName = "fcm"
-        self.credentials: SharedTokenLike | None = None
+        self.credentials: Credentials | None = None
         self.result = result
 
     async def send(self, address: Address, notification: Notification) -> SendResult:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
-from litestar import Controller, Request, delete, get, post
-from litestar.di import NamedDependency, Provide
+from litestar import delete, get, post
 from litestar.params import JSONBody
 from litestar.response import Stream
 
@@ -19,49 +16,48 @@ from schemas.account import (
     EmailChanged,
     EmailChangeRequest,
 )
-from service.accounts.recovery import Recovery
-from service.accounts.service import AccountService
 from service.accounts.tokens import AccessClaims
 from service.errors import Code, InvalidInput, Malformed, field_errors_from_msgspec
-from service.http.guard import Caller, resolve_caller
-from service.http.openapi import problems
-from service.http.ratelimit import RateLimiter
-from service.lifecycle.erasure import Erasure
-from service.lifecycle.export import Exporter
+from service.http.deps import (
+    AccountsDep,
+    AnyRequest,
+    CallerDep,
+    ErasureDep,
+    ExporterDep,
+    LimitsDep,
+    RecoveryDep,
+    SignedIn,
+)
+from service.http.openapi import operation
 
 __all__ = ["AccountController"]
 
 _decode_delete = msgspec.json.Decoder(DeleteAccountRequest).decode
 
 
-class AccountController(Controller):
+class AccountController(SignedIn):
     path = "/v1/account"
     tags = ["account"]
-    dependencies = {"caller": Provide(resolve_caller)}
-    security = [{"bearer": []}]
 
-    @delete(
+    @operation(
+        delete,
         "/",
+        "Delete my account and everything in it",
+        Code.MALFORMED_JSON,
+        Code.INVALID_FIELD,
+        Code.WRONG_PASSWORD,
+        Code.REAUTHENTICATION_REQUIRED,
         status_code=202,
-        summary="Delete my account and everything in it",
-        description=(
-            'Body (optional within five minutes of a sign-in): `{"password": "…"}`. '
-            "Every device is signed out at once; the erasure completes in the background."
-        ),
-        responses=problems(
-            Code.MALFORMED_JSON,
-            Code.INVALID_FIELD,
-            Code.WRONG_PASSWORD,
-            Code.REAUTHENTICATION_REQUIRED,
-        ),
+        description='Body (optional within five minutes of a sign-in): `{"password": "…"}`. '
+        "Every device is signed out at once; the erasure completes in the background.",
     )
     async def delete_account(
         self,
-        request: Request[Any, Any, Any],
-        caller: NamedDependency[Caller],
-        accounts: NamedDependency[AccountService],
-        erasure: NamedDependency[Erasure],
-        limits: NamedDependency[RateLimiter],
+        request: AnyRequest,
+        caller: CallerDep,
+        accounts: AccountsDep,
+        erasure: ErasureDep,
+        limits: LimitsDep,
     ) -> DeletionStarted:
         body = await request.body()
         try:
@@ -76,61 +72,64 @@ class AccountController(Controller):
         await erasure.request(caller.user_id)
         return DeletionStarted()
 
-    @post(
+    @operation(
+        post,
         "/email",
+        "Change my email: a one-time code is sent to the new address",
+        Code.WRONG_PASSWORD,
+        Code.REAUTHENTICATION_REQUIRED,
+        Code.EMAIL_TAKEN,
         status_code=202,
-        summary="Change my email: a one-time code is sent to the new address",
-        responses=problems(Code.WRONG_PASSWORD, Code.REAUTHENTICATION_REQUIRED, Code.EMAIL_TAKEN),
     )
     async def change_email(
         self,
-        caller: NamedDependency[Caller],
-        accounts: NamedDependency[AccountService],
-        recovery: NamedDependency[Recovery],
-        limits: NamedDependency[RateLimiter],
+        caller: CallerDep,
+        accounts: AccountsDep,
+        recovery: RecoveryDep,
+        limits: LimitsDep,
         data: JSONBody[EmailChangeRequest],
     ) -> None:
         await limits.check_password_confirmation(caller.user_id)
         await accounts.confirm_identity(caller.user_id, caller.family_id, data.password)
         await recovery.request_email_change(caller.user_id, data.new_email)
 
-    @post(
+    @operation(
+        post,
         "/email/confirm",
-        status_code=200,
-        summary="Confirm the new email with its code",
-        responses=problems(Code.INVALID_CODE, Code.EMAIL_TAKEN),
+        "Confirm the new email with its code",
+        Code.INVALID_CODE,
+        Code.EMAIL_TAKEN,
     )
     async def confirm_email(
         self,
-        caller: NamedDependency[Caller],
-        recovery: NamedDependency[Recovery],
-        limits: NamedDependency[RateLimiter],
+        caller: CallerDep,
+        recovery: RecoveryDep,
+        limits: LimitsDep,
         data: JSONBody[EmailChangeConfirm],
     ) -> EmailChanged:
         await limits.check_password_confirmation(caller.user_id)
         return EmailChanged(await recovery.confirm_email_change(caller.user_id, data.code))
 
-    @post(
+    @operation(
+        post,
         "/consent",
-        status_code=200,
-        summary="Accept the privacy terms and consent to the processing of wellbeing data",
-        description=(
-            "After `403 consent_required`: send the current terms version and "
-            "`wellbeing_consent: true`; use the access token in the answer and sync again."
-        ),
+        "Accept the privacy terms and consent to the processing of wellbeing data",
+        description="After `403 consent_required`: send the current terms version and "
+        "`wellbeing_consent: true`; use the access token in the answer and sync again.",
     )
     async def consent(
         self,
-        caller: NamedDependency[Caller],
-        accounts: NamedDependency[AccountService],
+        caller: CallerDep,
+        accounts: AccountsDep,
         data: JSONBody[ConsentRequest],
     ) -> ConsentResponse:
         claims = AccessClaims(caller.user_id, caller.device_id, caller.space_id, caller.family_id)
         return await accounts.accept_terms(claims, data)
 
-    @get(
+    @operation(
+        get,
         "/export",
-        summary="Export everything Kith holds about me (one JSON document, streamed)",
+        "Export everything Kith holds about me (one JSON document, streamed)",
         description=(
             "The document is `AccountExport` (format `kith-export`, version 1): the account "
             "and its consent, devices, every record of every table, the conflict history, "
@@ -139,9 +138,7 @@ class AccountController(Controller):
         ),
         media_type="application/json",
     )
-    async def export(
-        self, caller: NamedDependency[Caller], exporter: NamedDependency[Exporter]
-    ) -> Stream:
+    async def export(self, caller: CallerDep, exporter: ExporterDep) -> Stream:
         chunks = await exporter.open(caller.user_id, caller.space_id)
         return Stream(
             chunks,

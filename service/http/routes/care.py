@@ -6,8 +6,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, delete, get, post, put
-from litestar.di import NamedDependency, Provide
+from litestar import delete, get, post, put
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody, Parameter, QueryParameter
 
@@ -29,19 +28,15 @@ from schemas.care import (
     ScopesRequest,
     SummaryResponse,
 )
-from service.care.alerts import AlertService, Channel
-from service.care.service import CareService
+from service.care.alerts import Channel
 from service.errors import Code
-from service.http.guard import Caller, resolve_caller
-from service.http.openapi import problems
+from service.http.deps import AlertsDep, CallerDep, CareDep, SignedIn
+from service.http.openapi import operation, problems
 from service.store.care import Link
 
 __all__ = ["CareController"]
 
 LinkId = Parameter(pattern=r"^cl[0-9a-f]{16}$(?!\n)", description="A care link id")
-CallerDep = NamedDependency[Caller]
-CareDep = NamedDependency[CareService]
-AlertsDep = NamedDependency[AlertService]
 AlertIdParam = Parameter(
     pattern=r"^(help:[A-Za-z0-9_-]{8,64}|missed:[0-9]{4}-[0-9]{2}-[0-9]{2})$(?!\n)",
     description="An alert id: help:<check-in id> or missed:<local date>",
@@ -87,22 +82,20 @@ def _person_out(link: Link) -> PersonOut:
     return PersonOut(link.id, link.label, link.scopes, link.state, link.summary_id)  # type: ignore[arg-type]
 
 
-class CareController(Controller):
+class CareController(SignedIn):
     path = "/v1/care"
     tags = ["caregivers"]
-    dependencies = {"caller": Provide(resolve_caller)}
-    security = [{"bearer": []}]
 
     # -- the older adult's side
 
-    @post("/invitations", status_code=201, summary="Invite a caregiver (code valid 72 h, once)")
+    @operation(post, "/invitations", "Invite a caregiver (code valid 72 h, once)", status_code=201)
     async def invite(
         self, caller: CallerDep, care: CareDep, data: JSONBody[InvitationRequest]
     ) -> InvitationOut:
         code, expires_at = await care.invite(caller.space_id, caller.user_id, data.scopes)
         return InvitationOut(code, expires_at)
 
-    @get("/caregivers", summary="My caregivers and what each may see")
+    @operation(get, "/caregivers", "My caregivers and what each may see")
     async def caregivers(self, caller: CallerDep, care: CareDep) -> CaregiversResponse:
         return CaregiversResponse(
             [_caregiver_out(x) for x in await care.caregivers(caller.space_id)]
@@ -130,7 +123,7 @@ class CareController(Controller):
     async def revoke(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> None:
         await care.revoke(caller.space_id, link_id)
 
-    @get("/audit", summary="Who looked at my summary, and when")
+    @operation(get, "/audit", "Who looked at my summary, and when")
     async def audit(
         self,
         caller: CallerDep,
@@ -152,14 +145,14 @@ class CareController(Controller):
             ]
         )
 
-    @get("/alerts", summary="My alerts: who saw them, whether they are resolved")
+    @operation(get, "/alerts", "My alerts: who saw them, whether they are resolved")
     async def my_alerts(self, caller: CallerDep, alerts: AlertsDep) -> MyAlertsResponse:
         return MyAlertsResponse([_my_alert(a) for a in await alerts.of_person(caller.space_id)])
 
-    @post(
+    @operation(
+        post,
         "/alerts/{alert_id:str}/resolve",
-        status_code=200,
-        summary="All is well now: resolve my alert (ends its escalation)",
+        "All is well now: resolve my alert (ends its escalation)",
         responses=_MY_ERRORS,
     )
     async def resolve_mine(
@@ -169,11 +162,14 @@ class CareController(Controller):
 
     # -- the caregiver's side
 
-    @post(
+    @operation(
+        post,
         "/invitations/accept",
+        "Accept an invitation to care",
+        Code.INVITATION_INVALID,
+        Code.OWN_INVITATION,
+        Code.ALREADY_LINKED,
         status_code=201,
-        summary="Accept an invitation to care",
-        responses=problems(Code.INVITATION_INVALID, Code.OWN_INVITATION, Code.ALREADY_LINKED),
     )
     async def accept(
         self, caller: CallerDep, care: CareDep, data: JSONBody[AcceptRequest]
@@ -181,7 +177,7 @@ class CareController(Controller):
         link = await care.accept(caller.user_id, caller.space_id, data.code, data.label)
         return _person_out(link)
 
-    @get("/people", summary="The people I care for")
+    @operation(get, "/people", "The people I care for")
     async def people(self, caller: CallerDep, care: CareDep) -> PeopleResponse:
         return PeopleResponse([_person_out(x) for x in await care.people(caller.user_id)])
 
@@ -196,13 +192,13 @@ class CareController(Controller):
     async def leave(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> None:
         await care.leave(caller.user_id, link_id)
 
-    @post(
+    @operation(
+        post,
         "/people/{link_id:str}/alerts/{alert_id:str}/acknowledge",
-        status_code=200,
-        summary="I'm on it: acknowledge their alert (idempotent; the first one wins)",
+        "I'm on it: acknowledge their alert (idempotent; the first one wins)",
+        responses=_ACK_ERRORS,
         description='The body is optional: `{"via": "push"}` when the push\'s button '
         "was tapped (recorded in the person's audit), else `app`.",
-        responses=_ACK_ERRORS,
     )
     async def acknowledge(
         self,
@@ -215,12 +211,12 @@ class CareController(Controller):
         entry = await alerts.acknowledge(caller.user_id, link_id, alert_id, _via(data))
         return _caregiver_alert(entry)
 
-    @post(
+    @operation(
+        post,
         "/people/{link_id:str}/alerts/{alert_id:str}/resolve",
-        status_code=200,
-        summary="Resolve their alert (ends its escalation; idempotent)",
-        description="The body is optional, as for acknowledge.",
+        "Resolve their alert (ends its escalation; idempotent)",
         responses=_CAREGIVER_ERRORS,
+        description="The body is optional, as for acknowledge.",
     )
     async def resolve(
         self,

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncpg
 import msgspec
-from litestar import Controller, delete, get, put
-from litestar.di import NamedDependency, Provide
+from litestar import delete, get, put
 from litestar.params import JSONBody, Parameter
 
 from schemas.auth import (
@@ -15,10 +13,9 @@ from schemas.auth import (
     WebPushAddress,
 )
 from schemas.common import ID_PATTERN
-from service.accounts.service import AccountService
 from service.errors import Code, NotFound
-from service.http.guard import Caller, resolve_caller
-from service.http.openapi import problems
+from service.http.deps import AccountsDep, CallerDep, PoolDep, SignedIn
+from service.http.openapi import operation
 from service.store import accounts as store
 
 __all__ = ["DeviceController"]
@@ -26,28 +23,25 @@ __all__ = ["DeviceController"]
 DeviceId = Parameter(pattern=ID_PATTERN, description="A device id of the caller's")
 
 
-class DeviceController(Controller):
+class DeviceController(SignedIn):
     path = "/v1/devices"
     tags = ["devices"]
-    dependencies = {"caller": Provide(resolve_caller)}
-    security = [{"bearer": []}]
 
-    @get("/", summary="List my signed-in devices")
-    async def list_devices(
-        self, caller: NamedDependency[Caller], pool: NamedDependency[asyncpg.Pool]
-    ) -> DevicesResponse:
+    @operation(get, "/", "List my signed-in devices")
+    async def list_devices(self, caller: CallerDep, pool: PoolDep) -> DevicesResponse:
         return DevicesResponse(await store.list_devices(pool, caller.user_id, caller.device_id))
 
-    @put(
+    @operation(
+        put,
         "/{device_id:str}/push-token",
+        "Register a push address",
+        Code.NOT_FOUND,
         status_code=204,
-        summary="Register a push address",
-        responses=problems(Code.NOT_FOUND),
     )
     async def put_push_token(
         self,
-        caller: NamedDependency[Caller],
-        pool: NamedDependency[asyncpg.Pool],
+        caller: CallerDep,
+        pool: PoolDep,
         data: JSONBody[PushTokenRequest],
         device_id: str = DeviceId,
     ) -> None:
@@ -70,17 +64,18 @@ class DeviceController(Controller):
         if not ok:
             raise NotFound("no device of yours has this id")
 
-    @delete(
+    @operation(
+        delete,
         "/{device_id:str}",
+        "Sign a device out and forget it",
+        Code.NOT_FOUND,
         status_code=204,
-        summary="Sign a device out and forget it",
-        responses=problems(Code.NOT_FOUND),
     )
     async def revoke(
         self,
-        caller: NamedDependency[Caller],
-        pool: NamedDependency[asyncpg.Pool],
-        accounts: NamedDependency[AccountService],
+        caller: CallerDep,
+        pool: PoolDep,
+        accounts: AccountsDep,
         device_id: str = DeviceId,
     ) -> None:
         async with pool.acquire() as conn, conn.transaction():

@@ -20,16 +20,18 @@ Kith's access log records route templates, never query strings, and nothing here
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, get
+from litestar import Controller, get
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import Provide
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from service.errors import NotAuthenticated
+from service.http.deps import AnyRequest, RealtimeDep
 from service.http.guard import verified_session
+from service.http.openapi import operation
 from service.sync.realtime import EventStream, Realtime
 
 __all__ = ["RETRY_MS", "EventsController"]
@@ -49,20 +51,19 @@ class EventsController(Controller):
     security = [{"bearer": []}]
     dependencies = {"realtime": Provide(_realtime, sync_to_thread=False)}
 
-    @get(
+    @operation(
+        get,
         "/events",
-        summary="Server-Sent Events: a poke after every change to my space (then pull)",
-        description=(
-            '`event: change` with `{"seq": N}` (and `id: N`) after every commit; `event: '
-            'status` with `{"realtime": bool}`; keep-alive comments; `event: end` when the '
-            "session ends. See docs/protocol.md."
-        ),
+        "Server-Sent Events: a poke after every change to my space (then pull)",
+        description='`event: change` with `{"seq": N}` (and `id: N`) after every commit; `event: '
+        'status` with `{"realtime": bool}`; keep-alive comments; `event: end` when the '
+        "session ends. See docs/protocol.md.",
         media_type="text/event-stream",
     )
     async def events(
         self,
-        request: Request[Any, Any, Any],
-        realtime: NamedDependency[Realtime],
+        request: AnyRequest,
+        realtime: RealtimeDep,
         since: Annotated[
             int | None,
             QueryParameter(
@@ -104,7 +105,7 @@ class EventsController(Controller):
         return ServerSentEvent(_frames(realtime, stream), headers={"Cache-Control": "no-store"})
 
 
-def _token(request: Request[Any, Any, Any], access_token: str | None) -> str:
+def _token(request: AnyRequest, access_token: str | None) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()

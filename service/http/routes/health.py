@@ -14,13 +14,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
-import asyncpg
 import msgspec
-import redis.asyncio as aioredis
 from litestar import Response, get
-from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 
+from service.http.deps import PoolDep, RedisDep
 from service.infra.outages import RETRY_AFTER_S
 
 __all__ = ["live", "ready"]
@@ -46,9 +44,7 @@ async def live() -> Health:
     summary="PostgreSQL and Redis answer",
     responses={503: ResponseSpec(Health, description="PostgreSQL does not answer")},
 )
-async def ready(
-    pool: NamedDependency[asyncpg.Pool], redis_client: NamedDependency[aioredis.Redis]
-) -> Response[Health]:
+async def ready(pool: PoolDep, redis_client: RedisDep) -> Response[Health]:
     p, r = await asyncio.gather(_probe(pool.fetchval("SELECT 1")), _probe(redis_client.ping()))
     # Redis only speeds things up (pokes); without it the API still serves correctly.
     status = "unavailable" if p != "ok" else "ok" if r == "ok" else "degraded"

@@ -5,19 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-import asyncpg
-from litestar import Controller, get, post
-from litestar.di import NamedDependency, Provide
+from litestar import get, post
 from litestar.params import JSONBody, Parameter, QueryParameter
 
 from schemas.nudges import FeedbackRequest, FeedbackResponse, NudgeOut, NudgesResponse
 from service.errors import Code, NotFound
-from service.http.guard import Caller, resolve_caller
-from service.http.openapi import problems
+from service.http.deps import CallerDep, PoolDep, SignedIn, SyncDep
+from service.http.openapi import operation
 from service.nudges.budget import Budget
 from service.store import nudges as store
 from service.store import sync as sync_store
-from service.sync.service import SyncService
 
 __all__ = ["NudgeController"]
 
@@ -27,33 +24,26 @@ NudgeId = Parameter(
 )
 
 
-class NudgeController(Controller):
+class NudgeController(SignedIn):
     path = "/v1/nudges"
     tags = ["nudges"]
-    dependencies = {"caller": Provide(resolve_caller)}
-    security = [{"bearer": []}]
 
-    @get("/", summary="My nudges, newest first: sent, waiting, merged, skipped — and why")
+    @operation(get, "/", "My nudges, newest first: sent, waiting, merged, skipped — and why")
     async def list_nudges(
         self,
-        caller: NamedDependency[Caller],
-        pool: NamedDependency[asyncpg.Pool],
+        caller: CallerDep,
+        pool: PoolDep,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> NudgesResponse:
         rows = await store.list_nudges(pool, caller.space_id, limit)
         return NudgesResponse([NudgeOut(**r) for r in rows])
 
-    @post(
-        "/{nudge_id:str}/feedback",
-        status_code=200,
-        summary="A nudge's button was pressed",
-        responses=problems(Code.NOT_FOUND),
-    )
+    @operation(post, "/{nudge_id:str}/feedback", "A nudge's button was pressed", Code.NOT_FOUND)
     async def feedback(
         self,
-        caller: NamedDependency[Caller],
-        pool: NamedDependency[asyncpg.Pool],
-        sync: NamedDependency[SyncService],
+        caller: CallerDep,
+        pool: PoolDep,
+        sync: SyncDep,
         data: JSONBody[FeedbackRequest],
         nudge_id: str = NudgeId,
     ) -> FeedbackResponse:

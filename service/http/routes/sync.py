@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency, Provide
+from litestar import get, post
+from litestar.di import Provide
 from litestar.openapi.spec import Example
 from litestar.params import JSONBody, QueryParameter, SkipValidation
 
@@ -16,41 +16,36 @@ from schemas.problem import FieldError
 from schemas.sync import ConflictsResponse, PullRequest, PullResponse, PushRequest, PushResponse
 from schemas.tables import EVENT_TIME_MIN, TableName
 from service.errors import Code, InvalidInput
+from service.http.deps import AnyRequest, CallerDep, SignedIn, SyncDep
 from service.http.guard import (
-    Caller,
     PendingSession,
-    resolve_caller,
     resolve_caller_lazily,
     resolve_caller_unconfirmed,
 )
-from service.http.openapi import problems
+from service.http.openapi import operation
 from service.http.strict_json import typed_body
 from service.sync.service import SyncService
 
 __all__ = ["SyncController"]
 
-CallerDep = NamedDependency[Caller]
-SyncDep = NamedDependency[SyncService]
 
-
-class SyncController(Controller):
+class SyncController(SignedIn):
     path = "/v1/sync"
     tags = ["sync"]
-    dependencies = {"caller": Provide(resolve_caller)}
-    security = [{"bearer": []}]
 
-    @post(
+    @operation(
+        post,
         "/push",
-        status_code=200,
-        summary="Send local changes (idempotent per batch_id)",
+        "Send local changes (idempotent per batch_id)",
+        Code.DEVICE_MISMATCH,
+        Code.READ_ONLY_TABLE,
+        Code.BATCH_ID_REUSED,
+        Code.CONSENT_REQUIRED,
         dependencies={"caller": Provide(resolve_caller_unconfirmed)},
-        responses=problems(
-            Code.DEVICE_MISMATCH, Code.READ_ONLY_TABLE, Code.BATCH_ID_REUSED, Code.CONSENT_REQUIRED
-        ),
     )
     async def push(
         self,
-        request: Request[Any, Any, Any],
+        request: AnyRequest,
         caller: CallerDep,
         data: SkipValidation[JSONBody[PushRequest]],
     ) -> PushResponse:
@@ -63,15 +58,16 @@ class SyncController(Controller):
         sync: SyncService = request.app.state.sync
         return await sync.push(caller, body, session=PendingSession(request, caller))
 
-    @post(
+    @operation(
+        post,
         "/pull",
-        status_code=200,
-        summary="Fetch changes after a cursor, one page",
+        "Fetch changes after a cursor, one page",
+        Code.INVALID_CURSOR,
+        Code.CONSENT_REQUIRED,
         dependencies={"caller": Provide(resolve_caller_lazily)},
-        responses=problems(Code.INVALID_CURSOR, Code.CONSENT_REQUIRED),
     )
     async def pull(
-        self, request: Request[Any, Any, Any], caller: CallerDep, data: JSONBody[PullRequest]
+        self, request: AnyRequest, caller: CallerDep, data: JSONBody[PullRequest]
     ) -> PullResponse:
         # The most frequent request of all, usually answered from memory: the service is
         # taken from the state rather than injected, because Litestar resolves two or more
@@ -83,10 +79,11 @@ class SyncController(Controller):
         pending = None if caller.session_confirmed else PendingSession(request, caller)
         return await sync.pull(caller, data, session=pending)
 
-    @get(
+    @operation(
+        get,
         "/conflicts",
-        summary="Values that lost a merge, kept 30 days for their owner",
-        responses=problems(Code.INVALID_CURSOR),
+        "Values that lost a merge, kept 30 days for their owner",
+        Code.INVALID_CURSOR,
     )
     async def conflicts(
         self,

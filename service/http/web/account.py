@@ -10,18 +10,15 @@ wrong one says only that the email and password do not match.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency
+from litestar import Controller, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from msgspec import Struct
 
-from service.accounts.service import AccountService
-from service.http.ratelimit import RateLimiter
+from service.http.deps import AccountsDep, AnyRequest, ErasureDep, LimitsDep
 from service.http.web.forms import EXPIRED, PasswordForm, page
-from service.lifecycle.erasure import Erasure
 
 __all__ = ["AccountPages"]
 
@@ -43,16 +40,16 @@ class AccountPages(Controller):
     include_in_schema = False
 
     @get("/delete")
-    async def delete_page(self, request: Request[Any, Any, Any]) -> Response[str]:
+    async def delete_page(self, request: AnyRequest) -> Response[str]:
         return FORM.render(request)
 
     @post("/delete", status_code=200)
     async def delete_account(
         self,
-        request: Request[Any, Any, Any],
-        accounts: NamedDependency[AccountService],
-        erasure: NamedDependency[Erasure],
-        limits: NamedDependency[RateLimiter],
+        request: AnyRequest,
+        accounts: AccountsDep,
+        erasure: ErasureDep,
+        limits: LimitsDep,
         data: DeleteBody,
     ) -> Response[str]:
         if not FORM.genuine(request, data.csrf):

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from litestar import Request, Response
+from litestar import Response
 
 from service.accounts.service import AccountService
 from service.errors import RateLimited
+from service.http.deps import AnyRequest
 from service.http.ratelimit import RateLimiter
 
 __all__ = ["EXPIRED", "PasswordForm", "page", "secure"]
@@ -49,7 +50,7 @@ def page(name: str, status: int = 200, **context: Any) -> Response[str]:
     return Response(html, status_code=status, media_type="text/html", headers=_HEADERS)
 
 
-def secure(request: Request[Any, Any, Any]) -> bool:
+def secure(request: AnyRequest) -> bool:
     return request.url.scheme == "https"
 
 
@@ -62,7 +63,7 @@ class PasswordForm:
     path: str
 
     def render(
-        self, request: Request[Any, Any, Any], error: str = "", status: int = 200, email: str = ""
+        self, request: AnyRequest, error: str = "", status: int = 200, email: str = ""
     ) -> Response[str]:
         """The page with a fresh form: its token is both in the form and in the cookie."""
         csrf = secrets.token_urlsafe(24)
@@ -78,14 +79,14 @@ class PasswordForm:
         )
         return response
 
-    def genuine(self, request: Request[Any, Any, Any], csrf: str) -> bool:
+    def genuine(self, request: AnyRequest, csrf: str) -> bool:
         """The form was sent from the page this browser was given (not forged, not stale)."""
         expected = request.cookies.get(self.cookie, "")
         return bool(expected) and hmac.compare_digest(expected, csrf)
 
     async def sign_in(
         self,
-        request: Request[Any, Any, Any],
+        request: AnyRequest,
         limits: RateLimiter,
         accounts: AccountService,
         email: str,

@@ -19,18 +19,14 @@ import zoneinfo
 from typing import Annotated, Any
 
 import asyncpg
-from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency
+from litestar import Controller, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, Parameter
 from litestar.response import Redirect
 from msgspec import Struct
 
-from service.accounts.service import AccountService
-from service.care.alerts import AlertService
-from service.care.service import CareService
 from service.errors import Conflict, Forbidden, NotFound
-from service.http.ratelimit import RateLimiter
+from service.http.deps import AccountsDep, AlertsDep, AnyRequest, CareDep, LimitsDep, PoolDep
 from service.http.web.chart import weekly_chart
 from service.http.web.forms import EXPIRED, PasswordForm, page, secure
 from service.nudges.budget import Budget
@@ -70,9 +66,7 @@ def _hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def _session(
-    request: Request[Any, Any, Any], pool: asyncpg.Pool[Any]
-) -> tuple[str, str] | None:
+async def _session(request: AnyRequest, pool: asyncpg.Pool[Any]) -> tuple[str, str] | None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token or len(token) > 100:
         return None
@@ -84,16 +78,16 @@ class CarePages(Controller):
     include_in_schema = False
 
     @get("/login")
-    async def login_page(self, request: Request[Any, Any, Any]) -> Response[str]:
+    async def login_page(self, request: AnyRequest) -> Response[str]:
         return LOGIN.render(request)
 
     @post("/login", status_code=200)
     async def login(
         self,
-        request: Request[Any, Any, Any],
-        pool: NamedDependency[asyncpg.Pool],
-        accounts: NamedDependency[AccountService],
-        limits: NamedDependency[RateLimiter],
+        request: AnyRequest,
+        pool: PoolDep,
+        accounts: AccountsDep,
+        limits: LimitsDep,
         data: LoginBody,
     ) -> Response[Any]:
         if not LOGIN.genuine(request, data.csrf):
@@ -121,8 +115,8 @@ class CarePages(Controller):
     @post("/logout", status_code=200)
     async def logout(
         self,
-        request: Request[Any, Any, Any],
-        pool: NamedDependency[asyncpg.Pool],
+        request: AnyRequest,
+        pool: PoolDep,
         data: CsrfBody,
     ) -> Response[Any]:
         session = await _session(request, pool)
@@ -135,9 +129,9 @@ class CarePages(Controller):
     @get("/")
     async def people(
         self,
-        request: Request[Any, Any, Any],
-        pool: NamedDependency[asyncpg.Pool],
-        care: NamedDependency[CareService],
+        request: AnyRequest,
+        pool: PoolDep,
+        care: CareDep,
     ) -> Response[Any]:
         session = await _session(request, pool)
         if session is None:
@@ -148,9 +142,9 @@ class CarePages(Controller):
     @get("/{link_id:str}")
     async def person(
         self,
-        request: Request[Any, Any, Any],
-        pool: NamedDependency[asyncpg.Pool],
-        care: NamedDependency[CareService],
+        request: AnyRequest,
+        pool: PoolDep,
+        care: CareDep,
         link_id: str = Parameter(description="A care link id"),
     ) -> Response[Any]:
         session = await _session(request, pool)
@@ -180,9 +174,9 @@ class CarePages(Controller):
     @post("/{link_id:str}/{action:str}", status_code=200)
     async def act(
         self,
-        request: Request[Any, Any, Any],
-        pool: NamedDependency[asyncpg.Pool],
-        alerts: NamedDependency[AlertService],
+        request: AnyRequest,
+        pool: PoolDep,
+        alerts: AlertsDep,
         data: AlertBody,
         link_id: str = Parameter(description="A care link id"),
         action: str = Parameter(description='acknowledge (the large "I\'m on it") or resolve'),
