@@ -59,4 +59,3 @@ def columns(rows: Iterable[Any], *names: str) -> list[list[Any]]:
     getters = [attrgetter(name) for name in names]
     rows = list(rows)
     return [[get(row) for row in rows] for get in getters]
-
