@@ -119,38 +119,56 @@ class KithError(Exception):
 
 
 class Malformed(KithError):
+    """The request cannot be read at all: not JSON, not UTF-8, nested too deeply (400)."""
+
     code, title = Code.BAD_REQUEST, "Bad request"
 
 
 class NotAuthenticated(KithError):
+    """No valid access token, or credentials that don't match (401)."""
+
     code, title = Code.UNAUTHENTICATED, "Not authenticated"
 
 
 class Forbidden(KithError):
+    """The caller is known but may not do this: another's record, a scope not shared (403)."""
+
     code, title = Code.FORBIDDEN, "Forbidden"
 
 
 class NotFound(KithError):
+    """Nothing of the caller's has this id; another person's records are never found (404)."""
+
     code, title = Code.NOT_FOUND, "Not found"
 
 
 class Conflict(KithError):
+    """The request clashes with what is stored: a reused batch id, an email taken (409)."""
+
     code, title = Code.CONFLICT, "Conflict"
 
 
 class TooLarge(KithError):
+    """The body is over the size limit; nothing was read past it (413)."""
+
     code, title = Code.BODY_TOO_LARGE, "Request body too large"
 
 
 class InvalidInput(KithError):
+    """A field's value is refused; ``errors`` names each field and why (422)."""
+
     code, title = Code.INVALID_FIELD, "Invalid field"
 
 
 class UnsupportedVersion(KithError):
+    """The app's schema version is one this server no longer speaks (426)."""
+
     code, title = Code.UNSUPPORTED_SCHEMA_VERSION, "Upgrade required"
 
 
 class RateLimited(KithError):
+    """Too many requests; ``Retry-After`` says when to try again (429)."""
+
     code, title = Code.RATE_LIMITED, "Too many requests"
 
 

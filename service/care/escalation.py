@@ -32,7 +32,7 @@ import msgspec
 
 from service.care.alerts import AlertService, caregiver_pushes
 from service.care.ladder import queue_rung
-from service.care.service import CareService
+from service.care.service import CareService, clock_time
 from service.care.summary import declining, weekly_counts
 from service.config import CareSettings
 from service.jobs import Job, Kind, Permanent
@@ -64,14 +64,7 @@ def _utcnow() -> dt.datetime:
 
 def _deadline(settings: dict[str, Any]) -> dt.time | None:
     """The daily deadline; None without one, or if what is stored is not ``HH:MM``."""
-    value = settings.get("check_in_deadline")
-    if not isinstance(value, str):
-        return None
-    try:
-        hour, minute = value.split(":")
-        return dt.time(int(hour), int(minute))
-    except ValueError:
-        return None
+    return clock_time(settings.get("check_in_deadline"))
 
 
 def _grace(settings: dict[str, Any]) -> dt.timedelta:

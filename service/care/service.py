@@ -32,7 +32,7 @@ from service.nudges.budget import Budget
 from service.store import care as store
 from service.sync.service import SyncService
 
-__all__ = ["INVITATION_TTL", "CareService", "normalize_code"]
+__all__ = ["INVITATION_TTL", "CareService", "clock_time", "normalize_code"]
 
 log = logging.getLogger("kith.care")
 INVITATION_TTL = dt.timedelta(hours=72)
@@ -58,7 +58,7 @@ def _hash(code: str) -> bytes:
     return hashlib.sha256(normalize_code(code).encode()).digest()
 
 
-def _time(value: Any) -> dt.time | None:
+def clock_time(value: Any) -> dt.time | None:
     """``HH:MM`` as a time; None if absent or not one (a row from an older client)."""
     if not isinstance(value, str):
         return None
@@ -243,7 +243,7 @@ class CareService:
                     zone=Budget.from_settings(settings).zone,
                     check_ins=inputs.check_ins,
                     touches=inputs.touches,
-                    deadline=_time(settings.get("check_in_deadline")),
+                    deadline=clock_time(settings.get("check_in_deadline")),
                     grace_min=grace if isinstance(grace, int) else 30,
                     alerts=inputs.alerts,
                     isolation_risk=inputs.isolation_risk,

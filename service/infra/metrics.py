@@ -73,6 +73,16 @@ class Family:
     buckets: tuple[float, ...] = ()
 
 
+def _counter(name: str, help: str, *labels: str) -> Family:
+    """A count that only grows (Prometheus's ``counter``), by ``labels``."""
+    return Family(name, help, "counter", labels)
+
+
+def _gauge(name: str, help: str, *labels: str) -> Family:
+    """A value read as it is now (``gauge``), by ``labels``."""
+    return Family(name, help, "gauge", labels)
+
+
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 HTTP_DURATION = Family(
@@ -82,28 +92,22 @@ HTTP_DURATION = Family(
     ("method", "route", "status"),
     _LATENCY,
 )
-SYNC_PUSH_CHANGES = Family(
+SYNC_PUSH_CHANGES = _counter(
     "kith_sync_push_changes_total",
     "Changes in answered pushes (a retried batch_id is answered, and counted, again).",
-    "counter",
 )
-SYNC_PULL_ROWS = Family("kith_sync_pull_rows_total", "Records served by pulls.", "counter")
-RATE_LIMITED = Family(
-    "kith_rate_limited_total", "Requests refused with 429, by rule.", "counter", ("rule",)
-)
-RATE_LIMIT_OPEN = Family(
+SYNC_PULL_ROWS = _counter("kith_sync_pull_rows_total", "Records served by pulls.")
+RATE_LIMITED = _counter("kith_rate_limited_total", "Requests refused with 429, by rule.", "rule")
+RATE_LIMIT_OPEN = _counter(
     "kith_rate_limit_fail_open_total",
     "Requests let through unchecked because Redis did not answer.",
-    "counter",
 )
-JOBS_CLAIMED = Family("kith_jobs_claimed_total", "Jobs claimed by workers.", "counter", ("kind",))
-JOBS_SUCCEEDED = Family(
-    "kith_jobs_succeeded_total", "Jobs whose handler returned.", "counter", ("kind",)
+JOBS_CLAIMED = _counter("kith_jobs_claimed_total", "Jobs claimed by workers.", "kind")
+JOBS_SUCCEEDED = _counter("kith_jobs_succeeded_total", "Jobs whose handler returned.", "kind")
+JOBS_FAILED = _counter(
+    "kith_jobs_failed_total", "Job attempts that failed and were retried.", "kind"
 )
-JOBS_FAILED = Family(
-    "kith_jobs_failed_total", "Job attempts that failed and were retried.", "counter", ("kind",)
-)
-JOBS_DEAD = Family("kith_jobs_dead_total", "Jobs dead-lettered.", "counter", ("kind",))
+JOBS_DEAD = _counter("kith_jobs_dead_total", "Jobs dead-lettered.", "kind")
 JOB_DURATION = Family(
     "kith_job_duration_seconds",
     "Job handler run time by kind and outcome.",
@@ -111,20 +115,20 @@ JOB_DURATION = Family(
     ("kind", "outcome"),
     (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0),
 )
-PUSH_SENDS = Family(
+PUSH_SENDS = _counter(
     "kith_push_sends_total",
     "Push sends by provider, outcome (what Kith did about the answer) and provider reason.",
-    "counter",
-    ("provider", "outcome", "reason"),
+    "provider",
+    "outcome",
+    "reason",
 )
-QUEUE_DEPTH = Family(
-    "kith_job_queue_depth", "Jobs in the queue by state (read at scrape).", "gauge", ("state",)
+QUEUE_DEPTH = _gauge(
+    "kith_job_queue_depth", "Jobs in the queue by state (read at scrape).", "state"
 )
-SOURCE_UP = Family(
+SOURCE_UP = _gauge(
     "kith_metrics_source_up",
     "Whether /metrics could read a source (redis: the counters; postgres: the gauges).",
-    "gauge",
-    ("source",),
+    "source",
 )
 
 FAMILIES = (

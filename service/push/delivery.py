@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import logging
 import random
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
@@ -63,16 +64,15 @@ async def deliver(
         if verdict.action is Action.REMINT:
             result, verdict = await _remint_and_resend(provider, address, notification, result)
         if verdict.action is Action.OTHER_ENVIRONMENT:
-            result, verdict = await _other_environment(
-                pool, space_id, provider, address, notification
-            )
+            target = _Target(pool, space_id, provider, address)
+            result, verdict = await _other_environment(target, notification)
     except Disabled as exc:
         if metrics is not None:
             metrics.push_result(provider.name, "credentials_disabled", None)
         raise Retry(f"credentials disabled: {exc}", after_s=CREDENTIALS_WAIT_S) from None
     if metrics is not None:
         metrics.push_result(provider.name, verdict.action.value, result.reason)
-    await _act(pool, space_id, provider, address, result, verdict, job, rng)
+    await _act(_Target(pool, space_id, provider, address), result, verdict, job, rng)
 
 
 async def _send_once(
@@ -97,36 +97,40 @@ async def _remint_and_resend(
     return result, verdict
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where a notification goes: a device's address at a provider, in a person's space
+    (``pool``: where the address is corrected or forgotten)."""
+
+    pool: asyncpg.Pool[Any]
+    space_id: str
+    provider: Provider
+    address: Address
+
+
 async def _other_environment(
-    pool: asyncpg.Pool[Any],
-    space_id: str,
-    provider: Provider,
-    address: Address,
-    notification: Notification,
+    target: _Target, notification: Notification
 ) -> tuple[SendResult, Verdict]:
     """APNs BadDeviceToken usually means a sandbox token sent to production (a debug build)
     or the reverse: try the other gateway once before giving the token up."""
+    address = target.address
     other = "sandbox" if (address.environment or "production") == "production" else "production"
     result, verdict = await _send_once(
-        provider, dataclasses.replace(address, environment=other), notification
+        target.provider, dataclasses.replace(address, environment=other), notification
     )
     if verdict.action is Action.DELIVERED:
-        await store.set_environment(pool, space_id, address.device_id, address.token, other)
+        await store.set_environment(
+            target.pool, target.space_id, address.device_id, address.token, other
+        )
     elif verdict.action is Action.OTHER_ENVIRONMENT:
         return result, Verdict(Action.DROP_TOKEN)
     return result, verdict
 
 
 async def _act(
-    pool: asyncpg.Pool[Any],
-    space_id: str,
-    provider: Provider,
-    address: Address,
-    result: SendResult,
-    verdict: Verdict,
-    job: Job,
-    rng: random.Random,
+    target: _Target, result: SendResult, verdict: Verdict, job: Job, rng: random.Random
 ) -> None:
+    provider, address = target.provider, target.address
     action = verdict.action
     name = provider.name
     if action is Action.DELIVERED:
@@ -137,7 +141,9 @@ async def _act(
             if result.timestamp_ms is not None
             else None
         )
-        dropped = await store.drop_token(pool, space_id, address.device_id, address.token, since)
+        dropped = await store.drop_token(
+            target.pool, target.space_id, address.device_id, address.token, since
+        )
         log.info("%s: %s — device token %s", name, result.reason, "dropped" if dropped else "kept")
         return
     if action is Action.KEEP_TOKEN:

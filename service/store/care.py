@@ -6,10 +6,11 @@ Every query names the older adult's space or the caregiver's user id it is for.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import msgspec
 
 from schemas.tables import EVENT_TIME_MIN
@@ -380,6 +381,19 @@ class SummaryInputs:
     unreadable: int = 0
 
 
+def _readable(
+    rows: list[asyncpg.Record], skipped: list[asyncpg.Record]
+) -> Iterator[tuple[dt.datetime, asyncpg.Record]]:
+    """Each row with its ``at`` read as an instant; a row whose time no reader can hold is
+    added to ``skipped`` instead."""
+    for r in rows:
+        at = _event_time(r["at"])
+        if at is None:
+            skipped.append(r)
+        else:
+            yield at, r
+
+
 async def summary_inputs(conn: Executor, space_id: str, now: dt.datetime) -> SummaryInputs:
     """Statuses, moods, kinds and times only: names, notes and texts are never read.
 
@@ -390,9 +404,9 @@ async def summary_inputs(conn: Executor, space_id: str, now: dt.datetime) -> Sum
         "SELECT fields::text FROM settings WHERE space_id = $1 AND id = 'settings' AND NOT deleted",
         space_id,
     )
-    unreadable = 0
+    skipped: list[asyncpg.Record] = []
     check_ins: list[CheckIn] = []
-    for r in await conn.fetch(
+    rows = await conn.fetch(
         """
         (SELECT fields->>'occurred_at' AS at, fields->>'status' AS status,
                 fields->'mood' AS mood
@@ -406,15 +420,11 @@ async def summary_inputs(conn: Executor, space_id: str, now: dt.datetime) -> Sum
         """,
         space_id,
         now,
-    ):
-        at = _event_time(r["at"])
-        if at is None:
-            unreadable += 1
-            continue
+    )
+    for at, r in _readable(rows, skipped):
         mood = _decode(r["mood"]) if r["mood"] is not None else None
         check_ins.append(CheckIn(at, r["status"], mood if type(mood) is int else None))
-    touches: list[Touch] = []
-    for r in await conn.fetch(
+    rows = await conn.fetch(
         """
         (SELECT fields->>'occurred_at' AS at, fields->>'kind' = 'in_person' AS in_person
          FROM interactions WHERE space_id = $1 AND NOT deleted
@@ -429,12 +439,8 @@ async def summary_inputs(conn: Executor, space_id: str, now: dt.datetime) -> Sum
         """,
         space_id,
         now,
-    ):
-        at = _event_time(r["at"])
-        if at is None:
-            unreadable += 1
-            continue
-        touches.append(Touch(at, bool(r["in_person"])))
+    )
+    touches = [Touch(at, bool(r["in_person"])) for at, r in _readable(rows, skipped)]
     alerts = await alert_states(conn, space_id, now)
     isolation = bool(
         await conn.fetchval(
@@ -452,7 +458,7 @@ async def summary_inputs(conn: Executor, space_id: str, now: dt.datetime) -> Sum
         touches,
         alerts,
         isolation,
-        unreadable,
+        len(skipped),
     )
 
 

@@ -116,6 +116,10 @@ def _sign_in(base_url: str, path: str, payload: dict[str, Any], timeout: float) 
     return Tokens(body["user_id"], body["device_id"], body["access_token"], body["refresh_token"])
 
 
+def _device(device_id: str, platform: str) -> dict[str, str]:
+    return {"id": device_id, "platform": platform, "name": "reference client"}
+
+
 def register(
     base_url: str,
     *,
@@ -125,16 +129,23 @@ def register(
     display_name: str,
     time_zone: str = "UTC",
     platform: str = "other",
+    terms_version: str | None = None,
+    wellbeing_consent: bool = False,
     timeout: float = 10.0,
 ) -> Tokens:
-    """Create an account and sign this device in."""
-    payload = {
+    """Create an account and sign this device in. Where the server asks for consent
+    (``KITH_TERMS_VERSION``), pass the version of the terms the person accepted and their
+    explicit consent to process wellbeing data, as the app's sign-up screen records them."""
+    payload: dict[str, Any] = {
         "email": email,
         "password": password,
         "display_name": display_name,
         "time_zone": time_zone,
-        "device": {"id": device_id, "platform": platform, "name": "reference client"},
+        "device": _device(device_id, platform),
+        "wellbeing_consent": wellbeing_consent,
     }
+    if terms_version is not None:
+        payload["terms_version"] = terms_version
     return _sign_in(base_url, "/v1/auth/register", payload, timeout)
 
 
@@ -148,9 +159,5 @@ def login(
     timeout: float = 10.0,
 ) -> Tokens:
     """Sign another device in to an existing account; each device gets its own session."""
-    payload = {
-        "email": email,
-        "password": password,
-        "device": {"id": device_id, "platform": platform, "name": "reference client"},
-    }
+    payload = {"email": email, "password": password, "device": _device(device_id, platform)}
     return _sign_in(base_url, "/v1/auth/login", payload, timeout)

@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 
 from service.sync.realtime import RECONNECT_GRACE_S
+from sync.client import register as client_register
 from tests.conftest import ApiProcess
 from tests.helpers import PASSWORD, Account, expect_problem, new_id, push, stamp
 
@@ -158,3 +159,27 @@ async def test_new_terms_stop_sync_until_the_person_accepts_them(
         assert r.status_code == 200, r.text
         assert r.json()["changes"] == []
         assert await db.fetchval("SELECT terms_version FROM users WHERE id = $1", ana.user_id) == V2
+
+
+async def test_the_reference_client_signs_up_with_the_terms_and_consent_it_was_given(
+    api_process: Callable[..., ApiProcess], db: asyncpg.Connection
+) -> None:
+    """``sync.client.register`` carries what the app's sign-up screen recorded, so an app
+    built on the reference client can sign up where the operator requires consent."""
+    server = api_process("consent-client", KITH_TERMS_VERSION=V1).wait_ready()
+    tokens = await asyncio.to_thread(
+        client_register,
+        server.base,
+        email=f"{new_id('user')}@example.org",
+        password=PASSWORD,
+        device_id=new_id("dev"),
+        display_name="Ana",
+        terms_version=V1,
+        wellbeing_consent=True,
+    )
+    row = await db.fetchrow(
+        "SELECT terms_version, wellbeing_consent_at FROM users WHERE id = $1", tokens.user_id
+    )
+    assert row is not None
+    assert row["terms_version"] == V1
+    assert row["wellbeing_consent_at"] is not None
