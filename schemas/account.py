@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from schemas.auth import Email, OneTimeCode
+from schemas.sync import ConflictEntry
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -122,17 +123,9 @@ class ExportRecord(Struct):
     updated_at: dt.datetime
 
 
-class ExportConflict(Struct):
-    """A value that lost a merge or was overwritten (the conflict history)."""
-
-    table: str
-    id: str
-    field: str
-    value: msgspec.Raw
-    hlc: str
-    winner_hlc: str
-    reason: str
-    recorded_at: dt.datetime
+class ExportConflict(ConflictEntry):
+    """A value that lost a merge or was overwritten (the conflict history): the same entry
+    ``GET /v1/sync/conflicts`` answers."""
 
 
 class ExportNudge(Struct):
