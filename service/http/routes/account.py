@@ -118,10 +118,7 @@ class AccountController(SignedIn):
         "`wellbeing_consent: true`; use the access token in the answer and sync again.",
     )
     async def consent(
-        self,
-        caller: CallerDep,
-        accounts: AccountsDep,
-        data: JSONBody[ConsentRequest],
+        self, caller: CallerDep, accounts: AccountsDep, data: JSONBody[ConsentRequest]
     ) -> ConsentResponse:
         claims = AccessClaims(caller.user_id, caller.device_id, caller.space_id, caller.family_id)
         return await accounts.accept_terms(claims, data)

@@ -40,10 +40,7 @@ class AuthController(Controller):
 
     @operation(post, "/login", "Sign in a device", Code.INVALID_CREDENTIALS)
     async def login(
-        self,
-        data: JSONBody[LoginRequest],
-        accounts: AccountsDep,
-        limits: LimitsDep,
+        self, data: JSONBody[LoginRequest], accounts: AccountsDep, limits: LimitsDep
     ) -> TokenResponse:
         # Per client address is checked by the app's guard; per account needs the body.
         await limits.check_login_email(data.email)
@@ -66,10 +63,7 @@ class AuthController(Controller):
         status_code=202,
     )
     async def password_reset(
-        self,
-        data: JSONBody[PasswordResetRequest],
-        recovery: RecoveryDep,
-        limits: LimitsDep,
+        self, data: JSONBody[PasswordResetRequest], recovery: RecoveryDep, limits: LimitsDep
     ) -> None:
         await limits.check_login_email(data.email)
         await recovery.request_reset(data.email)
@@ -82,10 +76,7 @@ class AuthController(Controller):
         status_code=204,
     )
     async def password_reset_confirm(
-        self,
-        data: JSONBody[PasswordResetConfirm],
-        recovery: RecoveryDep,
-        limits: LimitsDep,
+        self, data: JSONBody[PasswordResetConfirm], recovery: RecoveryDep, limits: LimitsDep
     ) -> None:
         await limits.check_login_email(data.email)
         await recovery.confirm_reset(data.email, data.code, data.new_password)

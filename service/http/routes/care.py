@@ -103,11 +103,7 @@ class CareController(SignedIn):
 
     @_on_link(put, "/caregivers/{link_id:str}/scopes", "Choose what a caregiver may see")
     async def set_scopes(
-        self,
-        caller: CallerDep,
-        care: CareDep,
-        data: JSONBody[ScopesRequest],
-        link_id: str = LinkId,
+        self, caller: CallerDep, care: CareDep, data: JSONBody[ScopesRequest], link_id: str = LinkId
     ) -> CaregiverOut:
         return _caregiver_out(await care.set_scopes(caller.space_id, link_id, data.scopes))
 

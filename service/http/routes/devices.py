@@ -72,11 +72,7 @@ class DeviceController(SignedIn):
         status_code=204,
     )
     async def revoke(
-        self,
-        caller: CallerDep,
-        pool: PoolDep,
-        accounts: AccountsDep,
-        device_id: str = DeviceId,
+        self, caller: CallerDep, pool: PoolDep, accounts: AccountsDep, device_id: str = DeviceId
     ) -> None:
         async with pool.acquire() as conn, conn.transaction():
             ok = await store.revoke_device(conn, user_id=caller.user_id, device_id=device_id)

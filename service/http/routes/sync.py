@@ -44,10 +44,7 @@ class SyncController(SignedIn):
         dependencies={"caller": Provide(resolve_caller_unconfirmed)},
     )
     async def push(
-        self,
-        request: AnyRequest,
-        caller: CallerDep,
-        data: SkipValidation[JSONBody[PushRequest]],
+        self, request: AnyRequest, caller: CallerDep, data: SkipValidation[JSONBody[PushRequest]]
     ) -> PushResponse:
         # ``data`` documents the body; its value is the one decoded strictly before this
         # handler (service/http/strict_json.py), so a large batch is not converted twice.

@@ -113,12 +113,7 @@ class CarePages(Controller):
         return response
 
     @post("/logout", status_code=200)
-    async def logout(
-        self,
-        request: AnyRequest,
-        pool: PoolDep,
-        data: CsrfBody,
-    ) -> Response[Any]:
+    async def logout(self, request: AnyRequest, pool: PoolDep, data: CsrfBody) -> Response[Any]:
         session = await _session(request, pool)
         if session is not None and hmac.compare_digest(session[1], data.csrf):
             await store.delete_session(pool, _hash(request.cookies[SESSION_COOKIE]))
@@ -127,12 +122,7 @@ class CarePages(Controller):
         return response
 
     @get("/")
-    async def people(
-        self,
-        request: AnyRequest,
-        pool: PoolDep,
-        care: CareDep,
-    ) -> Response[Any]:
+    async def people(self, request: AnyRequest, pool: PoolDep, care: CareDep) -> Response[Any]:
         session = await _session(request, pool)
         if session is None:
             return Redirect("/care/login", status_code=303)
