@@ -73,9 +73,31 @@ async def _session(request: AnyRequest, pool: asyncpg.Pool[Any]) -> tuple[str, s
     return await store.session_user(pool, _hash(token))
 
 
+class _SignedOut(Exception):
+    """No caregiver session: the page answers with the sign-in page."""
+
+
+async def _signed_in(request: AnyRequest, pool: asyncpg.Pool[Any]) -> tuple[str, str]:
+    """The caregiver's user id and form token; :class:`_SignedOut` without a session."""
+    session = await _session(request, pool)
+    if session is None:
+        raise _SignedOut
+    return session
+
+
+def _to_sign_in(_: AnyRequest, __: _SignedOut) -> Response[Any]:
+    return Redirect("/care/login", status_code=303)
+
+
+def _link_id(value: str) -> bool:
+    """Shaped like a care link id (``cl`` + 16 hex digits); anything else is not found."""
+    return value.startswith("cl") and len(value) == 18
+
+
 class CarePages(Controller):
     path = "/care"
     include_in_schema = False
+    exception_handlers = {_SignedOut: _to_sign_in}
 
     @get("/login")
     async def login_page(self, request: AnyRequest) -> Response[str]:
@@ -123,11 +145,8 @@ class CarePages(Controller):
 
     @get("/")
     async def people(self, request: AnyRequest, pool: PoolDep, care: CareDep) -> Response[Any]:
-        session = await _session(request, pool)
-        if session is None:
-            return Redirect("/care/login", status_code=303)
-        links = await care.people(session[0])
-        return page("people.html", people=links, csrf=session[1])
+        user_id, csrf = await _signed_in(request, pool)
+        return page("people.html", people=await care.people(user_id), csrf=csrf)
 
     @get("/{link_id:str}")
     async def person(
@@ -137,11 +156,8 @@ class CarePages(Controller):
         care: CareDep,
         link_id: str = Parameter(description="A care link id"),
     ) -> Response[Any]:
-        session = await _session(request, pool)
-        if session is None:
-            return Redirect("/care/login", status_code=303)
-        user_id, csrf = session
-        if not link_id.startswith("cl") or len(link_id) != 18:
+        user_id, csrf = await _signed_in(request, pool)
+        if not _link_id(link_id):
             return page("gone.html", 404, csrf=csrf)
         try:
             link, summary, now = await care.summary_for(user_id, link_id, "web")
@@ -172,13 +188,10 @@ class CarePages(Controller):
         action: str = Parameter(description='acknowledge (the large "I\'m on it") or resolve'),
     ) -> Response[Any]:
         """An alert's buttons: acknowledged or resolved through the web page (audited)."""
-        session = await _session(request, pool)
-        if session is None:
-            return Redirect("/care/login", status_code=303)
-        user_id, csrf = session
+        user_id, csrf = await _signed_in(request, pool)
         if not hmac.compare_digest(csrf, data.csrf):
             return page("gone.html", 403, csrf=csrf)  # a forged or stale form: nothing done
-        if not link_id.startswith("cl") or len(link_id) != 18 or not ALERT_ID.match(data.alert_id):
+        if not _link_id(link_id) or not ALERT_ID.match(data.alert_id):
             return page("gone.html", 404, csrf=csrf)
         acts = {"acknowledge": alerts.acknowledge, "resolve": alerts.resolve_for_caregiver}
         if action not in acts:
