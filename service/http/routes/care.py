@@ -56,9 +56,7 @@ def _on_link(
 ) -> HTTPRouteHandler:
     """A route on one care link (``path`` holds ``{link_id}``): 404 when the link is not
     the caller's, so no one can probe another person's links."""
-    return method(
-        path, status_code=status_code, summary=summary, responses=problems(Code.NOT_FOUND)
-    )
+    return operation(method, path, summary, Code.NOT_FOUND, status_code=status_code)
 
 
 def _via(data: AlertAction | None) -> Channel:
