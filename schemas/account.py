@@ -8,13 +8,14 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from schemas.auth import Email, OneTimeCode
+from schemas.auth import Email, IdentityOut, OneTimeCode
 from schemas.sync import ConflictEntry
 
 __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
     "AccountExport",
+    "AccountOut",
     "ConsentRequest",
     "ConsentResponse",
     "DeleteAccountRequest",
@@ -31,6 +32,19 @@ __all__ = [
     "ExportRecord",
     "ExportView",
 ]
+
+
+class AccountOut(Struct):
+    """The signed-in person's account: who they are and every way they can sign in."""
+
+    user_id: str
+    email: str | None
+    display_name: str
+    time_zone: str
+    #: False for an account made with Apple or Google that never set a password: deleting
+    #: it needs a sign-in within five minutes, and the web deletion page cannot be used.
+    has_password: bool
+    identities: list[IdentityOut]
 
 
 class DeleteAccountRequest(Struct, forbid_unknown_fields=True):
@@ -95,7 +109,7 @@ class ExportConsent(Struct):
 
 class ExportAccount(Struct):
     user_id: str
-    email: str
+    email: str | None  # null: signed up with Apple, which sent no email
     display_name: str
     time_zone: str
     created_at: dt.datetime
@@ -186,6 +200,7 @@ class AccountExport(Struct):
     exported_at: dt.datetime
     account: ExportAccount
     devices: list[ExportDevice]
+    identities: list[IdentityOut]
     records: dict[str, list[ExportRecord]]
     conflicts: list[ExportConflict]
     nudges: list[ExportNudge]

@@ -18,14 +18,19 @@ __all__ = [
     "DeviceOut",
     "DevicesResponse",
     "FcmAddress",
+    "IdentityOut",
+    "IdentityProvider",
+    "LinkIdentityRequest",
     "LoginRequest",
     "OneTimeCode",
     "PasswordResetConfirm",
     "PasswordResetRequest",
     "ProviderName",
+    "ProviderSignInRequest",
     "PushTokenRequest",
     "RefreshRequest",
     "RegisterRequest",
+    "SignInResponse",
     "TokenResponse",
     "WebPushAddress",
     "WebPushKeys",
@@ -59,6 +64,30 @@ Name = Annotated[str, Meta(pattern=_whole(f"{_PRINTABLE}*"), max_length=100)]
 TermsVersion = Annotated[
     str, Meta(pattern=_whole(r"[A-Za-z0-9._-]{1,40}"), examples=["2026-12-01"])
 ]
+TimeZone = Annotated[
+    str,
+    Meta(pattern=_whole(r"[A-Za-z0-9_+/-]{1,64}"), max_length=64, examples=["Europe/Lisbon"]),
+]
+#: The sign-in providers whose ID tokens Kith accepts (service/accounts/providers.py).
+IdentityProvider = Literal["apple", "google"]
+#: A provider's ID token, a JWS in compact form (three base64url parts).
+IdToken = Annotated[
+    str,
+    Meta(
+        pattern=_whole(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),
+        max_length=8192,
+        description="the ID token the provider's SDK gave the app (a JWT)",
+    ),
+]
+#: The raw nonce the app generated for this sign-in and gave the provider's SDK (Apple: its
+#: SHA-256 in hex; Google: as is). Printable ASCII, 16 to 256 characters.
+Nonce = Annotated[
+    str,
+    Meta(
+        pattern=_whole(r"[\x21-\x7e]{16,256}"),
+        description="the raw nonce this sign-in was started with (not its hash)",
+    ),
+]
 
 
 class DeviceInfo(Struct, forbid_unknown_fields=True):
@@ -71,10 +100,7 @@ class RegisterRequest(Struct, forbid_unknown_fields=True):
     email: Email
     password: Password
     display_name: Annotated[Name, Meta(min_length=1)]
-    time_zone: Annotated[
-        str,
-        Meta(pattern=_whole(r"[A-Za-z0-9_+/-]{1,64}"), max_length=64, examples=["Europe/Lisbon"]),
-    ]
+    time_zone: TimeZone
     device: DeviceInfo
     #: The version of the privacy terms the person read and accepted (required, and must be
     #: the current one, when the server requires consent: ``KITH_TERMS_VERSION``).
@@ -104,6 +130,43 @@ class LoginRequest(Struct, forbid_unknown_fields=True):
     device: DeviceInfo
 
 
+class ProviderSignInRequest(Struct, forbid_unknown_fields=True):
+    """Sign in (or up) with Apple's or Google's ID token. The other fields are used only
+    when this sign-in creates the account, and are then what registration asks for."""
+
+    id_token: IdToken
+    nonce: Nonce
+    device: DeviceInfo
+    #: Required when the sign-in creates the account.
+    time_zone: TimeZone | None = None
+    #: The person's name; when absent, the token's ``name`` (Google sends it; Apple gives
+    #: the app the name only on the first authorization, never in the token).
+    display_name: Annotated[Name, Meta(min_length=1)] | None = None
+    terms_version: TermsVersion | None = None
+    wellbeing_consent: bool = False
+
+
+class LinkIdentityRequest(Struct, forbid_unknown_fields=True):
+    """Link a provider to the signed-in account: its ID token and the raw nonce; the
+    password too unless this session was started by a sign-in within five minutes."""
+
+    provider: IdentityProvider
+    id_token: IdToken
+    nonce: Nonce
+    password: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
+
+
+class IdentityOut(Struct):
+    """A provider linked to the account (never a token)."""
+
+    provider: str
+    subject: str
+    email: str | None
+    private_email: bool
+    linked_at: dt.datetime
+    last_sign_in_at: dt.datetime | None
+
+
 class RefreshRequest(Struct, forbid_unknown_fields=True):
     refresh_token: Annotated[str, Meta(min_length=1, max_length=200)]
 
@@ -115,6 +178,13 @@ class TokenResponse(Struct):
     refresh_token: str
     expires_in: int
     token_type: str = "Bearer"  # noqa: S105 - a scheme name, not a secret
+
+
+class SignInResponse(TokenResponse):
+    """A provider sign-in's answer: the tokens, and whether it created the account (show
+    the new person's onboarding)."""
+
+    created: bool = False
 
 
 class WebPushKeys(Struct, forbid_unknown_fields=True):

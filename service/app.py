@@ -18,7 +18,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from service.accounts.consent import Consent
+from service.accounts.identities import Identities
 from service.accounts.passwords import Passwords
+from service.accounts.providers import Providers
 from service.accounts.recovery import Recovery
 from service.accounts.service import AccountService
 from service.accounts.sessions import SessionCache
@@ -67,6 +69,7 @@ def create_app(settings: Settings) -> Litestar:
     )
     tokens = TokenIssuer(private, public, access_ttl_s=keys.access_ttl_s)
     consent = Consent(settings.accounts.terms_version)
+    providers = Providers(settings.signin)  # Apple, Google: each on if it has client ids
     metrics = Metrics()  # this process's deltas, flushed to Redis (service/infra/metrics.py)
 
     @asynccontextmanager
@@ -98,6 +101,7 @@ def create_app(settings: Settings) -> Litestar:
                 on_revoke=realtime.session_revoked,
                 consent=consent,
             )
+            app.state.identities = Identities(c.pool, app.state.accounts, providers)
             app.state.sync = c.sync_service(
                 seqs=realtime,
                 evaluate_debounce_s=settings.worker.evaluate_debounce_s,
@@ -159,6 +163,7 @@ def create_app(settings: Settings) -> Litestar:
             "pool": state("pool"),
             "redis_client": state("redis"),
             "accounts": state("accounts"),
+            "identities": state("identities"),
             "sync": state("sync"),
             "care": state("care"),
             "erasure": state("erasure"),

@@ -22,15 +22,18 @@ from typing import Any, TypeVar, cast
 __all__ = [
     "AccountSettings",
     "ApnsSettings",
+    "AppleSignInSettings",
     "CareSettings",
     "DatabaseSettings",
     "FcmSettings",
+    "GoogleSignInSettings",
     "MailSettings",
     "PushSettings",
     "RateLimitSettings",
     "ServerSettings",
     "Settings",
     "SettingsError",
+    "SignInSettings",
     "SyncSettings",
     "TokenSettings",
     "WebPushSettings",
@@ -265,6 +268,45 @@ class CareSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AppleSignInSettings:
+    """Sign in with Apple: the audiences Kith accepts (the app's bundle ids and Services
+    ids; none: Apple sign-in is off), Apple's issuer and the URL of its public keys."""
+
+    client_ids: tuple[str, ...] = setting("KITH_SIGNIN_APPLE_CLIENT_IDS", (), _names)
+    issuer: str = setting("KITH_SIGNIN_APPLE_ISSUER", "https://appleid.apple.com")
+    jwks_url: str = setting("KITH_SIGNIN_APPLE_JWKS_URL", "https://appleid.apple.com/auth/keys")
+
+
+@dataclass(frozen=True, slots=True)
+class GoogleSignInSettings:
+    """Sign in with Google: the OAuth client ids Kith accepts as the token's audience
+    (none: Google sign-in is off), Google's two spellings of its issuer, its keys' URL."""
+
+    client_ids: tuple[str, ...] = setting("KITH_SIGNIN_GOOGLE_CLIENT_IDS", (), _names)
+    issuers: tuple[str, ...] = setting(
+        "KITH_SIGNIN_GOOGLE_ISSUERS", ("accounts.google.com", "https://accounts.google.com"), _names
+    )
+    jwks_url: str = setting(
+        "KITH_SIGNIN_GOOGLE_JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SignInSettings:
+    """Signing in with a provider's ID token (decision 0020): how its keys are fetched and
+    cached, the clock leeway, and one group per provider."""
+
+    leeway_s: int = setting("KITH_SIGNIN_LEEWAY_S", 60, _integer(0))
+    #: How long a fetched key set is used before it is fetched again.
+    keys_cache_s: int = setting("KITH_SIGNIN_KEYS_CACHE_S", 3600, _integer(1))
+    #: A token naming a key Kith has not seen refetches the keys, at most this often.
+    keys_cooldown_s: int = setting("KITH_SIGNIN_KEYS_COOLDOWN_S", 30, _integer(0))
+    keys_timeout_s: int = setting("KITH_SIGNIN_KEYS_TIMEOUT_S", 5, _integer(1))
+    apple: AppleSignInSettings = AppleSignInSettings()
+    google: GoogleSignInSettings = GoogleSignInSettings()
+
+
+@dataclass(frozen=True, slots=True)
 class ApnsSettings:
     """Apple Push Notification service: a token-based (.p8) key."""
 
@@ -320,6 +362,7 @@ class Settings:
     server: ServerSettings = ServerSettings()
     tokens: TokenSettings = TokenSettings()
     accounts: AccountSettings = AccountSettings()
+    signin: SignInSettings = SignInSettings()
     mail: MailSettings = MailSettings()
     sync: SyncSettings = SyncSettings()
     ratelimit: RateLimitSettings = RateLimitSettings()
@@ -375,6 +418,11 @@ class Settings:
             server=read(ServerSettings, e),
             tokens=read(TokenSettings, e),
             accounts=read(AccountSettings, e),
+            signin=dataclasses.replace(
+                read(SignInSettings, e),
+                apple=read(AppleSignInSettings, e),
+                google=read(GoogleSignInSettings, e),
+            ),
             mail=read(MailSettings, e),
             sync=read(SyncSettings, e),
             ratelimit=read(RateLimitSettings, e),

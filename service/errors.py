@@ -6,15 +6,16 @@ problem-details body. The tree, with the status the edge gives each branch::
 
     KithError
     ├── Malformed             400  malformed_json, invalid_cursor, bad_request
-    ├── NotAuthenticated      401  unauthenticated, invalid_token, invalid_credentials, ...
+    ├── NotAuthenticated      401  unauthenticated, invalid_token, invalid_id_token, ...
     ├── Forbidden             403  device_mismatch, read_only_table, wrong_password, ...
-    ├── NotFound              404  not_found
-    ├── Conflict              409  email_taken, batch_id_reused, already_linked, ...
+    ├── NotFound              404  not_found, provider_disabled, ...
+    ├── Conflict              409  email_taken, link_required, last_sign_in_method, ...
     ├── TooLarge              413  body_too_large
     ├── InvalidInput          422  invalid_field (with the field paths)
     ├── UnsupportedVersion    426  unsupported_schema_version
     ├── RateLimited           429  rate_limited
-    └── Unavailable           503  unavailable (PostgreSQL or Redis down; with Retry-After)
+    └── Unavailable           503  unavailable (PostgreSQL or Redis down), provider_unavailable
+                                   (Apple's or Google's keys unreachable); with Retry-After
 
 Every code a client can meet is in :class:`Code` (and in docs/protocol.md's table); an app
 branches on the code, never on the wording of ``detail``.
@@ -61,6 +62,7 @@ class Code(StrEnum):
     INVALID_REFRESH_TOKEN = "invalid_refresh_token"
     REFRESH_TOKEN_REUSED = "refresh_token_reused"
     SESSION_REVOKED = "session_revoked"
+    INVALID_ID_TOKEN = "invalid_id_token"
     # 403: known, but not allowed
     FORBIDDEN = "forbidden"
     DEVICE_MISMATCH = "device_mismatch"
@@ -74,6 +76,7 @@ class Code(StrEnum):
     NOT_FOUND = "not_found"
     INVITATION_INVALID = "invitation_invalid"
     ALERT_NOT_FOUND = "alert_not_found"
+    PROVIDER_DISABLED = "provider_disabled"
     # 405, and any other status the framework answers by itself
     METHOD_NOT_ALLOWED = "method_not_allowed"
     HTTP_ERROR = "http_error"
@@ -84,6 +87,10 @@ class Code(StrEnum):
     ALREADY_LINKED = "already_linked"
     OWN_INVITATION = "own_invitation"
     ALERT_RESOLVED = "alert_resolved"
+    LINK_REQUIRED = "link_required"
+    IDENTITY_TAKEN = "identity_taken"
+    PROVIDER_ALREADY_LINKED = "provider_already_linked"
+    LAST_SIGN_IN_METHOD = "last_sign_in_method"
     # 413, 422, 426, 429
     BODY_TOO_LARGE = "body_too_large"
     INVALID_FIELD = "invalid_field"
@@ -91,6 +98,8 @@ class Code(StrEnum):
     RATE_LIMITED = "rate_limited"
     # 503: a server Kith depends on (PostgreSQL, Redis) is unreachable; retry after a while
     UNAVAILABLE = "unavailable"
+    # 503: Apple's or Google's keys could not be fetched to check a sign-in; retry after a while
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
     # 500: never raised on purpose; what the edge answers for a bug
     INTERNAL_ERROR = "internal_error"
 

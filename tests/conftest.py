@@ -30,6 +30,7 @@ from hypothesis import settings as hypothesis_settings
 
 from service.infra.embedded import drop_database, ensure_database
 from service.infra.migrate import migrate
+from tests.fakes.oidc import FakeIdentityProviders
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
@@ -105,8 +106,19 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def identity_providers() -> Iterator[FakeIdentityProviders]:
+    """A fake Apple and Google publishing their sign-in keys over local HTTP; every API
+    server of the run trusts them (tests/fakes/oidc.py)."""
+    with FakeIdentityProviders().running() as providers:
+        yield providers
+
+
+@pytest.fixture(scope="session")
 def server_env(
-    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    identity_providers: FakeIdentityProviders,
 ) -> dict[str, str]:
     data_dir = tmp_path_factory.mktemp("kith-data")
     return {
@@ -125,6 +137,8 @@ def server_env(
         # that (the limiter still counts every request). tests/integration/test_limits.py
         # runs its own servers with small limits.
         **{f"KITH_RATELIMIT_{name}": "1000000" for name in _LIMITS},
+        # Sign in with Apple and Google against the local fakes' keys.
+        **identity_providers.settings(),
     }
 
 

@@ -89,12 +89,12 @@ class AccountService:
                     code=Code.EMAIL_TAKEN,
                     errors=[FieldError("email", "already registered")],
                 )
-            await self._create_settings(conn, space_id, req.time_zone)
-            return await self._open_session(
+            await self.create_settings(conn, space_id, req.time_zone)
+            return await self.open_session(
                 conn, user_id, space_id, req.device, terms_version=req.terms_version
             )
 
-    async def _create_settings(self, conn: Connection, space_id: str, time_zone: str) -> None:
+    async def create_settings(self, conn: Connection, space_id: str, time_zone: str) -> None:
         """The settings row is a synced record like any other (a server write, seq 1), so
         the first pull of every device brings the person's defaults and time zone."""
         position = await sync_store.lock_space(conn, space_id)
@@ -162,13 +162,18 @@ class AccountService:
             raise NotAuthenticated("email or password is wrong", code=Code.INVALID_CREDENTIALS)
         family_id = _new_id()
         async with self._pool.acquire() as conn, conn.transaction():
-            response = await self._open_session(
+            response = await self.open_session(
                 conn, user.id, user.space_id, req.device, family_id, user.terms_version
             )
-        await self._revoked(user.id, req.device.id, keep=family_id)  # the device's old session
+        await self.session_replaced(user.id, req.device.id, family_id)
         return response
 
-    async def _open_session(
+    async def session_replaced(self, user_id: str, device_id: str, family_id: str) -> None:
+        """After a sign-in committed: the device's previous session is over (its streams
+        end, in this process and the others); ``family_id`` is the new one."""
+        await self._revoked(user_id, device_id, keep=family_id)
+
+    async def open_session(
         self,
         conn: Connection,
         user_id: str,
@@ -177,6 +182,8 @@ class AccountService:
         family_id: str | None = None,
         terms_version: str | None = None,
     ) -> TokenResponse:
+        """A new session (token family) for the device, in the caller's transaction: the
+        device's previous one ends (tell it with :meth:`session_replaced` after commit)."""
         await store.upsert_device(
             conn, user_id=user_id, device_id=device.id, platform=device.platform, name=device.name
         )

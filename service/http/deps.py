@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from litestar import Controller, Request
 from litestar.di import NamedDependency, Provide
 
+from service.accounts.identities import Identities
 from service.accounts.recovery import Recovery
 from service.accounts.service import AccountService
 from service.care.alerts import AlertService
@@ -33,6 +34,7 @@ __all__ = [
     "CareDep",
     "ErasureDep",
     "ExporterDep",
+    "IdentitiesDep",
     "LimitsDep",
     "PoolDep",
     "RealtimeDep",
@@ -49,6 +51,7 @@ PoolDep: TypeAlias = NamedDependency[asyncpg.Pool]
 RedisDep: TypeAlias = NamedDependency[aioredis.Redis]
 AccountsDep: TypeAlias = NamedDependency[AccountService]
 RecoveryDep: TypeAlias = NamedDependency[Recovery]
+IdentitiesDep: TypeAlias = NamedDependency[Identities]
 LimitsDep: TypeAlias = NamedDependency[RateLimiter]
 SyncDep: TypeAlias = NamedDependency[SyncService]
 RealtimeDep: TypeAlias = NamedDependency[Realtime]

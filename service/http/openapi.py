@@ -55,6 +55,11 @@ CODES: dict[Code, tuple[int, str]] = {
     Code.INVALID_CREDENTIALS: (401, "email or password is wrong"),
     Code.INVALID_REFRESH_TOKEN: (401, "the refresh token is unknown or expired: log in again"),
     Code.REFRESH_TOKEN_REUSED: (401, "a used refresh token came back: the session was ended"),
+    Code.INVALID_ID_TOKEN: (
+        401,
+        "the provider's ID token failed a check (signature, issuer, audience, expiry, nonce): "
+        "get a fresh one from the provider's SDK",
+    ),
     Code.DEVICE_MISMATCH: (403, "device_id is not the device the token was issued to"),
     Code.READ_ONLY_TABLE: (403, "the table is written by the server only"),
     Code.CONSENT_REQUIRED: (
@@ -69,16 +74,32 @@ CODES: dict[Code, tuple[int, str]] = {
     Code.NOT_FOUND: (404, "no such resource of yours"),
     Code.ALERT_NOT_FOUND: (404, "no such alert (of yours, or of the person you care for)"),
     Code.INVITATION_INVALID: (404, "the invitation code expired, was used, or never existed"),
+    Code.PROVIDER_DISABLED: (404, "this server does not offer sign-in with that provider"),
     Code.EMAIL_TAKEN: (409, "an account with this email exists"),
     Code.BATCH_ID_REUSED: (409, "this batch_id was used for different changes"),
     Code.ALREADY_LINKED: (409, "you already care for this person"),
     Code.ALERT_RESOLVED: (409, "the alert was resolved before it was acknowledged"),
     Code.OWN_INVITATION: (409, "you cannot accept your own invitation"),
+    Code.LINK_REQUIRED: (
+        409,
+        "an account with this email exists: sign in to it, then link the provider "
+        "(POST /v1/account/identities)",
+    ),
+    Code.IDENTITY_TAKEN: (409, "this provider account is linked to another Kith account"),
+    Code.PROVIDER_ALREADY_LINKED: (
+        409,
+        "another account of this provider is linked already: unlink it first",
+    ),
+    Code.LAST_SIGN_IN_METHOD: (409, "the only way left to sign in cannot be removed"),
     Code.BODY_TOO_LARGE: (413, "the body is larger than the server accepts"),
     Code.INVALID_FIELD: (422, "a field is invalid; `errors` names each one by its path"),
     Code.UNSUPPORTED_SCHEMA_VERSION: (426, "schema_version outside what this server speaks"),
     Code.RATE_LIMITED: (429, "too many requests: wait `Retry-After` seconds"),
     Code.UNAVAILABLE: (503, "PostgreSQL or Redis is unreachable: retry after `Retry-After` s"),
+    Code.PROVIDER_UNAVAILABLE: (
+        503,
+        "the provider's keys could not be fetched: retry after `Retry-After` s",
+    ),
 }
 
 _TITLES = {
@@ -100,6 +121,8 @@ RATE_LIMITED_PATHS = frozenset(
         "/v1/auth/login",
         "/v1/auth/register",
         "/v1/auth/refresh",
+        "/v1/auth/apple",
+        "/v1/auth/google",
         "/v1/sync/push",
         "/v1/sync/pull",
         "/v1/watermelon/push",

@@ -1,6 +1,7 @@
 """Rate limits, counted in Redis so that every API process sees the same numbers.
 
-* per client IP on ``register``, ``login`` and ``refresh`` — checked in front of the app
+* per client IP on ``register``, ``login`` (and the providers' ``apple``, ``google``)
+  and ``refresh`` — checked in front of the app
   (:class:`RateLimits`) before the body is even read, so a flood costs one Redis round
   trip per request;
 * per email on ``login`` (the body names it) — password guessing against one account from
@@ -165,6 +166,9 @@ class RateLimiter:
             "/v1/auth/login": ("login_ip", settings.ratelimit.login_per_ip),
             "/v1/auth/register": ("register_ip", settings.ratelimit.register_per_ip),
             "/v1/auth/refresh": ("refresh_ip", settings.ratelimit.refresh_per_ip),
+            # a provider's sign-in spends the password login's allowance per address
+            "/v1/auth/apple": ("login_ip", settings.ratelimit.login_per_ip),
+            "/v1/auth/google": ("login_ip", settings.ratelimit.login_per_ip),
         }
         # WatermelonDB's sync (one GET pull, one POST push) spends the same allowance.
         self._per_user = {

@@ -29,6 +29,7 @@ from schemas.account import (
     ExportRecord,
     ExportView,
 )
+from schemas.auth import IdentityOut
 from schemas.tables import TABLES
 from service.errors import NotFound
 from service.store import lifecycle as store
@@ -71,6 +72,8 @@ class Exporter:
             yield b',"account":' + _encode(_account(profile))
             devices = [_device(d) for d in await store.export_devices(conn, user_id)]
             yield b',"devices":' + _encode(devices)
+            identities = [IdentityOut(**i) for i in await store.export_identities(conn, user_id)]
+            yield b',"identities":' + _encode(identities)
             yield b',"records":{'
             for n, table in enumerate(TABLES):
                 yield (b"," if n else b"") + _encode(table) + b":["

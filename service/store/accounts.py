@@ -69,7 +69,7 @@ async def insert_user(
     *,
     user_id: str,
     space_id: str,
-    email: str,
+    email: str | None,
     password_hash: str,
     display_name: str,
     time_zone: str,
@@ -77,7 +77,9 @@ async def insert_user(
     wellbeing_consent: bool = False,
 ) -> bool:
     """Create the user and their space; False if the email is already registered. The
-    terms version and the wellbeing consent are recorded with the time, if given."""
+    terms version and the wellbeing consent are recorded with the time, if given. An
+    account made with Apple or Google has the password hash '' (no password works) and
+    may have no email."""
     inserted = await conn.fetchval(
         """
         INSERT INTO users (id, email, password_hash, display_name, time_zone, terms_version,

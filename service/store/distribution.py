@@ -11,7 +11,8 @@ declared in ``schemas/tables.py`` is placed by space without a word here):
   touches one shard group on one node;
 * **reference** (a copy on every node, written with two-phase commit): tables that
   space-scoped statements join on something other than a space id — names, devices, and
-  the session check folded into the push's and the pull's first statement;
+  the session check folded into the push's and the pull's first statement — and the
+  sign-in identities (Apple, Google), found by the provider's subject;
 * **coordinator** (local to the coordinator, the node every Kith process connects to):
   the job queue, claimed with ``FOR UPDATE SKIP LOCKED`` over every person at once, which a
   distributed table cannot do; push credentials, locked while minting; and the secrets
@@ -57,7 +58,9 @@ BY_SPACE: dict[str, str] = {
 }
 
 #: Replicated to every node. Order matters: a table before the tables that reference it.
-REFERENCE: tuple[str, ...] = ("users", "devices", "token_families")
+#: ``identities`` is found by (provider, subject) before anyone's space is known, and that
+#: pair must be unique across everyone (decision 0020).
+REFERENCE: tuple[str, ...] = ("users", "devices", "token_families", "identities")
 
 #: Stay on the coordinator. The ones with a foreign key to a reference table become Citus
 #: "local tables in metadata" (still one copy, on the coordinator).

@@ -31,6 +31,7 @@ __all__ = [
     "export_audit",
     "export_conflicts",
     "export_devices",
+    "export_identities",
     "export_links",
     "export_nudges",
     "export_profile",
@@ -96,7 +97,8 @@ async def begin_erasure(
     conn: Connection, user_id: str, job_kind: str, *, delay_s: float = 0.0
 ) -> ErasureStart | None:
     """The request, in one transaction (run it in one): the sign-in is scrubbed (the email
-    is free again at once and no password works), every device and session of the person
+    is free again at once, no password works, the Apple and Google identities are
+    unlinked), every device and session of the person
     is signed out, the web sessions end, and the erasure job is queued. None if there is no
     such account. Re-running it changes nothing and queues no second job."""
     space_id = await space_of(conn, user_id)
@@ -136,6 +138,8 @@ async def begin_erasure(
         user_id,
     )
     await conn.execute("DELETE FROM web_sessions WHERE user_id = $1", user_id)
+    # Apple and Google sign in no more, and may start a new account at once.
+    await conn.execute("DELETE FROM identities WHERE user_id = $1", user_id)
     await conn.execute(
         """
         INSERT INTO jobs (kind, space_id, dedupe_key, payload, run_at, max_attempts)
@@ -261,6 +265,7 @@ async def erase_account(conn: Connection, user_id: str, space_id: str) -> None:
     )
     await conn.execute("DELETE FROM token_families WHERE user_id = $1", user_id)
     await conn.execute("DELETE FROM web_sessions WHERE user_id = $1", user_id)
+    await conn.execute("DELETE FROM identities WHERE user_id = $1", user_id)
     await conn.execute("DELETE FROM devices WHERE user_id = $1", user_id)
     await conn.execute("DELETE FROM spaces WHERE id = $1", space_id)
     await conn.execute("DELETE FROM users WHERE id = $1", user_id)
@@ -286,6 +291,18 @@ async def export_devices(conn: Executor, user_id: str) -> list[dict[str, Any]]:
         """
         SELECT id, platform, name, created_at, last_seen_at, revoked_at, push_provider
         FROM devices WHERE user_id = $1 ORDER BY created_at, id
+        """,
+        user_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def export_identities(conn: Executor, user_id: str) -> list[dict[str, Any]]:
+    """The Apple and Google identities linked to the account (never a token)."""
+    rows = await conn.fetch(
+        """
+        SELECT provider, subject, email, private_email, created_at AS linked_at, last_sign_in_at
+        FROM identities WHERE user_id = $1 ORDER BY provider
         """,
         user_id,
     )

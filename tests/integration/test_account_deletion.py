@@ -26,6 +26,7 @@ from service.lifecycle.erasure import Erasure
 from service.sync.service import SyncService
 from sync.hlc import Clock
 from tests.conftest import CITUS, OUTPUT
+from tests.fakes.oidc import FakeIdentityProviders
 from tests.helpers import PASSWORD, Account, expect_problem, login, new_id, push, register, stamp
 from tests.integration.push_support import (
     Person,
@@ -35,6 +36,8 @@ from tests.integration.push_support import (
     fading_friend,
     set_push_token,
 )
+from tests.integration.signin_support import link as link_identity
+from tests.integration.signin_support import new_subject
 from tests.integration.test_care import accept, invite, older_adult_with_a_life, summary_rows
 from tests.integration.test_events import open_stream
 
@@ -53,12 +56,16 @@ async def identifiers(pool: asyncpg.Pool[Any], account: Account) -> list[str]:
     """Everything that names the person: user, space, email, every device, every session."""
     devices = await pool.fetch("SELECT id FROM devices WHERE user_id = $1", account.user_id)
     families = await pool.fetch("SELECT id FROM token_families WHERE user_id = $1", account.user_id)
+    identities = await pool.fetch(
+        "SELECT subject, email FROM identities WHERE user_id = $1", account.user_id
+    )
     return [
         account.user_id,
         await space_of(pool, account),
         account.email,
         *(r["id"] for r in devices),
         *(r["id"] for r in families),
+        *(value for r in identities for value in (r["subject"], r["email"]) if value),
     ]
 
 
@@ -105,12 +112,21 @@ async def web_sign_in(base_url: str, account: Account) -> httpx.AsyncClient:
 
 
 async def a_full_life(
-    http: httpx.AsyncClient, pool: asyncpg.Pool[Any], live_server: str
+    http: httpx.AsyncClient,
+    pool: asyncpg.Pool[Any],
+    live_server: str,
+    providers: FakeIdentityProviders,
 ) -> tuple[Account, Account, Account, Account]:
     """Mum with records on two devices, a conflict, insights and nudges, push addresses, a
     caregiver (with a push address and a queued alert about her), an open invitation, a
-    web session — and she is herself the caregiver of Gran, whose summary she has viewed."""
+    web session, Apple and Google linked — and she is herself the caregiver of Gran, whose
+    summary she has viewed."""
     mum = await older_adult_with_a_life(http)
+    # Registering was a sign-in a moment ago: linking needs no password.
+    relay = f"{new_id('mum')}@privaterelay.appleid.com"
+    for provider, email in ((providers.apple, relay), (providers.google, mum.email)):
+        r = await link_identity(http, mum, provider, new_subject(provider), email=email)
+        assert r.status_code == 200, r.text
     tablet = await login(http, mum.email, new_id("tablet"))
     await set_push_token(http, mum, {"provider": "apns", "token": apns_token()})
     await set_push_token(http, tablet, {"provider": "apns", "token": apns_token()})
@@ -174,9 +190,12 @@ async def pool(database_url: str) -> Any:
 
 
 async def test_deleting_an_account_leaves_nothing_of_the_person_in_any_table(
-    http: httpx.AsyncClient, pool: asyncpg.Pool[Any], live_server: str
+    http: httpx.AsyncClient,
+    pool: asyncpg.Pool[Any],
+    live_server: str,
+    identity_providers: FakeIdentityProviders,
 ) -> None:
-    mum, tablet, carer, gran = await a_full_life(http, pool, live_server)
+    mum, tablet, carer, gran = await a_full_life(http, pool, live_server, identity_providers)
     names = await identifiers(pool, mum)
     before = await tables_naming(pool, names)
     # The scan sees the person everywhere they are (so its silence afterwards means
@@ -186,6 +205,7 @@ async def test_deleting_an_account_leaves_nothing_of_the_person_in_any_table(
         "contacts", "interactions", "reflections", "check_ins", "settings", "insights",
         "care_summaries", "conflicts", "sync_batches", "nudge_requests", "jobs",
         "care_links", "care_invitations", "care_audit", "care_alerts", "account_codes",
+        "identities",
     } <= set(before), before  # fmt: skip
     [summary] = [x for x in await summary_rows(http, carer) if not x["deleted"]]
     carer_space = await space_of(pool, carer)

@@ -13,6 +13,7 @@ import msgspec
 
 from schemas.account import AccountExport
 from schemas.tables import TABLES
+from tests.fakes.oidc import FakeIdentityProviders
 from tests.helpers import expect_problem, pull_all
 from tests.integration.test_account_deletion import a_full_life, pool, space_of
 from tests.integration.test_care import SECRETS
@@ -33,9 +34,12 @@ async def export(http: httpx.AsyncClient, headers: dict[str, str]) -> tuple[Acco
 
 
 async def test_the_export_holds_everything_of_mine(
-    http: httpx.AsyncClient, pool: asyncpg.Pool[Any], live_server: str
+    http: httpx.AsyncClient,
+    pool: asyncpg.Pool[Any],
+    live_server: str,
+    identity_providers: FakeIdentityProviders,
 ) -> None:
-    mum, tablet, carer, _ = await a_full_life(http, pool, live_server)
+    mum, tablet, carer, _ = await a_full_life(http, pool, live_server, identity_providers)
     link = (await http.get("/v1/care/caregivers", headers=mum.headers)).json()["caregivers"][0]
     r = await http.get(f"/v1/care/people/{link['link_id']}/summary", headers=carer.headers)
     assert r.status_code == 200  # a view of Mum's summary, audited
@@ -44,6 +48,15 @@ async def test_the_export_holds_everything_of_mine(
     assert (doc.format, doc.version) == ("kith-export", 1)
     assert (doc.account.user_id, doc.account.email) == (mum.user_id, mum.email)
     assert {d.id for d in doc.devices} == {mum.device_id, tablet.device_id}
+    # Apple and Google as linked: provider, subject, email — never a token.
+    linked = await pool.fetch(
+        "SELECT provider, subject, email FROM identities WHERE user_id = $1 ORDER BY provider",
+        mum.user_id,
+    )
+    assert [(i.provider, i.subject, i.email) for i in doc.identities] == [
+        (r["provider"], r["subject"], r["email"]) for r in linked
+    ]
+    assert [i.provider for i in doc.identities] == ["apple", "google"]
 
     # Every record exactly as the phones sync it (same ids, same fields, tombstones too).
     synced, _ = await pull_all(http, tablet)
@@ -81,15 +94,25 @@ async def test_the_export_holds_everything_of_mine(
 
 
 async def test_an_export_is_mine_alone(
-    http: httpx.AsyncClient, pool: asyncpg.Pool[Any], live_server: str
+    http: httpx.AsyncClient,
+    pool: asyncpg.Pool[Any],
+    live_server: str,
+    identity_providers: FakeIdentityProviders,
 ) -> None:
-    mum, _, carer, gran = await a_full_life(http, pool, live_server)
+    mum, _, carer, gran = await a_full_life(http, pool, live_server, identity_providers)
+    mums_subjects = [
+        r["subject"]
+        for r in await pool.fetch("SELECT subject FROM identities WHERE user_id = $1", mum.user_id)
+    ]
     expect_problem(await http.get("/v1/account/export"), 401, "unauthenticated")
     for other in (carer, gran):
         doc, raw = await export(http, other.headers)
         assert doc.account.user_id == other.user_id
         text = raw.decode()
         assert mum.email not in text
+        assert doc.identities == []
+        for subject in mums_subjects:
+            assert subject not in text
         for secret in SECRETS:
             assert secret not in text
         # What of Mum a caregiver holds is only the summary she shared into their space.

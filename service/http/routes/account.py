@@ -1,13 +1,16 @@
-"""HTTP: the person's own account — delete it, export it."""
+"""HTTP: the person's own account — see it, its sign-in methods, delete it, export it."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from litestar import delete, get, post
-from litestar.params import JSONBody
+from litestar.params import JSONBody, Parameter
 from litestar.response import Stream
 
 from schemas.account import (
+    AccountOut,
     ConsentRequest,
     ConsentResponse,
     DeleteAccountRequest,
@@ -16,6 +19,7 @@ from schemas.account import (
     EmailChanged,
     EmailChangeRequest,
 )
+from schemas.auth import IdentityOut, LinkIdentityRequest
 from service.accounts.tokens import AccessClaims
 from service.errors import Code, InvalidInput, Malformed, field_errors_from_msgspec
 from service.http.deps import (
@@ -24,6 +28,7 @@ from service.http.deps import (
     CallerDep,
     ErasureDep,
     ExporterDep,
+    IdentitiesDep,
     LimitsDep,
     RecoveryDep,
     SignedIn,
@@ -38,6 +43,57 @@ _decode_delete = msgspec.json.Decoder(DeleteAccountRequest).decode
 class AccountController(SignedIn):
     path = "/v1/account"
     tags = ["account"]
+
+    @operation(get, "/", "My account and every way I can sign in (password, Apple, Google)")
+    async def account(self, caller: CallerDep, identities: IdentitiesDep) -> AccountOut:
+        return await identities.account(caller.user_id)
+
+    @operation(
+        post,
+        "/identities",
+        "Link Apple or Google to my account (sign in with it from then on)",
+        Code.INVALID_ID_TOKEN,
+        Code.WRONG_PASSWORD,
+        Code.REAUTHENTICATION_REQUIRED,
+        Code.PROVIDER_DISABLED,
+        Code.IDENTITY_TAKEN,
+        Code.PROVIDER_ALREADY_LINKED,
+        Code.PROVIDER_UNAVAILABLE,
+        description=(
+            "The provider's ID token and the raw nonce, as for `/v1/auth/apple|google`, and "
+            '`{"password": …}` unless this session was started by a sign-in within five '
+            "minutes. Linking the same identity again changes nothing."
+        ),
+    )
+    async def link_identity(
+        self,
+        caller: CallerDep,
+        identities: IdentitiesDep,
+        limits: LimitsDep,
+        data: JSONBody[LinkIdentityRequest],
+    ) -> IdentityOut:
+        if data.password is not None:
+            await limits.check_password_confirmation(caller.user_id)
+        return await identities.link(caller.user_id, caller.family_id, data)
+
+    @operation(
+        delete,
+        "/identities/{provider:str}",
+        "Unlink Apple or Google from my account",
+        Code.NOT_FOUND,
+        Code.LAST_SIGN_IN_METHOD,
+        status_code=204,
+        description="Refused (`409 last_sign_in_method`) if it is the only way left to sign in.",
+    )
+    async def unlink_identity(
+        self,
+        caller: CallerDep,
+        identities: IdentitiesDep,
+        provider: Annotated[
+            str, Parameter(pattern=r"^(apple|google)$(?!\n)", description="apple or google")
+        ],
+    ) -> None:
+        await identities.unlink(caller.user_id, provider)
 
     @operation(
         delete,

@@ -10,16 +10,33 @@ from schemas.auth import (
     LoginRequest,
     PasswordResetConfirm,
     PasswordResetRequest,
+    ProviderSignInRequest,
     RefreshRequest,
     RegisterRequest,
+    SignInResponse,
     TokenResponse,
 )
 from service.errors import Code
-from service.http.deps import AccountsDep, CallerDep, LimitsDep, RecoveryDep
+from service.http.deps import AccountsDep, CallerDep, IdentitiesDep, LimitsDep, RecoveryDep
 from service.http.guard import resolve_caller
 from service.http.openapi import operation
 
 __all__ = ["AuthController"]
+
+_PROVIDER_SIGN_IN = (
+    "The same tokens as `/v1/auth/login`, for the device in `device`. Start the sign-in "
+    "with a fresh random nonce, give {provider}'s SDK {nonce}, and send the raw nonce here. "
+    "A new {provider} account creates a Kith account (`created: true`): then `time_zone`, "
+    "a `display_name` (unless the token has a name) and, when the server requires consent, "
+    "`terms_version` and `wellbeing_consent` are needed. `409 link_required`: the email "
+    "has a Kith account — sign in to it and link {provider} (`POST /v1/account/identities`)."
+)
+_PROVIDER_ERRORS = (
+    Code.INVALID_ID_TOKEN,
+    Code.PROVIDER_DISABLED,
+    Code.LINK_REQUIRED,
+    Code.PROVIDER_UNAVAILABLE,
+)
 
 
 class AuthController(Controller):
@@ -45,6 +62,30 @@ class AuthController(Controller):
         # Per client address is checked by the app's guard; per account needs the body.
         await limits.check_login_email(data.email)
         return await accounts.login(data)
+
+    @operation(
+        post,
+        "/apple",
+        "Sign in (or up) with Apple: its ID token and the raw nonce",
+        *_PROVIDER_ERRORS,
+        description=_PROVIDER_SIGN_IN.format(provider="Apple", nonce="its SHA-256 in hex"),
+    )
+    async def apple(
+        self, data: JSONBody[ProviderSignInRequest], identities: IdentitiesDep
+    ) -> SignInResponse:
+        return await identities.sign_in("apple", data)
+
+    @operation(
+        post,
+        "/google",
+        "Sign in (or up) with Google: its ID token and the raw nonce",
+        *_PROVIDER_ERRORS,
+        description=_PROVIDER_SIGN_IN.format(provider="Google", nonce="as is"),
+    )
+    async def google(
+        self, data: JSONBody[ProviderSignInRequest], identities: IdentitiesDep
+    ) -> SignInResponse:
+        return await identities.sign_in("google", data)
 
     @operation(
         post,
