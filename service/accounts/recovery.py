@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import asyncpg
@@ -54,30 +55,26 @@ def _invalid() -> Forbidden:
     )
 
 
+@dataclass(eq=False)
 class Recovery:
-    def __init__(
-        self,
-        pool: asyncpg.Pool[Any],
-        passwords: Passwords,
-        mailer: Mailer,
-        *,
-        on_revoke: OnRevoke | None = None,
-    ) -> None:
-        self._pool = pool
-        self._passwords = passwords
-        self._mailer = mailer
-        self._on_revoke = on_revoke
+    pool: asyncpg.Pool[Any]
+    passwords: Passwords
+    mailer: Mailer
+    _: KW_ONLY
+    on_revoke: OnRevoke | None = None
+
+    def __post_init__(self) -> None:
         self._sending: set[asyncio.Task[None]] = set()
 
     # -- password reset ------------------------------------------------------------------
 
     async def request_reset(self, email: str) -> None:
-        user = await store.user_by_email(self._pool, email)
+        user = await store.user_by_email(self.pool, email)
         if user is None:
             return  # the same answer: whether an address has an account is not told
         code = _code()
         await store.put_code(
-            self._pool,
+            self.pool,
             user_id=user.id,
             purpose=RESET,
             code_hash=code_hash(user.id, code),
@@ -92,11 +89,11 @@ class Recovery:
         )
 
     async def confirm_reset(self, email: str, code: str, new_password: str) -> None:
-        user = await store.user_by_email(self._pool, email)
+        user = await store.user_by_email(self.pool, email)
         if user is None:
             raise _invalid()
-        password_hash = await self._passwords.hash(new_password)
-        async with self._pool.acquire() as conn, conn.transaction():
+        password_hash = await self.passwords.hash(new_password)
+        async with self.pool.acquire() as conn, conn.transaction():
             check = await store.take_code(
                 conn,
                 user_id=user.id,
@@ -107,15 +104,15 @@ class Recovery:
             devices = await store.set_password(conn, user.id, password_hash) if check.ok else []
         if not check.ok:
             raise _invalid()
-        if self._on_revoke is not None:
+        if self.on_revoke is not None:
             for device_id in devices:
-                await self._on_revoke(user.id, device_id, None)
+                await self.on_revoke(user.id, device_id, None)
 
     # -- email change ----------------------------------------------------------------------
 
     async def request_email_change(self, user_id: str, new_email: str) -> None:
         """(The caller's identity is confirmed by the edge first: the password.)"""
-        if await store.email_taken(self._pool, new_email):
+        if await store.email_taken(self.pool, new_email):
             raise Conflict(
                 "another account uses this email",
                 code=Code.EMAIL_TAKEN,
@@ -123,7 +120,7 @@ class Recovery:
             )
         code = _code()
         await store.put_code(
-            self._pool,
+            self.pool,
             user_id=user_id,
             purpose=EMAIL_CHANGE,
             code_hash=code_hash(user_id, code),
@@ -138,7 +135,7 @@ class Recovery:
         )
 
     async def confirm_email_change(self, user_id: str, code: str) -> str:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             check = await store.take_code(
                 conn,
                 user_id=user_id,
@@ -170,6 +167,6 @@ class Recovery:
 
     async def _send(self, to: str, subject: str, body: str) -> None:
         try:
-            await self._mailer.send(to, subject, body)
+            await self.mailer.send(to, subject, body)
         except Exception as exc:  # never the message or the address: they are private
             log.warning("a one-time code could not be mailed: %s", type(exc).__name__)

@@ -11,6 +11,8 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any
 
 import asyncpg
 
@@ -43,25 +45,16 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass(eq=False)
 class AccountService:
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        passwords: Passwords,
-        tokens: TokenIssuer,
-        clock: Clock,
-        *,
-        refresh_ttl_s: int,
-        on_revoke: OnRevoke | None = None,
-        consent: Consent | None = None,
-    ) -> None:
-        self._pool = pool
-        self._passwords = passwords
-        self._tokens = tokens
-        self._clock = clock
-        self._refresh_ttl_s = refresh_ttl_s
-        self._on_revoke = on_revoke
-        self.consent = consent or Consent(None)
+    pool: asyncpg.Pool[Any]
+    passwords: Passwords
+    tokens: TokenIssuer
+    clock: Clock
+    _: KW_ONLY
+    refresh_ttl_s: int
+    on_revoke: OnRevoke | None = None
+    consent: Consent = field(default_factory=lambda: Consent(None))
 
     async def register(self, req: RegisterRequest) -> TokenResponse:
         try:
@@ -69,9 +62,9 @@ class AccountService:
         except ValueError as exc:
             raise InvalidInput(str(exc), errors=[FieldError("time_zone", str(exc))]) from None
         self.consent.check_acceptance(req.terms_version, req.wellbeing_consent)
-        password_hash = await self._passwords.hash(req.password)
+        password_hash = await self.passwords.hash(req.password)
         user_id, space_id = _new_id(), _new_id()
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             created = await store.insert_user(
                 conn,
                 user_id=user_id,
@@ -98,7 +91,7 @@ class AccountService:
         """The settings row is a synced record like any other (a server write, seq 1), so
         the first pull of every device brings the person's defaults and time zone."""
         position = await sync_store.lock_space(conn, space_id)
-        hlc = self._clock.now()
+        hlc = self.clock.now()
         fields = dict(TABLES["settings"].defaults)
         fields["time_zone"] = time_zone
         state = RecordState(fields, {"time_zone": hlc})
@@ -111,8 +104,8 @@ class AccountService:
     async def check_password(self, email: str, password: str) -> str | None:
         """The user id if the password is right (the web page's sign-in), else None —
         in the same time whether or not the email exists."""
-        user = await store.user_by_email(self._pool, email)
-        ok = await self._passwords.verify(user.password_hash if user else None, password)
+        user = await store.user_by_email(self.pool, email)
+        ok = await self.passwords.verify(user.password_hash if user else None, password)
         return user.id if user is not None and ok else None
 
     async def accept_terms(self, claims: AccessClaims, req: ConsentRequest) -> ConsentResponse:
@@ -124,12 +117,12 @@ class AccountService:
                 "consent to the processing of wellbeing data is needed to use Kith",
                 errors=[FieldError("wellbeing_consent", "must be true")],
             )
-        accepted_at = await store.record_consent(self._pool, claims.user_id, req.terms_version)
-        token = self._tokens.mint_access(
+        accepted_at = await store.record_consent(self.pool, claims.user_id, req.terms_version)
+        token = self.tokens.mint_access(
             dataclasses.replace(claims, terms_version=req.terms_version, expires_at=0)
         )
         return ConsentResponse(
-            req.terms_version, accepted_at, token, expires_in=self._tokens.access_ttl_s
+            req.terms_version, accepted_at, token, expires_in=self.tokens.access_ttl_s
         )
 
     async def confirm_identity(self, user_id: str, family_id: str, password: str | None) -> None:
@@ -138,15 +131,15 @@ class AccountService:
         count, so a leaked refresh token alone cannot delete an account. Raises 403
         ``wrong_password`` or ``reauthentication_required``."""
         if password is not None:
-            stored = await store.password_hash_of(self._pool, user_id)
-            if not await self._passwords.verify(stored, password):
+            stored = await store.password_hash_of(self.pool, user_id)
+            if not await self.passwords.verify(stored, password):
                 raise Forbidden(
                     "the password is wrong",
                     code=Code.WRONG_PASSWORD,
                     errors=[FieldError("password", "is wrong")],
                 )
             return
-        age = await store.session_age_s(self._pool, family_id=family_id, user_id=user_id)
+        age = await store.session_age_s(self.pool, family_id=family_id, user_id=user_id)
         if age is None or age > RECENT_SIGN_IN_S:
             raise Forbidden(
                 "confirm with your password (or sign in again and retry within "
@@ -156,12 +149,12 @@ class AccountService:
             )
 
     async def login(self, req: LoginRequest) -> TokenResponse:
-        user = await store.user_by_email(self._pool, req.email)
-        ok = await self._passwords.verify(user.password_hash if user else None, req.password)
+        user = await store.user_by_email(self.pool, req.email)
+        ok = await self.passwords.verify(user.password_hash if user else None, req.password)
         if user is None or not ok:
             raise NotAuthenticated("email or password is wrong", code=Code.INVALID_CREDENTIALS)
         family_id = _new_id()
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             response = await self.open_session(
                 conn, user.id, user.space_id, req.device, family_id, user.terms_version
             )
@@ -195,25 +188,25 @@ class AccountService:
         return await self._issue(conn, claims)
 
     async def _issue(self, conn: Connection, claims: AccessClaims) -> TokenResponse:
-        refresh = self._tokens.new_refresh_token()
+        refresh = self.tokens.new_refresh_token()
         await store.insert_refresh_token(
             conn,
             token_hash=hash_refresh_token(refresh),
             family_id=claims.family_id,
-            ttl_s=self._refresh_ttl_s,
+            ttl_s=self.refresh_ttl_s,
         )
         return TokenResponse(
             user_id=claims.user_id,
             device_id=claims.device_id,
-            access_token=self._tokens.mint_access(claims),
+            access_token=self.tokens.mint_access(claims),
             refresh_token=refresh,
-            expires_in=self._tokens.access_ttl_s,
+            expires_in=self.tokens.access_ttl_s,
         )
 
     async def refresh(self, refresh_token: str) -> TokenResponse:
         token_hash = hash_refresh_token(refresh_token)
         reused = False
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             row = await store.refresh_token_for_update(conn, token_hash)
             if row is None or row.family_revoked:
                 raise NotAuthenticated(
@@ -247,7 +240,7 @@ class AccountService:
     async def logout(
         self, family_id: str, *, user_id: str | None = None, device_id: str | None = None
     ) -> None:
-        await store.revoke_family(self._pool, family_id, "logout")
+        await store.revoke_family(self.pool, family_id, "logout")
         if user_id is not None and device_id is not None:
             await self._revoked(user_id, device_id)
 
@@ -256,5 +249,5 @@ class AccountService:
         await self._revoked(user_id, device_id)
 
     async def _revoked(self, user_id: str, device_id: str, *, keep: str | None = None) -> None:
-        if self._on_revoke is not None:
-            await self._on_revoke(user_id, device_id, keep)
+        if self.on_revoke is not None:
+            await self.on_revoke(user_id, device_id, keep)

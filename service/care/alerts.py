@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
@@ -175,20 +176,13 @@ async def caregiver_pushes(
     return count
 
 
+@dataclass(eq=False)
 class AlertService:
-    def __init__(
-        self,
-        pool: asyncpg.Pool[Any],
-        sync: SyncService,
-        care: CareService,
-        clock: Callable[[], dt.datetime] = _utcnow,
-        wake_workers: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        self._pool = pool
-        self._sync = sync
-        self._care = care
-        self._clock = clock
-        self._wake = wake_workers
+    pool: asyncpg.Pool[Any]
+    sync: SyncService
+    care: CareService
+    clock: Callable[[], dt.datetime] = _utcnow
+    wake_workers: Callable[[], Awaitable[None]] | None = None
 
     def handlers(self) -> dict[str, Callable[[Job], Awaitable[None]]]:
         return {Kind.CARE_ALERTS_SYNC: self._sync_job}
@@ -201,9 +195,9 @@ class AlertService:
         """ "I'm on it". Idempotent per caregiver; the first one wins; too late once the
         alert is resolved (409 ``alert_resolved``) unless this caregiver had answered."""
         link = await self._alerts_link(caregiver_user_id, link_id)
-        space_id, now = link.space_id, self._clock()
+        space_id, now = link.space_id, self.clock()
         changed = False
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             state = await self._locked(conn, space_id, alert_id)
             if state.resolved:
                 if not await store.has_acknowledged(conn, space_id, alert_id, link.id):
@@ -276,8 +270,8 @@ class AlertService:
 
     async def of_person(self, space_id: str, *, only: str | None = None) -> list[dict[str, Any]]:
         """The person's open alerts and those resolved in the last day, as they see them."""
-        now = self._clock()
-        states = await store.alert_states(self._pool, space_id, now, only=only)
+        now = self.clock()
+        states = await store.alert_states(self.pool, space_id, now, only=only)
         if only is not None and not states:
             raise NotFound("you have no alert with this id", code=Code.ALERT_NOT_FOUND)
         zone = await self._zone(space_id)
@@ -288,20 +282,20 @@ class AlertService:
     async def publish(self, space_id: str) -> None:
         """Write the person's ``alerts`` records that changed, then every caregiver's
         summary. Idempotent: the ``care_alerts_sync`` job runs it again after a crash."""
-        now = self._clock()
-        states = await store.alert_states(self._pool, space_id, now)
+        now = self.clock()
+        states = await store.alert_states(self.pool, space_id, now)
         if states:
             zone = await self._zone(space_id)
             ids = [record_id(a.id) for a in states]
-            async with self._pool.acquire() as conn:
+            async with self.pool.acquire() as conn:
                 current = await sync_store.load_records(conn, space_id, "alerts", ids)
             for a, rid in zip(states, ids, strict=True):
                 fields = msgspec.json.decode(msgspec.json.encode(person_fields(a, zone)))
                 have = current.get(rid)
                 if have is not None and all(have.fields.get(k) == v for k, v in fields.items()):
                     continue
-                await self._sync.server_write(space_id, "alerts", rid, fields, create=True)
-        await self._care.refresh(space_id)
+                await self.sync.server_write(space_id, "alerts", rid, fields, create=True)
+        await self.care.refresh(space_id)
 
     async def _sync_job(self, job: Job) -> None:
         if not job.space_id:
@@ -320,8 +314,8 @@ class AlertService:
         title: Callable[[str], str],
         body: Callable[[str], str],
     ) -> bool:
-        now = self._clock()
-        async with self._pool.acquire() as conn, conn.transaction():
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
             state = await self._locked(conn, space_id, alert_id)
             if state.resolved:
                 return False  # resolving twice changes nothing
@@ -362,15 +356,15 @@ class AlertService:
 
     async def _after(self, space_id: str) -> None:
         """After the commit: workers woken for the pushes, the records written now."""
-        if self._wake is not None:
-            await self._wake()
+        if self.wake_workers is not None:
+            await self.wake_workers()
         try:
             await self.publish(space_id)
         except (OSError, asyncpg.PostgresError) as exc:  # the queued job writes them
             log.warning("alert records left to the worker: %s", type(exc).__name__)
 
     async def _alerts_link(self, caregiver_user_id: str, link_id: str) -> care_store.Link:
-        link = await care_store.link_for_caregiver(self._pool, caregiver_user_id, link_id)
+        link = await care_store.link_for_caregiver(self.pool, caregiver_user_id, link_id)
         if link is None or link.state != "active":
             raise NotFound("you do not care for anyone with this link")
         if "alerts" not in link.scopes:
@@ -387,9 +381,9 @@ class AlertService:
         return state
 
     async def _entry(self, space_id: str, alert_id: str, viewer: str) -> dict[str, Any]:
-        [state] = await store.alert_states(self._pool, space_id, self._clock(), only=alert_id)
+        [state] = await store.alert_states(self.pool, space_id, self.clock(), only=alert_id)
         return alert_entry(state, viewer)
 
     async def _zone(self, space_id: str, conn: Executor | None = None) -> Any:
-        settings = await sync_store.settings_of(conn or self._pool, space_id) or {}
+        settings = await sync_store.settings_of(conn or self.pool, space_id) or {}
         return Budget.from_settings(settings).zone

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
@@ -69,16 +70,11 @@ def clock_time(value: Any) -> dt.time | None:
         return None
 
 
+@dataclass(eq=False)
 class CareService:
-    def __init__(
-        self,
-        pool: asyncpg.Pool[Any],
-        sync: SyncService,
-        clock: Callable[[], dt.datetime] = _utcnow,
-    ) -> None:
-        self._pool = pool
-        self._sync = sync
-        self._clock = clock
+    pool: asyncpg.Pool[Any]
+    sync: SyncService
+    clock: Callable[[], dt.datetime] = _utcnow
 
     # -- the older adult -----------------------------------------------------------------
 
@@ -86,17 +82,17 @@ class CareService:
         self, space_id: str, user_id: str, scopes: Sequence[str] = ()
     ) -> tuple[str, dt.datetime]:
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-        expires_at = self._clock() + INVITATION_TTL
+        expires_at = self.clock() + INVITATION_TTL
         await store.create_invitation(
-            self._pool, space_id, user_id, _hash(code), expires_at, _ordered(scopes)
+            self.pool, space_id, user_id, _hash(code), expires_at, _ordered(scopes)
         )
         return f"{code[:4]}-{code[4:]}", expires_at
 
     async def caregivers(self, space_id: str) -> list[store.Link]:
-        return await store.links_of_person(self._pool, space_id)
+        return await store.links_of_person(self.pool, space_id)
 
     async def set_scopes(self, space_id: str, link_id: str, scopes: Sequence[str]) -> store.Link:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             link = await self._owned(conn, space_id, link_id)
             await store.update_link(conn, space_id, link_id, scopes=_ordered(scopes))
         if link.state == "active":
@@ -104,7 +100,7 @@ class CareService:
         return await self._reload(space_id, link_id)
 
     async def pause(self, space_id: str, link_id: str) -> store.Link:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             link = await self._owned(conn, space_id, link_id)
             if link.state == "active":
                 await store.update_link(conn, space_id, link_id, state="paused")
@@ -112,7 +108,7 @@ class CareService:
         return await self._reload(space_id, link_id)
 
     async def resume(self, space_id: str, link_id: str) -> store.Link:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             link = await self._owned(conn, space_id, link_id)
             if link.state == "paused":
                 await store.update_link(
@@ -122,13 +118,13 @@ class CareService:
         return await self._reload(space_id, link_id)
 
     async def revoke(self, space_id: str, link_id: str) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             link = await self._owned(conn, space_id, link_id)
             await store.update_link(conn, space_id, link_id, state="revoked")
         await self._remove_row(link)
 
     async def audit(self, space_id: str, limit: int = 200) -> list[store.AuditRow]:
-        return await store.list_audit(self._pool, space_id, limit)
+        return await store.list_audit(self.pool, space_id, limit)
 
     # -- the caregiver -------------------------------------------------------------------
 
@@ -136,8 +132,8 @@ class CareService:
         self, caregiver_user_id: str, caregiver_space_id: str, code: str, label: str | None
     ) -> store.Link:
         link_id = "cl" + secrets.token_hex(8)
-        async with self._pool.acquire() as conn, conn.transaction():
-            taken = await store.take_invitation(conn, _hash(code), self._clock())
+        async with self.pool.acquire() as conn, conn.transaction():
+            taken = await store.take_invitation(conn, _hash(code), self.clock())
             if taken is None:
                 raise NotFound(
                     "this code is not valid: it may have expired or been used already",
@@ -163,13 +159,13 @@ class CareService:
         return await self._reload(space_id, link_id)
 
     async def people(self, caregiver_user_id: str) -> list[store.Link]:
-        return await store.links_of_caregiver(self._pool, caregiver_user_id)
+        return await store.links_of_caregiver(self.pool, caregiver_user_id)
 
     async def leave(self, caregiver_user_id: str, link_id: str) -> None:
-        link = await store.link_for_caregiver(self._pool, caregiver_user_id, link_id)
+        link = await store.link_for_caregiver(self.pool, caregiver_user_id, link_id)
         if link is None:
             raise NotFound("you do not care for anyone with this link")
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             await store.update_link(conn, link.space_id, link_id, state="revoked")
         await self._remove_row(link)
 
@@ -177,22 +173,22 @@ class CareService:
         self, caregiver_user_id: str, link_id: str, channel: Channel
     ) -> tuple[store.Link, dict[str, Any], dt.datetime]:
         """The live summary for a caregiver, audited. Paused or revoked: not found."""
-        link = await store.link_for_caregiver(self._pool, caregiver_user_id, link_id)
+        link = await store.link_for_caregiver(self.pool, caregiver_user_id, link_id)
         if link is None or link.state != "active":
             raise NotFound("you do not care for anyone with this link")
-        now = self._clock()
+        now = self.clock()
         summary = await self._compute(link, now)
-        await store.add_audit(self._pool, link, channel)
+        await store.add_audit(self.pool, link, channel)
         return link, summary, now
 
     # -- the summaries -------------------------------------------------------------------
 
     async def refresh(self, space_id: str, *, only: str | None = None) -> int:
         """Recompute and write the summary row of every active link of ``space_id``."""
-        links = await store.active_links(self._pool, space_id)
-        now = self._clock()
+        links = await store.active_links(self.pool, space_id)
+        now = self.clock()
         written = 0
-        inputs = await store.summary_inputs(self._pool, space_id, now) if links else None
+        inputs = await store.summary_inputs(self.pool, space_id, now) if links else None
         failed: Exception | None = None
         for link in links:
             if only is not None and link.id != only:
@@ -205,7 +201,7 @@ class CareService:
                 "computed_at": now.isoformat(),
             }
             try:
-                await self._sync.server_write(
+                await self.sync.server_write(
                     link.caregiver_space_id,
                     "care_summaries",
                     link.summary_id,
@@ -223,7 +219,7 @@ class CareService:
         return written
 
     async def _compute(self, link: store.Link, now: dt.datetime) -> dict[str, Any]:
-        inputs = await store.summary_inputs(self._pool, link.space_id, now)
+        inputs = await store.summary_inputs(self.pool, link.space_id, now)
         return self._build(link, inputs, now)
 
     @staticmethod
@@ -254,7 +250,7 @@ class CareService:
         return out
 
     async def _remove_row(self, link: store.Link) -> None:
-        await self._sync.server_write(
+        await self.sync.server_write(
             link.caregiver_space_id, "care_summaries", link.summary_id, None
         )
 
@@ -265,7 +261,7 @@ class CareService:
         return link
 
     async def _reload(self, space_id: str, link_id: str) -> store.Link:
-        async with self._pool.acquire() as conn:
+        async with self.pool.acquire() as conn:
             link = await store.link_for_owner(conn, space_id, link_id)
         if link is None:
             raise NotFound("you have no caregiver with this link")

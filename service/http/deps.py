@@ -1,6 +1,8 @@
 """HTTP: what a handler can ask for, by name — one alias each.
 
-Litestar injects a dependency by its parameter's name (``NamedDependency``); the aliases keep
+Litestar injects a dependency by its parameter's name (``NamedDependency``), taken as built:
+the objects are the app's own (its services, the pool), so there is nothing to validate —
+and no per-request cost, and the services may be dataclasses. The aliases keep
 a handler's signature to what it uses, in a line, and say once which object each name is.
 The objects themselves are built by ``service/app.py`` (through ``service/wiring.py``).
 """
@@ -13,6 +15,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from litestar import Controller, Request
 from litestar.di import NamedDependency, Provide
+from litestar.params import SkipValidation
 
 from service.accounts.identities import Identities
 from service.accounts.recovery import Recovery
@@ -46,19 +49,19 @@ __all__ = [
 
 AnyRequest: TypeAlias = Request[Any, Any, Any]
 #: The signed-in person (``service/http/guard.py``).
-CallerDep: TypeAlias = NamedDependency[Caller]
-PoolDep: TypeAlias = NamedDependency[asyncpg.Pool]
-RedisDep: TypeAlias = NamedDependency[aioredis.Redis]
-AccountsDep: TypeAlias = NamedDependency[AccountService]
-RecoveryDep: TypeAlias = NamedDependency[Recovery]
-IdentitiesDep: TypeAlias = NamedDependency[Identities]
-LimitsDep: TypeAlias = NamedDependency[RateLimiter]
-SyncDep: TypeAlias = NamedDependency[SyncService]
-RealtimeDep: TypeAlias = NamedDependency[Realtime]
-CareDep: TypeAlias = NamedDependency[CareService]
-AlertsDep: TypeAlias = NamedDependency[AlertService]
-ErasureDep: TypeAlias = NamedDependency[Erasure]
-ExporterDep: TypeAlias = NamedDependency[Exporter]
+CallerDep: TypeAlias = SkipValidation[NamedDependency[Caller]]
+PoolDep: TypeAlias = SkipValidation[NamedDependency[asyncpg.Pool]]
+RedisDep: TypeAlias = SkipValidation[NamedDependency[aioredis.Redis]]
+AccountsDep: TypeAlias = SkipValidation[NamedDependency[AccountService]]
+RecoveryDep: TypeAlias = SkipValidation[NamedDependency[Recovery]]
+IdentitiesDep: TypeAlias = SkipValidation[NamedDependency[Identities]]
+LimitsDep: TypeAlias = SkipValidation[NamedDependency[RateLimiter]]
+SyncDep: TypeAlias = SkipValidation[NamedDependency[SyncService]]
+RealtimeDep: TypeAlias = SkipValidation[NamedDependency[Realtime]]
+CareDep: TypeAlias = SkipValidation[NamedDependency[CareService]]
+AlertsDep: TypeAlias = SkipValidation[NamedDependency[AlertService]]
+ErasureDep: TypeAlias = SkipValidation[NamedDependency[Erasure]]
+ExporterDep: TypeAlias = SkipValidation[NamedDependency[Exporter]]
 
 
 class SignedIn(Controller):

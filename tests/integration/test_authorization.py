@@ -22,6 +22,7 @@ from service.accounts.recovery import code_hash as recovery_hash
 from service.app import create_app
 from service.config import Settings
 from sync.cursor import encode_cursor
+from tests.fakes.oidc import FakeIdentityProviders
 from tests.helpers import (
     Account,
     expect_problem,
@@ -33,6 +34,7 @@ from tests.helpers import (
     stamp,
 )
 from tests.integration.realtime_support import SseReader
+from tests.integration.signin_support import link, new_subject, provider_sign_in
 
 #: Routes anyone may call. Everything else must need a token and be in BOLA_CHECKS.
 PUBLIC = {
@@ -48,6 +50,10 @@ PUBLIC = {
     ("POST", "/account/delete"),
     # Password reset: the emailed code is the proof (tests/integration/test_recovery.py).
     ("POST", "/v1/auth/password-reset"),
+    # Sign in with Apple or Google: the provider's ID token is the proof
+    # (tests/integration/test_sign_in_providers.py).
+    ("POST", "/v1/auth/apple"),
+    ("POST", "/v1/auth/google"),
     ("POST", "/v1/auth/password-reset/confirm"),
 }
 PUBLIC_PREFIXES = ("/docs",)  # the OpenAPI document and its renderers
@@ -58,6 +64,13 @@ COOKIE_PREFIXES = ("/care",)
 
 #: Every authenticated route -> the tests below that attack it with another user's ids.
 BOLA_CHECKS: dict[tuple[str, str], list[str]] = {
+    ("GET", "/v1/account"): ["test_another_persons_sign_in_identities_are_out_of_reach"],
+    ("POST", "/v1/account/identities"): [
+        "test_another_persons_sign_in_identities_are_out_of_reach"
+    ],
+    ("DELETE", "/v1/account/identities/{provider}"): [
+        "test_another_persons_sign_in_identities_are_out_of_reach"
+    ],
     ("POST", "/v1/auth/logout"): ["test_logout_ends_only_the_callers_session"],
     ("GET", "/v1/devices"): ["test_the_device_list_holds_only_my_devices"],
     ("PUT", "/v1/devices/{device_id}/push-token"): [
@@ -919,3 +932,33 @@ async def test_another_users_alerts_are_out_of_reach(
     assert (mine["alert_id"], mine["status"]) == (alert_id, "open")
     r = await http.post(f"{person}/acknowledge", headers=carol.headers)
     assert r.status_code == 200, r.text
+
+
+async def test_another_persons_sign_in_identities_are_out_of_reach(
+    http: httpx.AsyncClient, identity_providers: FakeIdentityProviders
+) -> None:
+    """Ana signs in with Apple and Google; Mallory, signed in to her own account, can see
+    neither, unlink neither, and cannot take Ana's Google account even with a genuine token
+    for it."""
+    apple, google = identity_providers.apple, identity_providers.google
+    ana = await provider_sign_in(
+        http, apple, new_subject(apple), email=f"{new_id('u')}@example.org", expect_created=True
+    )
+    ana_google = new_subject(google)
+    assert (await link(http, ana, google, ana_google)).status_code == 200
+    mallory = await register(http)
+
+    r = await http.get("/v1/account", headers=mallory.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["identities"] == []
+    assert ana.user_id not in r.text
+    for provider in ("apple", "google"):  # the route names a provider, never an id
+        r = await http.delete(f"/v1/account/identities/{provider}", headers=mallory.headers)
+        expect_problem(r, 404, "not_found")
+    r = await link(http, mallory, google, ana_google)
+    expect_problem(r, 409, "identity_taken")
+
+    r = await http.get("/v1/account", headers=ana.headers)
+    assert sorted(i["provider"] for i in r.json()["identities"]) == ["apple", "google"]
+    again = await provider_sign_in(http, google, ana_google, expect_created=False)
+    assert again.user_id == ana.user_id
