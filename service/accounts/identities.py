@@ -42,6 +42,7 @@ from service.accounts.service import AccountService
 from service.errors import Code, Conflict, InvalidInput, NotFound
 from service.store import accounts as accounts_store
 from service.store import identities as store
+from service.store.db import Connection
 from service.store.identities import Linked, SignInUser
 
 __all__ = ["Identities"]
@@ -134,15 +135,7 @@ class Identities:
                     code=Code.LINK_REQUIRED,
                     errors=[FieldError("id_token", "its email belongs to an existing account")],
                 )
-            linked = await store.insert_identity(
-                conn,
-                user_id=user_id,
-                provider=who.provider,
-                subject=who.subject,
-                email=who.email,
-                private_email=who.private_email,
-                signed_in=True,
-            )
+            linked = await _insert(conn, user_id, who, signed_in=True)
             if linked is not Linked.LINKED:
                 raise _Raced  # the transaction rolls back: no second account
             await self._accounts.create_settings(conn, space_id, time_zone)
@@ -182,15 +175,7 @@ class Identities:
         name = _NAMES[who.provider]
         async with self._pool.acquire() as conn, conn.transaction():
             await store.lock_sign_in_methods(conn, user_id)
-            linked = await store.insert_identity(
-                conn,
-                user_id=user_id,
-                provider=who.provider,
-                subject=who.subject,
-                email=who.email,
-                private_email=who.private_email,
-                signed_in=False,
-            )
+            linked = await _insert(conn, user_id, who, signed_in=False)
             identities = await store.identities_of(conn, user_id)
         if linked is Linked.TAKEN:
             raise Conflict(
@@ -231,3 +216,18 @@ class Identities:
                 raise NotFound("there is no such account")
             identities = await store.identities_of(conn, user_id)
         return AccountOut(**profile, identities=identities)
+
+
+async def _insert(
+    conn: Connection, user_id: str, who: ProviderIdentity, *, signed_in: bool
+) -> Linked:
+    """Link ``who`` to the account (``signed_in``: this sign-in is the identity's first)."""
+    return await store.insert_identity(
+        conn,
+        user_id=user_id,
+        provider=who.provider,
+        subject=who.subject,
+        email=who.email,
+        private_email=who.private_email,
+        signed_in=signed_in,
+    )

@@ -61,6 +61,8 @@ BUDGET_S = 180
 STATE_DEPENDENT: dict[tuple[int, str], tuple[str, ...]] = {
     (401, "invalid_credentials"): (),  # login: an email/password pair nobody registered
     (401, "invalid_refresh_token"): (),  # refresh: a token this server never issued
+    # Sign in with Apple or Google: a generated string is never a token the provider signed.
+    (401, "invalid_id_token"): (),
     (404, "not_found"): (),  # an id (device, nudge, care link) the caller does not have
     (404, "invitation_invalid"): (),  # a code nobody issued
     (409, "email_taken"): (),

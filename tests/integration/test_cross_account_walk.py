@@ -1,13 +1,14 @@
 """Every route in the served OpenAPI document, called by someone else with Ana's ids.
 
 Ana has something everywhere: records in every table a phone writes, a conflict on record,
-a nudge, a device, a caregiver (Carol) who may see only her check-ins. Two people then walk
+a nudge, a device, a Google account she signs in with, a caregiver (Carol) who may see only
+her check-ins. Two people then walk
 every authenticated operation the document lists, filling each path parameter, query and
 body with Ana's ids: Ben, a stranger, and Carol, her caregiver. Asserted for every answer:
 no 5xx; a refusal is 403/404/409/422 (never a 2xx that acts on Ana's data); no body names
 anything of Ana's that the caller did not send itself, and Carol never sees a reflection,
-a contact's name or a note. Afterwards Ana's records, devices, nudge and care link are as
-she left them.
+a contact's name or a note. Afterwards Ana's records, devices, nudge, care link and sign-in
+identities are as she left them.
 
 The walk is driven by the document, so a new route cannot ship without being walked: a
 path parameter or a body this test does not know how to fill with Ana's ids fails it.
@@ -27,7 +28,9 @@ import asyncpg
 import httpx
 
 from tests.conftest import OUTPUT
+from tests.fakes.oidc import FakeIdentityProviders, FakeProvider
 from tests.helpers import PASSWORD, Account, new_id, pull_all, push, register, stamp
+from tests.integration.signin_support import link, new_nonce, new_subject
 
 SECRETS = {
     "reflection": "Ana's reflection: a hard week, told to nobody",
@@ -52,6 +55,8 @@ class Ana:
     used_code: str
     insight_id: str
     nudge_id: str
+    google: FakeProvider
+    google_subject: str
     state: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     cursor: str = ""
 
@@ -64,8 +69,13 @@ class Walk:
     by_status: dict[int, int] = field(default_factory=dict)
 
 
-async def _ana(http: httpx.AsyncClient, db: asyncpg.Connection, carol: Account) -> Ana:
+async def _ana(
+    http: httpx.AsyncClient, db: asyncpg.Connection, carol: Account, google: FakeProvider
+) -> Ana:
     account = await register(http)
+    google_subject = new_subject(google)
+    r = await link(http, account, google, google_subject, password=PASSWORD)
+    assert r.status_code == 200, r.text
     d = account.device_id
     ids = {t: new_id(t[:4]) for t in ("contacts", "interactions", "reflections", "check_ins")}
     await push(
@@ -162,7 +172,8 @@ async def _ana(http: httpx.AsyncClient, db: asyncpg.Connection, carol: Account) 
     code = r.json()["code"]
     r = await http.post("/v1/care/invitations/accept", headers=carol.headers, json={"code": code})
     assert r.status_code == 201, r.text
-    ana = Ana(account, space_id, ids, r.json()["link_id"], code, insight_id, nudge_id)
+    link_id = r.json()["link_id"]
+    ana = Ana(account, space_id, ids, link_id, code, insight_id, nudge_id, google, google_subject)
     ana.state, ana.cursor = await pull_all(http, account)
     return ana
 
@@ -170,6 +181,16 @@ async def _ana(http: httpx.AsyncClient, db: asyncpg.Connection, carol: Account) 
 def _bodies(ana: Ana, caller: Account) -> dict[tuple[str, ...], Callable[[], Any]]:
     """A body per operation that has one, aimed at Ana's things."""
     later = stamp(caller.device_id, offset_ms=60_000)  # would win any merge
+
+    def her_google_token() -> dict[str, Any]:
+        """A genuine token for Ana's Google account (as if the caller had stolen one)."""
+        nonce = new_nonce()
+        return {
+            "provider": "google",
+            "id_token": ana.google.token(ana.google_subject, nonce),
+            "nonce": nonce,
+            "password": PASSWORD,
+        }
 
     def push_body(device_id: str) -> dict[str, Any]:
         return {
@@ -223,6 +244,7 @@ def _bodies(ana: Ana, caller: Account) -> dict[tuple[str, ...], Callable[[], Any
         ("POST", "/v1/account/email/confirm"): lambda: {"code": "12345678"},
         ("POST", "/v1/account/consent"): lambda: {"terms_version": "1", "wellbeing_consent": True},
         ("DELETE", "/v1/account"): lambda: {"password": PASSWORD},
+        ("POST", "/v1/account/identities"): her_google_token,
         ("POST", "/v1/watermelon/push"): lambda: {
             "changes": {
                 "contacts": {
@@ -262,6 +284,7 @@ def _requests(
         "link_id": ana.link_id,
         "nudge_id": ana.nudge_id,
         "alert_id": f"help:{ana.ids['check_ins']}",  # her need-help check-in's alert
+        "provider": "google",  # the provider Ana signs in with (the caller's own is unlinked)
     }
     queries: dict[tuple[str, str], dict[str, Any]] = {
         ("GET", "/v1/sync/conflicts"): {"table": "contacts", "id": ana.ids["contacts"]},
@@ -359,12 +382,13 @@ async def _walk(
 
 
 async def test_every_documented_route_walked_with_another_persons_ids_leaks_nothing(
-    http: httpx.AsyncClient, db: asyncpg.Connection
+    http: httpx.AsyncClient, db: asyncpg.Connection, identity_providers: FakeIdentityProviders
 ) -> None:
     spec = (await http.get("/docs/openapi.json")).json()
     carol = await register(http)
-    ana = await _ana(http, db, carol)
+    ana = await _ana(http, db, carol, identity_providers.google)
     devices_before = (await http.get("/v1/devices", headers=ana.account.headers)).json()
+    account_before = (await http.get("/v1/account", headers=ana.account.headers)).json()
     ben = await register(http)
 
     walks = {
@@ -379,6 +403,9 @@ async def test_every_documented_route_walked_with_another_persons_ids_leaks_noth
     assert (state, cursor) == (ana.state, ana.cursor)
     devices_after = (await http.get("/v1/devices", headers=ana.account.headers)).json()
     assert devices_after == devices_before
+    account_after = (await http.get("/v1/account", headers=ana.account.headers)).json()
+    assert account_after == account_before
+    assert [i["provider"] for i in account_after["identities"]] == ["google"]
     nudge = await db.fetchrow(
         "SELECT feedback, state FROM nudge_requests WHERE space_id = $1 AND id = $2",
         ana.space_id,
