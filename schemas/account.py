@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from schemas.auth import Email, IdentityOut, OneTimeCode
+from schemas.nudges import NudgeRequest
 from schemas.sync import ConflictEntry
 
 __all__ = [
@@ -142,17 +143,10 @@ class ExportConflict(ConflictEntry):
     ``GET /v1/sync/conflicts`` answers."""
 
 
-class ExportNudge(Struct):
+class ExportNudge(NudgeRequest, frozen=True):
     """A nudge the rules asked for, and what became of it: ``state`` (pending, sent,
     merged, skipped, cancelled) with its ``reason``, the words pushed, the feedback."""
 
-    id: str
-    insight_id: str
-    contact_id: str | None
-    rule: str
-    level: str
-    title: str
-    body: str
     state: str
     reason: str | None
     merged_into: str | None

@@ -7,10 +7,30 @@ from typing import Literal
 
 from msgspec import Struct
 
-__all__ = ["FeedbackAction", "FeedbackRequest", "FeedbackResponse", "NudgeOut", "NudgesResponse"]
+__all__ = [
+    "FeedbackAction",
+    "FeedbackRequest",
+    "FeedbackResponse",
+    "NudgeOut",
+    "NudgeRequest",
+    "NudgesResponse",
+]
 
 #: The push's buttons: Plan it · Already saw them · Snooze a week.
 FeedbackAction = Literal["plan", "already_saw", "snooze"]
+
+
+class NudgeRequest(Struct, frozen=True):
+    """What the rules asked to push about an insight: the words, before the budget decides
+    (the worker's plan; a person's export carries it with what became of it)."""
+
+    id: str
+    insight_id: str
+    contact_id: str | None
+    rule: str
+    level: str
+    title: str
+    body: str
 
 
 class FeedbackRequest(Struct, forbid_unknown_fields=True):

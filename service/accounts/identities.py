@@ -115,12 +115,9 @@ class Identities:
             )
         time_zone, display_name = self._new_account_fields(who, req)
         self._accounts.consent.check_acceptance(req.terms_version, req.wellbeing_consent)
-        user_id, space_id = _new_id(), _new_id()
         async with self._pool.acquire() as conn, conn.transaction():
-            created = await accounts_store.insert_user(
+            created = await self._accounts.create_account(
                 conn,
-                user_id=user_id,
-                space_id=space_id,
                 email=who.email,
                 password_hash="",  # no password: none verifies against ''
                 display_name=display_name,
@@ -128,17 +125,17 @@ class Identities:
                 terms_version=req.terms_version,
                 wellbeing_consent=req.wellbeing_consent,
             )
-            if not created:  # the address was registered since the check above
+            if created is None:  # the address was registered since the check above
                 raise Conflict(
                     f"a Kith account already uses this {name} account's email: sign in to "
                     f"it, then link {name} in settings",
                     code=Code.LINK_REQUIRED,
                     errors=[FieldError("id_token", "its email belongs to an existing account")],
                 )
+            user_id, space_id = created
             linked = await _insert(conn, user_id, who, signed_in=True)
             if linked is not Linked.LINKED:
                 raise _Raced  # the transaction rolls back: no second account
-            await self._accounts.create_settings(conn, space_id, time_zone)
             tokens = await self._accounts.open_session(
                 conn, user_id, space_id, req.device, terms_version=req.terms_version
             )

@@ -63,12 +63,9 @@ class AccountService:
             raise InvalidInput(str(exc), errors=[FieldError("time_zone", str(exc))]) from None
         self.consent.check_acceptance(req.terms_version, req.wellbeing_consent)
         password_hash = await self.passwords.hash(req.password)
-        user_id, space_id = _new_id(), _new_id()
         async with self.pool.acquire() as conn, conn.transaction():
-            created = await store.insert_user(
+            created = await self.create_account(
                 conn,
-                user_id=user_id,
-                space_id=space_id,
                 email=req.email,
                 password_hash=password_hash,
                 display_name=req.display_name,
@@ -76,16 +73,46 @@ class AccountService:
                 terms_version=req.terms_version,
                 wellbeing_consent=req.wellbeing_consent,
             )
-            if not created:
+            if created is None:
                 raise Conflict(
                     "an account with this email already exists; log in instead",
                     code=Code.EMAIL_TAKEN,
                     errors=[FieldError("email", "already registered")],
                 )
-            await self.create_settings(conn, space_id, req.time_zone)
+            user_id, space_id = created
             return await self.open_session(
                 conn, user_id, space_id, req.device, terms_version=req.terms_version
             )
+
+    async def create_account(
+        self,
+        conn: Connection,
+        *,
+        email: str | None,
+        password_hash: str,
+        display_name: str,
+        time_zone: str,
+        terms_version: str | None,
+        wellbeing_consent: bool,
+    ) -> tuple[str, str] | None:
+        """A new account, its space and its settings in the caller's transaction: the
+        (user id, space id), or None when the email has an account already."""
+        user_id, space_id = _new_id(), _new_id()
+        created = await store.insert_user(
+            conn,
+            user_id=user_id,
+            space_id=space_id,
+            email=email,
+            password_hash=password_hash,
+            display_name=display_name,
+            time_zone=time_zone,
+            terms_version=terms_version,
+            wellbeing_consent=wellbeing_consent,
+        )
+        if not created:
+            return None
+        await self.create_settings(conn, space_id, time_zone)
+        return user_id, space_id
 
     async def create_settings(self, conn: Connection, space_id: str, time_zone: str) -> None:
         """The settings row is a synced record like any other (a server write, seq 1), so

@@ -41,6 +41,7 @@ __all__ = [
     "take_code",
     "upsert_device",
     "user_by_email",
+    "user_space",
 ]
 
 
@@ -116,11 +117,18 @@ async def user_by_email(conn: Executor, email: str) -> UserRow | None:
     )
     if row is None:
         return None
-    space_id = row["space_id"]
+    space_id = await user_space(conn, row)
+    return UserRow(row["id"], space_id, row["password_hash"], row["terms_version"])
+
+
+async def user_space(conn: Executor, user: asyncpg.Record) -> str:
+    """The space of a ``users`` row read with its ``id`` and ``space_id``."""
+    space_id: str | None = user["space_id"]
     if space_id is None:
         # Registered by the release before 0008 while this one rolled out: found by owner.
-        space_id = await conn.fetchval("SELECT id FROM spaces WHERE owner_id = $1", row["id"])
-    return UserRow(row["id"], space_id, row["password_hash"], row["terms_version"])
+        space_id = await conn.fetchval("SELECT id FROM spaces WHERE owner_id = $1", user["id"])
+    assert space_id is not None, "every account has a space"
+    return space_id
 
 
 async def password_hash_of(conn: Executor, user_id: str) -> str | None:

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from schemas.auth import IdentityOut
+from service.store.accounts import user_space
 from service.store.db import Connection, Executor
 
 __all__ = [
@@ -58,11 +59,7 @@ async def user_by_identity(conn: Executor, provider: str, subject: str) -> SignI
     )
     if row is None:
         return None
-    space_id = row["space_id"]
-    if space_id is None:
-        # Registered by the release before migration 0008 (accounts.user_by_email says why).
-        space_id = await conn.fetchval("SELECT id FROM spaces WHERE owner_id = $1", row["id"])
-    return SignInUser(row["id"], space_id, row["terms_version"])
+    return SignInUser(row["id"], await user_space(conn, row), row["terms_version"])
 
 
 async def touch_identity(

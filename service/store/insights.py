@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from schemas.nudges import NudgeRequest
 from service.store.db import Connection, Executor, columns
 
 __all__ = [
@@ -31,17 +32,6 @@ class RawHistory:
     reflections: dict[str, str] = field(default_factory=dict)
     insights: dict[str, str] = field(default_factory=dict)
     settings: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NudgeRequest:
-    id: str
-    insight_id: str
-    contact_id: str | None
-    rule: str
-    level: str
-    title: str
-    body: str
 
 
 async def load_histories(conn: Executor, space_ids: Sequence[str]) -> dict[str, RawHistory]:

@@ -33,10 +33,9 @@ __all__ = [
 _decode = msgspec.json.decode
 
 
-@dataclass(frozen=True, slots=True)
-class Pending(NudgeRequest):
+class Pending(NudgeRequest, frozen=True):
     """A nudge request still waiting to be planned: the request as the evaluator wrote it
-    (``store.insights.NudgeRequest``), and when."""
+    (``schemas.nudges.NudgeRequest``), and when."""
 
     created_at: dt.datetime
 

@@ -55,10 +55,9 @@ ALLOWED_UNSCOPED: dict[tuple[str, str, str], str] = {
     ("insights", "due_for_morning_sweep", "settings"): "the sweep reads each space's time zone",
     ("nudges", "effectiveness", "nudge_requests"): "operator report (kith report) over everyone",
     ("nudges", "effectiveness", "interactions"): "operator report: meetings after each nudge",
-    ("accounts", "user_by_email", "spaces"): "login of a person the release before migration "
-    "0008 registered during the rollout (no users.space_id): the space is found by owner",
-    ("identities", "user_by_identity", "spaces"): "an Apple or Google sign-in of such a person "
-    "(as user_by_email): the space is found by owner",
+    ("accounts", "user_space", "spaces"): "sign-in (password, Apple, Google) of a person the "
+    "release before migration 0008 registered during the rollout (no users.space_id): the "
+    "space is found by owner",
     ("care", "links_of_caregiver", "care_links"): "a caregiver's links span the people cared for",
     ("care", "link_for_caregiver", "care_links"): "a caregiver opens one of their links by id",
     ("lifecycle", "space_of", "spaces"): "erasure of a person the release before 0008 "
