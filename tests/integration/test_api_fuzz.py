@@ -53,8 +53,6 @@ from tests.helpers import PASSWORD, new_id
 EXAMPLES = {GenerationMode.POSITIVE: 90, GenerationMode.NEGATIVE: 35}
 #: Zone names the server accepts (the tz database's files that are not zones left out).
 ZONES = sorted(zoneinfo.available_timezones() - {"localtime", "posixrules", "Factory"})
-#: The whole fuzz must finish well inside the suite's budget for it.
-BUDGET_S = 180
 
 #: Refusals of schema-valid requests that the schema cannot rule out, by (status, code),
 #: with the message fragments that identify them where the code alone is too broad.
@@ -302,7 +300,6 @@ def test_the_api_holds_its_openapi_contract_under_generated_requests(live_server
     assert tally.failures == [], f"{len(tally.failures)} failures:\n\n" + "\n\n".join(
         tally.failures[:400]
     )
-    assert seconds < BUDGET_S
 
 
 def test_the_served_document_is_the_finished_one(live_server: str) -> None:

@@ -248,7 +248,6 @@ async def test_one_caregiver_acknowledges_the_other_sees_it_and_the_person_learn
 
         # Carol taps "I'm on it" on the push: the app posts the action.
         url = f"/v1/care/people/{c.carol.link_id}/alerts/{alert_id}/acknowledge"
-        started = time.monotonic()
         r = await http.post(url, headers=c.carol.account.headers, json={"via": "push"})
         assert r.status_code == 200, r.text
         first = r.json()
@@ -256,8 +255,6 @@ async def test_one_caregiver_acknowledges_the_other_sees_it_and_the_person_learn
         assert (first["acknowledged_by"], first["acknowledged_by_me"]) == ("Carol", True)
         # Mum's phone is told within seconds, by a push.
         await until(lambda: _has(fakes, c.phone), within_s=5)
-        elapsed = time.monotonic() - started
-        assert elapsed < 3, elapsed
         [seen] = fakes.apns.shown(c.phone)
         assert seen["aps"]["alert"]["title"] == "Carol saw your request"
         assert worker.counters["claimed"] >= 1
