@@ -94,10 +94,12 @@ class SpaceCipher:
         private = PRIVATE_FIELDS.get(table)
         if not private or not (private & fields.keys()):
             return fields
-        out = dict(fields)
+        out = fields
         for name in private & fields.keys():
-            value = out[name]
+            value = fields[name]
             if isinstance(value, str) and value and not value.startswith(SEALED_PREFIX):
+                if out is fields:
+                    out = dict(fields)
                 out[name] = self._key.seal(value, self._aad(table, record_id, name))
         return out
 
