@@ -12,11 +12,11 @@ they are cached: ``service/sync/private_text.py``); decision 0021 says why it is
   cannot be passed off as another person's.
 * A data key **seals** a text with AES-256-GCM; the associated data (the caller's: a
   person, a record and a field) binds the ciphertext to its place, so it cannot be moved to
-  another record or field. The nonce is synthetic — an HMAC of the associated data and the
-  text under a second key derived from the data key — so the same text in the same place
-  seals to the same string (the merge compares values for equality; a retry must not look
-  like a different value), and two different texts share a nonce only if a 96-bit HMAC
-  prefix collides.
+  another record or field. The nonce is synthetic — a keyed hash (BLAKE2b) of the
+  associated data and the text, under a second key derived from the data key — so the
+  same text in the same place seals to the same string (the merge compares values for
+  equality; a retry must not look like a different value), and two different texts share
+  a nonce only if a 96-bit keyed hash collides.
 
 A sealed text is ``kith:1:`` and the base64 of nonce ‖ ciphertext ‖ tag: JSON-safe, and
 told apart from text by its prefix. Keys and texts are never logged: no object here shows
@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Iterable
+from hashlib import blake2b
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -120,7 +121,7 @@ class DataKey:
             raise ValueError(f"a data key is {KEY_BYTES} bytes")
         # Two keys from one: sealing and nonce derivation never share a key.
         self._aead = AESGCM(hmac.digest(raw, b"kith seal", "sha256"))
-        self._nonce_key = hmac.digest(raw, b"kith nonce", "sha256")
+        self._nonce_key = hmac.digest(raw, b"kith nonce", "sha256")[:KEY_BYTES]
 
     def __repr__(self) -> str:
         return "DataKey(…)"
@@ -129,17 +130,17 @@ class DataKey:
         """``text`` sealed for the place ``aad`` names; the same text and place always give
         the same string."""
         data = text.encode()
-        nonce = hmac.digest(self._nonce_key, aad + b"\0" + data, "sha256")[:NONCE_BYTES]
-        return (
-            SEALED_PREFIX + base64.b64encode(nonce + self._aead.encrypt(nonce, data, aad)).decode()
-        )
+        # Keyed BLAKE2b as the PRF: a third of HMAC-SHA256's cost here, as sound a MAC.
+        nonce = blake2b(aad + b"\0" + data, key=self._nonce_key, digest_size=NONCE_BYTES).digest()
+        blob = binascii.b2a_base64(nonce + self._aead.encrypt(nonce, data, aad), newline=False)
+        return SEALED_PREFIX + blob.decode()
 
     def open(self, sealed: str, aad: bytes) -> str:
         """The text ``sealed`` holds, if it was sealed by this key for the place ``aad``."""
         if not sealed.startswith(SEALED_PREFIX):
             raise Undecryptable("not a sealed text")
         try:
-            blob = base64.b64decode(sealed[len(SEALED_PREFIX) :], validate=True)
+            blob = binascii.a2b_base64(sealed[len(SEALED_PREFIX) :], strict_mode=True)
             return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad).decode()
         except (InvalidTag, binascii.Error, ValueError):
             raise Undecryptable("the sealed text does not open here") from None

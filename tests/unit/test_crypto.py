@@ -8,6 +8,7 @@ import base64
 import os
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from service.config import MasterKey, Settings, SettingsError
@@ -90,7 +91,15 @@ def test_only_private_nonempty_text_is_sealed() -> None:
     assert cipher.seal_fields("contacts", "c1", sealed) == sealed
     assert not needs_sealing("settings", {"time_zone": "Europe/Paris"})
     text = f'{{"display_name": "Ada", "notes": "{sealed["notes"]}"}}'
-    assert cipher.open_json("contacts", "c1", text) == b'{"display_name":"Ada","notes":"n"}'
+    assert cipher.open_json("contacts", "c1", text) == '{"display_name": "Ada", "notes": "n"}'
+    # A value that spells a sealed note inside itself is a string: its quotes are escaped.
+    spelt = msgspec.json.encode({"display_name": f'x", "notes": "{sealed["notes"]}'}).decode()
+    assert cipher.open_json("contacts", "c1", spelt) == spelt
+    # Text that needs escaping comes back as valid JSON.
+    tricky = 'She said "no" \\ then\n left'
+    again = cipher.seal_fields("contacts", "c1", {"notes": tricky})
+    opened = cipher.open_json("contacts", "c1", msgspec.json.encode(again).decode())
+    assert msgspec.json.decode(opened) == {"notes": tricky}
     plain = '{"display_name": "Ada", "notes": "written before 0011"}'
     assert cipher.open_json("contacts", "c1", plain) is plain
 
