@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.store.db import Executor
+from service.store.db import Connection, Executor
 
 __all__ = ["WrappedKey", "create_key", "destroy_key", "key_of", "keys_not_under", "rewrap"]
 
@@ -27,23 +27,34 @@ async def key_of(conn: Executor, space_id: str) -> WrappedKey | None:
     return None if row is None else WrappedKey(space_id, row["master_kid"], bytes(row["wrapped"]))
 
 
-async def create_key(conn: Executor, space_id: str, master_kid: str, wrapped: bytes) -> WrappedKey:
+async def create_key(
+    conn: Connection, space_id: str, master_kid: str, wrapped: bytes
+) -> WrappedKey:
     """Store ``wrapped`` as the space's key unless it has one; return the key it has now.
-    Run outside any other transaction (its own, committed at once): a key must never be
-    used to seal anything before it is durable, or a rolled-back push would leave a process
-    caching a key nobody else can find."""
-    # ON CONFLICT: two processes making the space's first key at once both end up with the
-    # one inserted first (the second waits for it, then does nothing); the loser's random
-    # key is thrown away unused. Two statements, once in a space's life.
-    await conn.execute(
-        """
-        INSERT INTO space_keys (space_id, master_kid, wrapped) VALUES ($1, $2, $3)
-        ON CONFLICT (space_id) DO NOTHING
-        """,
-        space_id,
-        master_kid,
-        wrapped,
-    )
+    Its own transaction, committed here: a key must never seal anything before it is
+    durable, or a rolled-back push would leave a process caching a key nobody else can
+    find. LookupError if the space is gone (its account was erased)."""
+    async with conn.transaction():
+        # The space's row, share-locked: an erasure (which locks it FOR UPDATE, then deletes
+        # the key and the space in one transaction) either runs wholly before — no space,
+        # no key made for it — or after, deleting this key with the rest.
+        if (
+            await conn.fetchval("SELECT 1 FROM spaces WHERE id = $1 FOR KEY SHARE", space_id)
+            is None
+        ):
+            raise LookupError(f"space {space_id!r} does not exist")
+        # ON CONFLICT: two processes making the space's first key at once both end up with
+        # the one inserted first (the second waits for it, then does nothing); the loser's
+        # random key is thrown away unused.
+        await conn.execute(
+            """
+            INSERT INTO space_keys (space_id, master_kid, wrapped) VALUES ($1, $2, $3)
+            ON CONFLICT (space_id) DO NOTHING
+            """,
+            space_id,
+            master_kid,
+            wrapped,
+        )
     found = await key_of(conn, space_id)
     if found is None:  # destroyed in between: the account is being erased
         raise LookupError(f"no key for space {space_id!r}")

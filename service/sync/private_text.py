@@ -210,8 +210,9 @@ class PrivateText:
         if cipher is not None:
             return cipher
         kid, blob = self._keys.wrap(space_id, new_data_key())
-        # Its own statement, committed before anything is sealed with it (see create_key).
-        return self._keep(await store.create_key(self._pool, space_id, kid, blob))
+        # Its own transaction, committed before anything is sealed with it (see create_key).
+        async with self._pool.acquire() as conn:
+            return self._keep(await store.create_key(conn, space_id, kid, blob))
 
     async def opener(self, space_id: str) -> SpaceCipher:
         """The cipher to open text known to be sealed; the key must exist."""

@@ -212,6 +212,10 @@ async def test_erasing_the_account_destroys_its_key(
     # The same master key, a fresh process: the person's key is gone, the copy is noise.
     with pytest.raises(Undecryptable):
         await PrivateText(pool, keys).opener(space)
+    # And no late write (a push still in flight) can make the erased space a new key.
+    with pytest.raises(LookupError):
+        await PrivateText(pool, keys).for_writing(space)
+    assert await pool.fetchval("SELECT count(*) FROM space_keys WHERE space_id = $1", space) == 0
 
 
 def _master(kid: str) -> tuple[MasterKey, str]:
