@@ -69,13 +69,14 @@ _encode = msgspec.json.encode
 
 
 def needs_sealing(table: str, fields: Mapping[str, Any]) -> bool:
-    """Whether ``fields`` holds private text to seal (not empty, not sealed already)."""
+    """Whether ``fields`` (as a device or the server wrote them: text, never sealed) holds
+    private text to seal — any that is not empty, even text that looks sealed."""
     private = PRIVATE_FIELDS.get(table)
     if not private:
         return False
     for name in private & fields.keys():
         value = fields[name]
-        if isinstance(value, str) and value and not value.startswith(SEALED_PREFIX):
+        if isinstance(value, str) and value:
             return True
     return False
 
@@ -102,14 +103,16 @@ class SpaceCipher:
         return self._prefix + f"{table}\0{record_id}\0{name}".encode()
 
     def seal_fields(self, table: str, record_id: str, fields: dict[str, Any]) -> dict[str, Any]:
-        """``fields`` with its private text sealed (a copy; the same dict if none)."""
+        """``fields`` as written (text, never sealed: a person may well write something
+        that starts like a sealed value) with its private text sealed — a copy; the same
+        dict if there is none."""
         private = PRIVATE_FIELDS.get(table)
         if not private or not (private & fields.keys()):
             return fields
         out = fields
         for name in private & fields.keys():
             value = fields[name]
-            if isinstance(value, str) and value and not value.startswith(SEALED_PREFIX):
+            if isinstance(value, str) and value:
                 if out is fields:
                     out = dict(fields)
                 out[name] = self._key.seal(value, self._aad(table, record_id, name))

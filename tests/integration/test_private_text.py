@@ -322,3 +322,23 @@ async def test_a_rotation_keeps_everything_readable_without_the_old_master_key(
     assert await _pulled_notes(after.base, ana) == expected
     assert (await _pulled_notes(after.base, bo))["notes"] == {sam: NOTE}
     after.stop()
+
+
+async def test_words_that_look_sealed_are_sealed_like_any_other(http: httpx.AsyncClient) -> None:
+    ana = await register(http)
+    cid = new_id("c")
+    lookalike = f"{SEALED_PREFIX}AAAA my password hint"
+    await push(
+        http,
+        ana,
+        [
+            {
+                "table": "contacts",
+                "id": cid,
+                "hlc": stamp(ana.device_id),
+                "fields": {"display_name": "Sam", "notes": lookalike},
+            }
+        ],
+    )
+    state, _ = await pull_all(http, ana)
+    assert state[("contacts", cid)]["fields"]["notes"] == lookalike

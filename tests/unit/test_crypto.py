@@ -87,8 +87,13 @@ def test_only_private_nonempty_text_is_sealed() -> None:
     sealed = cipher.seal_fields("contacts", "c1", {"display_name": "Ada", "notes": "n"})
     assert sealed["display_name"] == "Ada"
     assert sealed["notes"].startswith(SEALED_PREFIX)
-    assert not needs_sealing("contacts", sealed)  # sealed once, not twice
-    assert cipher.seal_fields("contacts", "c1", sealed) == sealed
+    # Whatever a person writes is sealed, even text that looks like a sealed value.
+    lookalike = {"notes": sealed["notes"]}
+    assert needs_sealing("contacts", lookalike)
+    twice = cipher.seal_fields("contacts", "c1", lookalike)
+    assert twice["notes"] != sealed["notes"]
+    opened_twice = cipher.open_json("contacts", "c1", msgspec.json.encode(twice).decode())
+    assert msgspec.json.decode(opened_twice) == lookalike
     assert not needs_sealing("settings", {"time_zone": "Europe/Paris"})
     text = f'{{"display_name": "Ada", "notes": "{sealed["notes"]}"}}'
     assert cipher.open_json("contacts", "c1", text) == '{"display_name": "Ada", "notes": "n"}'
