@@ -298,6 +298,9 @@ class TableSpec:
     feeds_rules: bool = False
     #: A change is acted on at once (a "need help" check-in alerts caregivers now).
     urgent: bool = False
+    #: Free-text fields a person writes for themselves: stored encrypted under their own
+    #: key, never read by the rules or the care summaries (decision 0021).
+    private: frozenset[str] = frozenset()
 
 
 TABLES: dict[str, TableSpec] = {
@@ -319,6 +322,7 @@ TABLES: dict[str, TableSpec] = {
                 "tags": [],
             },
             feeds_rules=True,
+            private=frozenset({"notes"}),
         ),
         TableSpec(
             "interactions",
@@ -333,6 +337,7 @@ TABLES: dict[str, TableSpec] = {
             },
             cascade=Cascade(parent="contacts", field="contact_ids"),
             feeds_rules=True,
+            private=frozenset({"note"}),
         ),
         TableSpec(
             "reflections",
@@ -348,6 +353,7 @@ TABLES: dict[str, TableSpec] = {
                 "who5": None,
             },
             feeds_rules=True,
+            private=frozenset({"body", "gratitude"}),
         ),
         TableSpec(
             "check_ins",
@@ -355,6 +361,7 @@ TABLES: dict[str, TableSpec] = {
             frozenset({"occurred_at", "status"}),
             {"mood": None, "note": ""},
             urgent=True,
+            private=frozenset({"note"}),
         ),
         TableSpec(
             "settings",

@@ -111,7 +111,7 @@ def create_app(settings: Settings) -> Litestar:
             app.state.watermelon = WatermelonAdapter(
                 c.pool, app.state.sync, c.clock, max_skew_ms=settings.sync.max_clock_skew_ms
             )
-            app.state.exporter = Exporter(c.pool)
+            app.state.exporter = Exporter(c.pool, c.private)
             app.state.recovery = Recovery(
                 c.pool, passwords, build_mailer(settings.mail), on_revoke=realtime.session_revoked
             )

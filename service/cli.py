@@ -6,6 +6,7 @@ kith api        serve the API with Granian (production: DATABASE_URL must be set
 kith worker     the background worker: durable jobs, rules evaluation, daily maintenance
 kith migrate    apply pending migrations and exit
 kith maintain   purge tombstones past the horizon and expired conflict/batch records
+kith rotate-keys  re-wrap every person's data key under the current master key (online)
 kith openapi    write the OpenAPI document and the synced tables' JSON Schema
 kith seed       fill the database (DATABASE_URL) with a generated population
 """
@@ -281,6 +282,30 @@ class OperatorError(Exception):
     """An operator command found nothing to act on."""
 
 
+async def rotate_keys(settings: Settings, batch: int) -> str:
+    """Re-wrap every data key under the first of ``KITH_MASTER_KEYS`` (decision 0021); the
+    service keeps running (readers accept every configured master key). Raises
+    :class:`OperatorError` if some keys could not be re-wrapped, so the old master key is
+    not dropped while anything still needs it."""
+    from service.store.db import create_pool
+    from service.wiring import private_text
+
+    assert settings.database.url
+    pool = await create_pool(settings.database.url, min_size=1, max_size=2)
+    try:
+        done = await private_text(settings, pool).rotate(batch=batch)
+    finally:
+        await pool.close()
+    line = f"re-wrapped {done.rewrapped} data keys"
+    if done.unknown_kid or done.undecryptable:
+        raise OperatorError(
+            f"{line}; {done.unknown_kid} are wrapped under a master key not configured here "
+            f"and {done.undecryptable} do not open under theirs: keep the old keys until "
+            "they are re-wrapped"
+        )
+    return line
+
+
 def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
     if args.command == "dev":
         _dev(settings)
@@ -318,6 +343,10 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         print(done)
     elif args.command == "seed":
         _seed(settings, args)
+    elif args.command == "rotate-keys":
+        if not settings.database.url:
+            raise SettingsError("DATABASE_URL is not set")
+        print(asyncio.run(rotate_keys(settings, args.batch)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     p_retry.add_argument("job_id", type=int)
     p_enable = sub.add_parser("enable-push", help="resume a push credential a provider refused")
     p_enable.add_argument("key", help="as `kith report` names it, e.g. apns:TEAM:KEYID")
+    p_rotate = sub.add_parser(
+        "rotate-keys", help="re-wrap every data key under the current master key, online"
+    )
+    p_rotate.add_argument("--batch", type=int, default=500, help="keys read per page")
     p_openapi = sub.add_parser("openapi", help="write the OpenAPI document and table schemas")
     p_openapi.add_argument("--out-dir", help="a folder (default: print to stdout)")
     _add_seed_parser(sub)

@@ -11,9 +11,12 @@ environment by those declarations, so no name or default is written twice.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -25,9 +28,11 @@ __all__ = [
     "AppleSignInSettings",
     "CareSettings",
     "DatabaseSettings",
+    "EncryptionSettings",
     "FcmSettings",
     "GoogleSignInSettings",
     "MailSettings",
+    "MasterKey",
     "PushSettings",
     "RateLimitSettings",
     "ServerSettings",
@@ -114,6 +119,45 @@ def _pem(env: Mapping[str, str], name: str, default: Any) -> Any:
         return Path(raw).read_text()
     except OSError as exc:
         raise SettingsError(f"{name}: cannot read the key file {raw!r} ({exc.strerror})") from None
+
+
+#: A master key's length in bytes (AES-256).
+KEY_BYTES = 32
+_KID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class MasterKey:
+    """One master key as configured: its id and its 32 bytes (never shown in a ``repr``,
+    so settings can be logged)."""
+
+    kid: str
+    key: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not _KID.match(self.kid):
+            raise SettingsError(f"a master key's id must match {_KID.pattern}, got {self.kid!r}")
+        if len(self.key) != KEY_BYTES:
+            raise SettingsError(f"master key {self.kid!r} must be {KEY_BYTES} bytes")
+
+
+def _master_keys(env: Mapping[str, str], name: str, default: Any) -> Any:
+    """Comma-separated ``kid:base64-of-32-bytes`` master keys, the current one first."""
+    keys = []
+    for entry in (p.strip() for p in (env.get(name) or "").split(",")):
+        if not entry:
+            continue
+        kid, sep, encoded = entry.partition(":")
+        try:
+            key = base64.b64decode(encoded, validate=True) if sep else b""
+        except (binascii.Error, ValueError):
+            raise SettingsError(f"{name}: the key of {kid!r} is not base64") from None
+        if not sep:
+            raise SettingsError(f"{name}: each entry is kid:base64-key")
+        keys.append(MasterKey(kid.strip(), key))
+    if len({k.kid for k in keys}) != len(keys):
+        raise SettingsError(f"{name}: master key ids must be distinct")
+    return tuple(keys) or default
 
 
 def setting(env: str, default: Any = MISSING, parse: Parse = _text) -> Any:
@@ -211,6 +255,20 @@ class TokenSettings:
     refresh_ttl_s: int = setting("KITH_REFRESH_TOKEN_TTL_S", 60 * 60 * 24 * 60, _integer(60))
     argon2_time_cost: int = setting("KITH_ARGON2_TIME_COST", 3, _integer(1))
     argon2_memory_kib: int = setting("KITH_ARGON2_MEMORY_KIB", 65536, _integer(8))
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptionSettings:
+    """Private text (notes, reflections) encrypted at rest under a data key per person,
+    wrapped by a master key (decision 0021). No master keys outside production: a
+    development key is made once under ``KITH_DATA_DIR/keys``."""
+
+    #: ``kid:base64key,...``: the first wraps new data keys, every one unwraps (a rotation
+    #: adds a new key first, runs ``kith rotate-keys``, then drops the old one).
+    master_keys: tuple[MasterKey, ...] = setting("KITH_MASTER_KEYS", (), _master_keys)
+    #: Unwrapped data keys each process keeps, and for how long (a pull unwraps once).
+    key_cache_size: int = setting("KITH_KEY_CACHE_SIZE", 10_000, _integer(1))
+    key_cache_ttl_s: int = setting("KITH_KEY_CACHE_TTL_S", 300, _integer(1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +423,7 @@ class Settings:
     signin: SignInSettings = SignInSettings()
     mail: MailSettings = MailSettings()
     sync: SyncSettings = SyncSettings()
+    encryption: EncryptionSettings = EncryptionSettings()
     ratelimit: RateLimitSettings = RateLimitSettings()
     worker: WorkerSettings = WorkerSettings()
     push: PushSettings = PushSettings()
@@ -425,6 +484,7 @@ class Settings:
             ),
             mail=read(MailSettings, e),
             sync=read(SyncSettings, e),
+            encryption=read(EncryptionSettings, e),
             ratelimit=read(RateLimitSettings, e),
             worker=read(WorkerSettings, e),
             push=push,
@@ -435,6 +495,8 @@ class Settings:
             raise SettingsError(
                 "KITH_JWT_PRIVATE_KEY and KITH_JWT_PUBLIC_KEY are required when KITH_ENV=production"
             )
+        if settings.is_production and not settings.encryption.master_keys:
+            raise SettingsError("KITH_MASTER_KEYS is required when KITH_ENV=production")
         if settings.mail.smtp_tls not in {"starttls", "tls", "none"}:
             raise SettingsError("KITH_SMTP_TLS must be starttls, tls or none")
         if (server.tls_cert is None) != (server.tls_key is None):

@@ -21,13 +21,15 @@ import redis.asyncio as aioredis
 from service.care.alerts import AlertService
 from service.care.service import CareService
 from service.config import Settings
+from service.infra.crypto import master_keys
 from service.infra.outages import is_outage
 from service.store.db import create_pool
+from service.sync.private_text import PrivateText
 from service.sync.realtime import ChangeNotifier
 from service.sync.service import SeqOracle, SyncService
 from sync.hlc import Clock
 
-__all__ = ["DEFAULT_REDIS_URL", "Core", "core", "redis_client"]
+__all__ = ["DEFAULT_REDIS_URL", "Core", "core", "private_text", "redis_client"]
 
 log = logging.getLogger("kith")
 
@@ -58,6 +60,8 @@ class Core:
     #: The process's own HLC node, distinct per process, so two processes never mint the
     #: same stamp for their server writes.
     clock: Clock
+    #: Every person's data key for their private text, cached per process (decision 0021).
+    private: PrivateText
 
     def sync_service(
         self,
@@ -76,6 +80,7 @@ class Core:
             seqs=seqs,
             evaluate_debounce_s=evaluate_debounce_s,
             wake_workers=wake_workers,
+            private=self.private,
         )
 
     def care_service(self, sync: SyncService) -> CareService:
@@ -90,6 +95,18 @@ class Core:
         """Acknowledging and resolving alerts; ``wake_workers`` (the API's) gets their
         pushes out at once."""
         return AlertService(self.pool, sync, care, wake_workers=wake_workers)
+
+
+def private_text(settings: Settings, pool: asyncpg.Pool[Any]) -> PrivateText:
+    """The data keys of private text, under the configured master keys (``kith dev`` and
+    the tests: a development key made once under the data directory)."""
+    encryption = settings.encryption
+    return PrivateText(
+        pool,
+        master_keys(encryption, settings.data_dir),
+        cache_size=encryption.key_cache_size,
+        cache_ttl_s=encryption.key_cache_ttl_s,
+    )
 
 
 @asynccontextmanager
@@ -114,8 +131,11 @@ async def core(settings: Settings, role: Role) -> AsyncIterator[Core]:
     client = redis_client(settings)
     notifier = ChangeNotifier(client)
     prefix = "srv" if role == "api" else "wrk"
+    private = private_text(settings, pool)
     try:
-        yield Core(settings, pool, client, notifier, Clock(f"{prefix}-{secrets.token_hex(4)}"))
+        yield Core(
+            settings, pool, client, notifier, Clock(f"{prefix}-{secrets.token_hex(4)}"), private
+        )
     finally:
         await notifier.close()
         await client.aclose()

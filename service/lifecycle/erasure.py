@@ -6,7 +6,9 @@ Two halves (decision 0019):
   sign-in is scrubbed, every device and session is signed out, and an ``account_erase``
   job is queued. After the commit every device's event streams end (this process at once,
   the others through ``kith:sessions``) and the workers are woken.
-* :meth:`Erasure.run` — the job, in steps that can each be re-run: (1) every caregiver link
+* :meth:`Erasure.run` — the job, in steps that can each be re-run: (0) the person's data
+  key is destroyed, so their private text is unreadable from then on wherever a copy of it
+  lies — a backup included (decision 0021); (1) every caregiver link
   of the person's is ended — the summary in each caregiver's space becomes a tombstone
   (their devices drop it on their next pull), queued pushes about the person are dropped
   and each caregiver's devices are told sharing ended, once; (2) the links they held as a
@@ -28,6 +30,7 @@ import msgspec
 
 from service.jobs import Job, Kind, Permanent
 from service.store import jobs as jobs_store
+from service.store import keys as keys_store
 from service.store import lifecycle as store
 from service.store import push as push_store
 from service.sync.service import SyncService
@@ -78,6 +81,7 @@ class Erasure:
         space_id, user_id = job.space_id, job.payload.get("user_id")
         if not space_id or not isinstance(user_id, str) or not user_id:
             raise Permanent("account_erase without a space or user")
+        await self._destroy_key(space_id)
         await self._end_links_as_person(space_id)
         await self._end_links_as_caregiver(user_id)
         devices = await store.device_ids(self._pool, user_id)
@@ -86,6 +90,15 @@ class Erasure:
         # Once more, from here: in case the requesting process could not announce it.
         await self._signed_out(user_id, devices)
         log.info("account erased")
+
+    async def _destroy_key(self, space_id: str) -> None:
+        """First, in its own statement: once this commits, every copy of the person's
+        private text — in the rows deleted below, in the backups that hold them — is
+        ciphertext without a key. (A push still in flight when the devices were signed out
+        may make a new key; the last step deletes that one with the rest.)"""
+        if self._sync.private is not None:
+            self._sync.private.forget(space_id)  # this process's copy; others' expire
+        await keys_store.destroy_key(self._pool, space_id)
 
     async def _end_links_as_person(self, space_id: str) -> None:
         for link in await store.links_as_person(self._pool, space_id):

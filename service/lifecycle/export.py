@@ -33,6 +33,7 @@ from schemas.auth import IdentityOut
 from schemas.tables import TABLES
 from service.errors import NotFound
 from service.store import lifecycle as store
+from service.sync.private_text import PRIVATE_FIELDS, PrivateText, SpaceCipher, has_sealed
 
 __all__ = ["PAGE", "Exporter"]
 
@@ -46,9 +47,18 @@ def _items(values: list[Any]) -> bytes:
 
 
 class Exporter:
-    def __init__(self, pool: asyncpg.Pool[Any], *, page: int = PAGE) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool[Any], private: PrivateText | None, *, page: int = PAGE
+    ) -> None:
+        """``private`` opens the person's private text (the export is in the clear)."""
         self._pool = pool
+        self._private = private
         self._page = page
+
+    async def _opener(self, space_id: str) -> SpaceCipher:
+        if self._private is None:
+            raise RuntimeError("sealed text to open, but the exporter has no keys")
+        return await self._private.opener(space_id)
 
     async def open(self, user_id: str, space_id: str) -> AsyncIterator[bytes]:
         """Check the account is there (404 before anything is sent), then return the
@@ -75,18 +85,28 @@ class Exporter:
             identities = [IdentityOut(**i) for i in await store.export_identities(conn, user_id)]
             yield b',"identities":' + _encode(identities)
             yield b',"records":{'
+            cipher: SpaceCipher | None = None  # fetched once, at the first sealed text
             for n, table in enumerate(TABLES):
                 yield (b"," if n else b"") + _encode(table) + b":["
                 first = True
                 async for rows in store.export_records(conn, space_id, table, page=self._page):
-                    records = [ExportRecord(r[0], msgspec.Raw(r[1]), *r[2:]) for r in rows]
+                    if cipher is None and any(has_sealed(r[1]) for r in rows):
+                        cipher = await self._opener(space_id)
+                    opened = cipher.open_json if cipher is not None else _as_is
+                    records = [
+                        ExportRecord(r[0], msgspec.Raw(opened(table, r[0], r[1])), *r[2:])
+                        for r in rows
+                    ]
                     yield (b"" if first else b",") + _items(records)
                     first = False
                 yield b"]"
             yield b'},"conflicts":['
             first = True
             async for page in store.export_conflicts(conn, space_id, page=self._page):
-                yield (b"" if first else b",") + _items([_conflict(c) for c in page])
+                if cipher is None and any(_sealed(c) for c in page):
+                    cipher = await self._opener(space_id)
+                conflicts = [_conflict(c, cipher if _sealed(c) else None) for c in page]
+                yield (b"" if first else b",") + _items(conflicts)
                 first = False
             nudges = [ExportNudge(**n) for n in await store.export_nudges(conn, space_id)]
             yield b'],"nudges":' + _encode(nudges)
@@ -121,12 +141,24 @@ def _device(d: dict[str, Any]) -> ExportDevice:
     )
 
 
-def _conflict(c: dict[str, Any]) -> ExportConflict:
+def _as_is(table: str, record_id: str, text: str) -> str:
+    return text
+
+
+def _sealed(c: dict[str, Any]) -> bool:
+    return c["field"] in PRIVATE_FIELDS.get(c["tbl"], ()) and has_sealed(c["value"])
+
+
+def _conflict(c: dict[str, Any], cipher: SpaceCipher | None) -> ExportConflict:
+    value = msgspec.Raw(c["value"])
+    if cipher is not None:
+        opened = cipher.open_value(c["tbl"], c["record_id"], c["field"], msgspec.json.decode(value))
+        value = msgspec.Raw(_encode(opened))
     return ExportConflict(
         c["tbl"],
         c["record_id"],
         c["field"],
-        msgspec.Raw(c["value"]),
+        value,
         c["hlc"],
         c["winner_hlc"],
         c["reason"],

@@ -48,6 +48,8 @@ BY_SPACE: dict[str, str] = {
             "sync_batches",
             "conflicts",
             "nudge_requests",
+            # the person's data key (decision 0021)
+            "space_keys",
             # caregiving, by the older adult's space
             "care_links",
             "care_audit",

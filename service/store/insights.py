@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from schemas.nudges import NudgeRequest
+from schemas.tables import TABLES
 from service.store.db import Connection, Executor, columns
 
 __all__ = [
@@ -43,10 +44,13 @@ async def load_histories(conn: Executor, space_ids: Sequence[str]) -> dict[str, 
         ("interactions", "interactions"),
         ("insights", "insights"),
     ):
+        # Without the private text (notes; decision 0021): the rules never read it, and
+        # what they are handed cannot leak it.
         rows = await conn.fetch(
-            f"SELECT space_id, id, fields::text AS f FROM {table} "
+            f"SELECT space_id, id, (fields - $2::text[])::text AS f FROM {table} "
             "WHERE space_id = ANY($1::text[]) AND NOT deleted",
             ids,
+            sorted(TABLES[table].private),
         )
         for r in rows:
             getattr(out[r["space_id"]], target)[r["id"]] = r["f"]

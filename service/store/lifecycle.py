@@ -54,6 +54,7 @@ ERASED_TABLES_BY_SPACE: tuple[str, ...] = (
     "care_invitations",
     "care_links",
     "jobs",
+    "space_keys",  # destroyed first (its own step); again here, in case a push made one since
 )
 
 _ERASE = {t: f"DELETE FROM {t} WHERE space_id = $1" for t in ERASED_TABLES_BY_SPACE}

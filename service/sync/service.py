@@ -7,6 +7,7 @@ to write.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -38,6 +39,13 @@ from service.store import care as care_store
 from service.store import jobs as job_store
 from service.store import sync as store
 from service.store.db import Connection
+from service.sync.private_text import (
+    PRIVATE_FIELDS,
+    PrivateText,
+    SpaceCipher,
+    has_sealed,
+    needs_sealing,
+)
 from service.sync.validation import ValidChange, check_schema_version, validate_changes
 from sync.cursor import InvalidCursor, decode_cursor, encode_cursor
 from sync.hlc import Clock
@@ -112,10 +120,14 @@ class SyncService:
         seqs: SeqOracle | None = None,
         evaluate_debounce_s: float | None = None,
         wake_workers: Callable[[], Awaitable[None]] | None = None,
+        private: PrivateText | None = None,
     ) -> None:
         """``announce(space, seq)`` runs before each COMMIT that advances a space (holding
         its lock) and ``publish(space, seq)`` after it; ``seqs`` lets a pull whose cursor
-        is the space's latest seq answer without PostgreSQL (see ``service.sync.realtime``)."""
+        is the space's latest seq answer without PostgreSQL (see ``service.sync.realtime``).
+        ``private`` seals and opens private text (decision 0021); without it (a worker's
+        server writes) a private value to write or read is a programming error."""
+        self.private = private
         self._pool = pool
         self._clock = clock
         self._max_skew_ms = max_skew_ms
@@ -142,6 +154,8 @@ class SyncService:
         written. ``retired``: server-written fields no longer in the schema, removed from
         the record (a pull carries the whole record, so devices drop them too). Returns
         whether the record exists (live) afterwards."""
+        if fields is not None and needs_sealing(table, fields):
+            fields = (await self._sealer(space_id)).seal_fields(table, record_id, fields)
         async with self._pool.acquire() as conn, conn.transaction():
             position = await store.lock_space(conn, space_id)
             current = (await store.load_records(conn, space_id, table, [record_id])).get(record_id)
@@ -209,6 +223,14 @@ class SyncService:
         changes, skew = validate_changes(
             req.changes, self._clock, self._max_skew_ms, look_for_nul=b"\\u0000" in sent
         )
+        if any(needs_sealing(c.table, c.fields) for c in changes):
+            # Sealed before the merge (the key made first, committed on its own): the stored
+            # state, the merge's comparisons and the conflict history see only sealed text.
+            cipher = await self._sealer(caller.space_id)
+            changes = [
+                msgspec.structs.replace(c, fields=cipher.seal_fields(c.table, c.id, c.fields))
+                for c in changes
+            ]
         async with self._pool.acquire() as conn, conn.transaction():
             start = await store.begin_push(
                 conn,
@@ -276,6 +298,16 @@ class SyncService:
         if urgent and self._wake_workers is not None:
             await self._wake_workers()  # idle workers take it now, not at their next poll
         return response
+
+    async def _sealer(self, space_id: str) -> SpaceCipher:
+        if self.private is None:
+            raise RuntimeError("private text to seal, but this SyncService has no keys")
+        return await self.private.for_writing(space_id)
+
+    async def _opener(self, space_id: str) -> SpaceCipher:
+        if self.private is None:
+            raise RuntimeError("sealed text to open, but this SyncService has no keys")
+        return await self.private.opener(space_id)
 
     async def _merge(self, conn: Connection, space_id: str, changes: list[ValidChange]) -> _Batch:
         batch = _Batch()
@@ -421,7 +453,14 @@ class SyncService:
         rows = page.rows
         has_more = len(rows) > req.limit
         rows = rows[: req.limit]
-        changes = [ChangeOut(r[0], r[1], msgspec.Raw(r[2]), r[3], r[4]) for r in rows]
+        if any(has_sealed(r[2]) for r in rows):
+            cipher = await self._opener(caller.space_id)
+            changes = [
+                ChangeOut(r[0], r[1], msgspec.Raw(cipher.open_json(r[0], r[1], r[2])), r[3], r[4])
+                for r in rows
+            ]
+        else:
+            changes = [ChangeOut(r[0], r[1], msgspec.Raw(r[2]), r[3], r[4]) for r in rows]
         cursor = encode_cursor(rows[-1][5] if rows else page.after)
         return PullResponse(changes, cursor, has_more, self._clock.now(), page.reset)
 
@@ -455,6 +494,9 @@ class SyncService:
             record_id=record_id,
         )
         page = rows[:limit]
+        if any(_is_private(r) and has_sealed(r.value_json) for r in page):
+            cipher = await self._opener(caller.space_id)
+            page = [_opened(cipher, r) if _is_private(r) else r for r in page]
         entries = [
             ConflictEntry(
                 r.table,
@@ -470,6 +512,15 @@ class SyncService:
         ]
         nxt = encode_cursor(page[-1].id) if len(rows) > limit else None
         return ConflictsResponse(entries, nxt)
+
+
+def _is_private(r: store.ConflictRow) -> bool:
+    return r.field in PRIVATE_FIELDS.get(r.table, ())
+
+
+def _opened(cipher: SpaceCipher, r: store.ConflictRow) -> store.ConflictRow:
+    value = cipher.open_value(r.table, r.record_id, r.field, msgspec.json.decode(r.value_json))
+    return dataclasses.replace(r, value_json=_encode_value.encode(value).decode())
 
 
 def _touches(batch: _Batch, tables: frozenset[str]) -> bool:

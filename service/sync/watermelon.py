@@ -47,6 +47,7 @@ from schemas.watermelon import (
 from service.accounts.sessions import Caller
 from service.errors import Code, Forbidden, InvalidInput, KithError, Malformed
 from service.store import watermelon as store
+from service.sync.private_text import SpaceCipher, has_sealed
 from service.sync.service import SyncService
 from service.sync.validation import validate_changes
 from sync.hlc import Clock, format_hlc, parse
@@ -151,6 +152,7 @@ class WatermelonAdapter:
             if reset:
                 after = 0  # start over: the whole state, replacing what the device holds
             yield b'{"changes":{'
+            cipher: SpaceCipher | None = None  # fetched once, at the first sealed text
             for n, table in enumerate(plan.tables):
                 yield (b"," if n else b"") + b'"' + table.encode() + b'":{"created":[],"updated":['
                 wanted = plan.columns[table] if plan.columns is not None else None
@@ -158,9 +160,12 @@ class WatermelonAdapter:
                 cursor = 0 if table in plan.full else after
                 while True:
                     rows = await store.live_page(conn, space, table, cursor, upto, PULL_PAGE)
+                    if cipher is None and any(has_sealed(r["fields"]) for r in rows):
+                        cipher = await self._opener(space)
                     if rows:
                         raws = [
-                            pulled_row(table, r["id"], r["fields"], r["hlc"], wanted) for r in rows
+                            pulled_row(table, r["id"], r["fields"], r["hlc"], wanted, cipher)
+                            for r in rows
                         ]
                         page = _encode_rows.encode(raws)
                         yield sep + page[1:-1]
@@ -180,6 +185,11 @@ class WatermelonAdapter:
                 yield b"]}"
             strategy = b',"experimentalStrategy":"replacement"' if reset else b""
             yield b'},"timestamp":' + str(upto + 1).encode() + strategy + b"}"
+
+    async def _opener(self, space_id: str) -> SpaceCipher:
+        if self._sync.private is None:
+            raise RuntimeError("sealed text to open, but the sync service has no keys")
+        return await self._sync.private.opener(space_id)
 
     # -- push -----------------------------------------------------------------------------
 
@@ -467,13 +477,22 @@ def to_kith(table: str, section: str, rid: str, column: Column, value: Any) -> A
 
 
 def pulled_row(
-    table: str, rid: str, fields: str | bytes, hlc: str, wanted: frozenset[str] | None = None
+    table: str,
+    rid: str,
+    fields: str | bytes,
+    hlc: str,
+    wanted: frozenset[str] | None = None,
+    cipher: SpaceCipher | None = None,
 ) -> dict[str, Any]:
     """A stored record (its ``fields`` JSON and newest stamp) as WatermelonDB's raw record:
-    declared columns only, no ``_status``/``_changed``, ``updated_at`` = the stamp's ms."""
+    declared columns only, no ``_status``/``_changed``, ``updated_at`` = the stamp's ms;
+    private text opened with ``cipher`` (decision 0021)."""
     columns = COLUMNS[table]
     out: dict[str, Any] = {"id": rid}
-    for name, value in _decode(fields).items():
+    decoded = _decode(fields)
+    if cipher is not None:
+        cipher.open_fields(table, rid, decoded)
+    for name, value in decoded.items():
         column = columns.get(name)
         if column is None or (wanted is not None and name not in wanted):
             continue

@@ -67,6 +67,7 @@ ALLOWED_UNSCOPED: dict[tuple[str, str, str], str] = {
     ("lifecycle", "anonymise_caregiver_audit", "care_audit"): "erasure: a caregiver's views",
     ("lifecycle", "export_links", "care_links"): "export: the people a caregiver cares for",
     ("care_alerts", "no_response_alerts", "care_alerts"): "operator report: unanswered help",
+    ("keys", "keys_not_under", "space_keys"): "kith rotate-keys walks every person's key",
 }
 
 #: Unique constraints Citus could not enforce on the tables as they are distributed

@@ -8,7 +8,9 @@ Docker cannot build here, so these checks are how a typo in deploy/ fails before
 from __future__ import annotations
 
 import ast
+import base64
 import json
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -116,7 +118,13 @@ def _interpolated(value: str) -> str:
 def _compose_settings(service: Doc) -> Settings:
     """The settings a compose service's Kith process would read (image ENV + its own)."""
     env = {k: _interpolated(str(v)) for k, v in service["environment"].items()}
+    if env.get("KITH_MASTER_KEYS") == "x":  # its stand-in must parse: kid:base64-32-bytes
+        env["KITH_MASTER_KEYS"] = _master_keys()
     return Settings.from_env(_docker_env() | env)
+
+
+def _master_keys() -> str:
+    return "k1:" + base64.b64encode(os.urandom(32)).decode()
 
 
 def _ed25519_pem() -> tuple[str, str]:
@@ -187,6 +195,7 @@ def test_k8s_config_and_secret_are_accepted_by_settings() -> None:
     private, public = _ed25519_pem()
     filled = {"DATABASE_URL": "postgresql://kith@db/kith"}
     filled |= {"KITH_JWT_PRIVATE_KEY": private, "KITH_JWT_PUBLIC_KEY": public}
+    filled |= {"KITH_MASTER_KEYS": _master_keys()}
     settings = Settings.from_env(_docker_env() | _configmap() | _secret() | filled)
     assert settings.is_production
     assert settings.server.host == "0.0.0.0"  # probes and the Service reach the pod's address
@@ -196,7 +205,12 @@ def test_k8s_config_and_secret_are_accepted_by_settings() -> None:
 
 def test_the_secret_template_holds_no_secret() -> None:
     secret = _secret()
-    assert {"DATABASE_URL", "KITH_JWT_PRIVATE_KEY", "KITH_JWT_PUBLIC_KEY"} <= set(secret)
+    assert {
+        "DATABASE_URL",
+        "KITH_JWT_PRIVATE_KEY",
+        "KITH_JWT_PUBLIC_KEY",
+        "KITH_MASTER_KEYS",
+    } <= set(secret)
     assert {k for k in secret if "PRIVATE_KEY" in k} >= {
         "KITH_APNS_PRIVATE_KEY",
         "KITH_FCM_PRIVATE_KEY",
