@@ -51,6 +51,7 @@ __all__ = [
     "Sealing",
     "SpaceCipher",
     "has_sealed",
+    "in_the_clear",
     "needs_sealing",
 ]
 
@@ -384,7 +385,7 @@ class PrivateText:
         record_writes: list[tuple[str, str, str]] = []
         for r in rows:
             fields = _decode(r.fields)
-            clear = {n: v for n in names if _is_clear(v := fields.get(n))}
+            clear = {n: v for n in names if in_the_clear(v := fields.get(n))}
             if clear:
                 out = {n: cipher.seal_value(table, r.id, n, v) for n, v in clear.items()}
                 record_writes.append((r.id, _encode(clear).decode(), _encode(out).decode()))
@@ -393,8 +394,10 @@ class PrivateText:
         return sum(values[i] for i in changed), (rows[-1].id if len(rows) == batch else None)
 
 
-def _is_clear(value: Any) -> bool:
-    """A stored private value still in the clear (what ``clear_records`` selects by)."""
+def in_the_clear(value: Any) -> bool:
+    """Whether a stored private value is text in the clear: a non-empty string that is not
+    a well-formed sealed value (what ``kith seal-existing`` seals; the SQL that finds such
+    values applies :data:`SEALED_PATTERN`, the same test)."""
     return isinstance(value, str) and bool(value) and not _sealed_value.fullmatch(value)
 
 
