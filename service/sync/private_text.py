@@ -322,6 +322,10 @@ class PrivateText:
         # on a rerun) costs a read per table and never touches its key.
         cipher: SpaceCipher | None = None
         for table in (*clear_store.PRIVATE_TABLES, "conflicts"):
+            # First without the lock: a table with nothing to seal (all of them, on a rerun)
+            # costs one read and keeps no push waiting.
+            if not await self._has_clear(table, space_id):
+                continue
             after: str | int | None = 0 if table == "conflicts" else ""
             while after is not None:
                 async with self._pool.acquire() as conn, conn.transaction():
@@ -346,6 +350,19 @@ class PrivateText:
                     continue
                 done[table] += page[0]
                 after = page[1]
+
+    async def _has_clear(self, table: str, space_id: str) -> bool:
+        if table == "conflicts":
+            return bool(
+                await clear_store.clear_conflicts(
+                    self._pool, space_id, _PLACES, SEALED_PATTERN, 0, 1
+                )
+            )
+        names = sorted(PRIVATE_FIELDS[table])
+        found = await clear_store.clear_records(
+            self._pool, table, space_id, names, SEALED_PATTERN, "", 1
+        )
+        return bool(found)
 
     async def _seal_page(
         self,
