@@ -42,6 +42,7 @@ from service.infra.crypto import (
 from service.store import keys as store
 from service.store import private_text as clear_store
 from service.store import sync as sync_store
+from service.store.db import Connection
 
 __all__ = [
     "PRIVATE_FIELDS",
@@ -366,7 +367,7 @@ class PrivateText:
 
     async def _seal_page(
         self,
-        conn: Any,
+        conn: Connection,
         cipher: SpaceCipher | None,
         table: str,
         space_id: str,
