@@ -7,6 +7,7 @@ kith worker     the background worker: durable jobs, rules evaluation, daily mai
 kith migrate    apply pending migrations and exit
 kith maintain   purge tombstones past the horizon and expired conflict/batch records
 kith rotate-keys  re-wrap every person's data key under the current master key (online)
+kith seal-existing  seal private text stored in the clear before migration 0011 (online)
 kith openapi    write the OpenAPI document and the synced tables' JSON Schema
 kith seed       fill the database (DATABASE_URL) with a generated population
 """
@@ -306,6 +307,30 @@ async def rotate_keys(settings: Settings, batch: int) -> str:
     return line
 
 
+async def seal_existing(settings: Settings, batch: int) -> str:
+    """Seal every private value written before migration 0011 (decision 0021), with the
+    service running; what was sealed, per table. Raises :class:`OperatorError` if some
+    spaces' keys do not open here (their text is left as it is)."""
+    from service.store.db import create_pool
+    from service.wiring import private_text
+
+    assert settings.database.url
+    pool = await create_pool(settings.database.url, min_size=1, max_size=2)
+    try:
+        done = await private_text(settings, pool).seal_existing(batch=batch)
+    finally:
+        await pool.close()
+    counts = ", ".join(f"{table} {n}" for table, n in done.sealed.items())
+    line = f"sealed {sum(done.sealed.values())} values that were in the clear ({counts})"
+    if done.unreadable:
+        raise OperatorError(
+            f"{line}; {done.unreadable} spaces hold text in the clear but their key is under "
+            "a master key not configured here, or does not open: run again with every "
+            "master key configured"
+        )
+    return line
+
+
 def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
     if args.command == "dev":
         _dev(settings)
@@ -347,6 +372,10 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         if not settings.database.url:
             raise SettingsError("DATABASE_URL is not set")
         print(asyncio.run(rotate_keys(settings, args.batch)))
+    elif args.command == "seal-existing":
+        if not settings.database.url:
+            raise SettingsError("DATABASE_URL is not set")
+        print(asyncio.run(seal_existing(settings, args.batch)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
         "rotate-keys", help="re-wrap every data key under the current master key, online"
     )
     p_rotate.add_argument("--batch", type=int, default=500, help="keys read per page")
+    p_seal = sub.add_parser(
+        "seal-existing", help="seal private text written before migration 0011, online"
+    )
+    p_seal.add_argument("--batch", type=int, default=500, help="spaces and rows read per page")
     p_openapi = sub.add_parser("openapi", help="write the OpenAPI document and table schemas")
     p_openapi.add_argument("--out-dir", help="a folder (default: print to stdout)")
     _add_seed_parser(sub)

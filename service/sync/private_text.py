@@ -14,13 +14,15 @@ every copy of their text — backups included — unreadable. Unwrapped keys are
 process (bounded, for ``key_cache_ttl_s``), so a pull unwraps once, not per record.
 
 A stored value is told sealed by its prefix; a value written before migration 0011 is
-plain text and is returned as it is.
+plain text and is returned as it is, until ``kith seal-existing``
+(:meth:`PrivateText.seal_existing`) seals it where it lies, with the service running.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,13 +40,19 @@ from service.infra.crypto import (
     new_data_key,
 )
 from service.store import keys as store
+from service.store import private_text as clear_store
+from service.store import sync as sync_store
+from service.store.db import Connection
 
 __all__ = [
     "PRIVATE_FIELDS",
+    "SEALED_PATTERN",
     "PrivateText",
     "Rotation",
+    "Sealing",
     "SpaceCipher",
     "has_sealed",
+    "in_the_clear",
     "needs_sealing",
 ]
 
@@ -59,6 +67,13 @@ _KEYS = {
     t: tuple((n, f'"{n}": ', f'"{n}":') for n in sorted(names))
     for t, names in PRIVATE_FIELDS.items()
 }
+_WELL_FORMED = SEALED_PREFIX + "[A-Za-z0-9+/]+={0,2}"
+#: A well-formed sealed value, as a PostgreSQL regular expression: what ``kith
+#: seal-existing`` leaves alone (text that merely starts like one is sealed like any other).
+SEALED_PATTERN = f"^{_WELL_FORMED}$"
+_sealed_value = re.compile(_WELL_FORMED)
+#: Where the conflict history keeps private values: ``table.field``.
+_PLACES = sorted(f"{t}.{n}" for t, names in PRIVATE_FIELDS.items() for n in names)
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
 
@@ -97,6 +112,10 @@ class SpaceCipher:
     def _aad(self, table: str, record_id: str, name: str) -> bytes:
         return self._prefix + f"{table}\0{record_id}\0{name}".encode()
 
+    def seal_value(self, table: str, record_id: str, name: str, text: str) -> str:
+        """``text`` sealed for its place: the same string a push of it would store."""
+        return self._key.seal(text, self._aad(table, record_id, name))
+
     def seal_fields(self, table: str, record_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         """``fields`` as written (text, never sealed: a person may well write something
         that starts like a sealed value) with its private text sealed — a copy; the same
@@ -110,7 +129,7 @@ class SpaceCipher:
             if isinstance(value, str) and value:
                 if out is fields:
                     out = dict(fields)
-                out[name] = self._key.seal(value, self._aad(table, record_id, name))
+                out[name] = self.seal_value(table, record_id, name, value)
         return out
 
     def open_value(self, table: str, record_id: str, name: str, value: Any) -> Any:
@@ -165,6 +184,16 @@ class Rotation:
     rewrapped: int
     unknown_kid: int
     undecryptable: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sealing:
+    """What ``kith seal-existing`` did: values sealed, per table (``conflicts``: the
+    conflict history), and spaces with text in the clear it could not seal because their
+    key is under a master key not configured here, or does not open."""
+
+    sealed: dict[str, int]
+    unreadable: int
 
 
 class PrivateText:
@@ -259,3 +288,137 @@ class PrivateText:
                 kid, blob = self._keys.wrap(old.space_id, raw)
                 new = store.WrappedKey(old.space_id, kid, blob)
                 rewrapped += await store.rewrap(self._pool, old, new)
+
+    async def seal_existing(self, *, batch: int = 500) -> Sealing:
+        """Seal every private value still stored in the clear (written before migration
+        0011), in every space, ``batch`` at a time, while the service runs.
+
+        Each page is sealed under the space's lock (the one a push takes), and each value
+        replaced only if it is still the text that was read, so no write is lost; a value
+        is sealed exactly as a push of it would be (the nonce is synthetic), so pulls
+        return the same text and the merge compares what it would have stored. Nothing
+        moves a sequence number. A space whose account is being erased is skipped (no key
+        is made for it). Killed halfway, it leaves every value either clear or sealed;
+        run again, it finds only what is left."""
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        sealed = dict.fromkeys([*clear_store.PRIVATE_TABLES, "conflicts"], 0)
+        after, unreadable = "", 0
+        while True:
+            spaces = await clear_store.spaces_after(self._pool, after, batch)
+            if not spaces:
+                return Sealing(sealed, unreadable)
+            after = spaces[-1]
+            for space_id in spaces:
+                done = Counter[str]()
+                try:
+                    await self._seal_space(space_id, batch, done)
+                except (UnknownMasterKey, Undecryptable):
+                    unreadable += 1  # its key does not open here: its text stays as it is
+                for table, n in done.items():
+                    sealed[table] += n
+
+    async def _seal_space(self, space_id: str, batch: int, done: Counter[str]) -> None:
+        # The key is looked up only once there is text to seal: a space without any (most,
+        # on a rerun) costs a read per table and never touches its key.
+        cipher: SpaceCipher | None = None
+        for table in (*clear_store.PRIVATE_TABLES, "conflicts"):
+            # First without the lock: a table with nothing to seal (all of them, on a rerun)
+            # costs one read and keeps no push waiting.
+            if not await self._has_clear(table, space_id):
+                continue
+            after: str | int | None = 0 if table == "conflicts" else ""
+            while after is not None:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    # The sync engine's lock, held for one page (a few ms): a push or a
+                    # server write to this space runs wholly before or after it.
+                    try:
+                        await sync_store.lock_space(conn, space_id)
+                    except LookupError:
+                        return  # erased meanwhile
+                    if await clear_store.being_erased(conn, space_id):
+                        return
+                    page = await self._seal_page(conn, cipher, table, space_id, after, batch)
+                if page is None:
+                    # Text to seal and no cipher yet: the key is made, if new, as a push
+                    # makes it — committed on its own, under the space's share lock, never
+                    # for a space that is gone — outside the lock above (the key's
+                    # statement would wait for it).
+                    try:
+                        cipher = await self.for_writing(space_id)
+                    except LookupError:
+                        return
+                    continue
+                done[table] += page[0]
+                after = page[1]
+
+    async def _has_clear(self, table: str, space_id: str) -> bool:
+        if table == "conflicts":
+            return bool(
+                await clear_store.clear_conflicts(
+                    self._pool, space_id, _PLACES, SEALED_PATTERN, 0, 1
+                )
+            )
+        names = sorted(PRIVATE_FIELDS[table])
+        found = await clear_store.clear_records(
+            self._pool, table, space_id, names, SEALED_PATTERN, "", 1
+        )
+        return bool(found)
+
+    async def _seal_page(
+        self,
+        conn: Connection,
+        cipher: SpaceCipher | None,
+        table: str,
+        space_id: str,
+        after: str | int,
+        batch: int,
+    ) -> tuple[int, str | int | None] | None:
+        """The next page of ``table``'s clear values in the space, sealed: (values sealed,
+        the cursor after the page or None at the end); None if it found text to seal but
+        ``cipher`` is None."""
+        if table == "conflicts":
+            kept = await clear_store.clear_conflicts(
+                conn, space_id, _PLACES, SEALED_PATTERN, int(after), batch
+            )
+            if not kept:
+                return 0, None
+            if cipher is None:
+                return None
+            writes = [
+                (c.id, c.value, _seal_json(cipher, c.table, c.record_id, c.field, c.value))
+                for c in kept
+            ]
+            n = await clear_store.seal_conflicts(conn, space_id, writes)
+            return n, (kept[-1].id if len(kept) == batch else None)
+        names = sorted(PRIVATE_FIELDS[table])
+        rows = await clear_store.clear_records(
+            conn, table, space_id, names, SEALED_PATTERN, str(after), batch
+        )
+        if not rows:
+            return 0, None
+        if cipher is None:
+            return None
+        values: dict[str, int] = {}
+        record_writes: list[tuple[str, str, str]] = []
+        for r in rows:
+            fields = _decode(r.fields)
+            clear = {n: v for n in names if in_the_clear(v := fields.get(n))}
+            if clear:
+                out = {n: cipher.seal_value(table, r.id, n, v) for n, v in clear.items()}
+                record_writes.append((r.id, _encode(clear).decode(), _encode(out).decode()))
+                values[r.id] = len(out)
+        changed = await clear_store.seal_records(conn, table, space_id, record_writes)
+        return sum(values[i] for i in changed), (rows[-1].id if len(rows) == batch else None)
+
+
+def in_the_clear(value: Any) -> bool:
+    """Whether a stored private value is text in the clear: a non-empty string that is not
+    a well-formed sealed value (what ``kith seal-existing`` seals; the SQL that finds such
+    values applies :data:`SEALED_PATTERN`, the same test)."""
+    return isinstance(value, str) and bool(value) and not _sealed_value.fullmatch(value)
+
+
+def _seal_json(cipher: SpaceCipher, table: str, record_id: str, name: str, value: str) -> str:
+    """A kept value (JSON text of a string) as the JSON text of its sealed form."""
+    return _encode(cipher.seal_value(table, record_id, name, _decode(value))).decode()

@@ -2,7 +2,9 @@
 sealed in every row that keeps it, and comes back in the clear in every way they read it —
 pulls, the conflict history, the WatermelonDB pull, the export; the rules never see it; a
 master-key rotation keeps it readable after the old key is gone; erasing the account
-destroys the key, so a copy of the text taken before is unreadable."""
+destroys the key, so a copy of the text taken before is unreadable; ``kith seal-existing``
+seals what was stored in the clear before, as a push would have, with nothing read
+differently and no write lost."""
 
 from __future__ import annotations
 
@@ -17,13 +19,15 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 
 from service.config import MasterKey
 from service.infra.crypto import SEALED_PREFIX, MasterKeys, Undecryptable, load_or_create_dev_key
 from service.jobs import Kind
+from service.store import private_text as clear_store
 from service.store.insights import load_histories
-from service.sync.private_text import PRIVATE_FIELDS, PrivateText
+from service.sync.private_text import PRIVATE_FIELDS, SEALED_PATTERN, PrivateText
 from tests.conftest import ApiProcess
 from tests.helpers import PASSWORD, Account, login, new_id, pull_all, push, register, stamp
 from tests.integration.push_support import drain
@@ -342,3 +346,251 @@ async def test_words_that_look_sealed_are_sealed_like_any_other(http: httpx.Asyn
     )
     state, _ = await pull_all(http, ana)
     assert state[("contacts", cid)]["fields"]["notes"] == lookalike
+
+
+# -- kith seal-existing: what a release before migration 0011 left in the clear ---------
+
+
+async def _in_the_clear(
+    pool: asyncpg.Pool[Any], space: str, table: str, rid: str, **text: str
+) -> None:
+    """Write private text into a stored record as a release before 0011 did: in the clear."""
+    for name, value in text.items():
+        await pool.execute(
+            f"UPDATE {table} SET fields = fields || jsonb_build_object($3::text, $4::text) "
+            "WHERE space_id = $1 AND id = $2",
+            space,
+            rid,
+            name,
+            value,
+        )
+
+
+async def _clear_conflict(pool: asyncpg.Pool[Any], space: str, rid: str, value: str) -> None:
+    await pool.execute(
+        """
+        INSERT INTO conflicts (space_id, tbl, record_id, field, value, hlc, winner_hlc, reason)
+        VALUES ($1, 'contacts', $2, 'notes', to_jsonb($3::text), $4, $5, 'older')
+        """,
+        space,
+        rid,
+        value,
+        stamp("old-dev", offset_ms=-120_000),
+        stamp("old-dev", offset_ms=-60_000),
+    )
+
+
+async def _everything(http: httpx.AsyncClient, who: Account) -> dict[str, Any]:
+    """All the ways a person reads their records: pull (seqs included), the conflict
+    history, WatermelonDB's pull, the export."""
+    state, _ = await pull_all(http, who)
+    r = await http.get("/v1/sync/conflicts", headers=who.headers)
+    assert r.status_code == 200, r.text
+    wm = (await wm_pull(http, who))["changes"]
+    doc, _ = await export(http, who.headers)
+    exported = {
+        (t, x.id): (msgspec.json.decode(x.fields), x.hlc, x.updated_at)
+        for t, rows in doc.records.items()
+        for x in rows
+    }
+    return {
+        "pull": state,
+        "conflicts": r.json()["conflicts"],
+        "wm": wm,
+        "export": (exported, [msgspec.json.encode(c) for c in doc.conflicts]),
+    }
+
+
+async def _seal_existing(env: dict[str, str], batch: int = 2) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "service.cli", "seal-existing", "--batch", str(batch)),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    said = (await asyncio.wait_for(proc.communicate(), 120))[0].decode()
+    assert proc.returncode == 0, said
+    return said
+
+
+async def test_seal_existing_seals_old_clear_text_as_a_push_would_and_reads_the_same(
+    http: httpx.AsyncClient, pool: asyncpg.Pool[Any], server_env: dict[str, str]
+) -> None:
+    # Ana wrote after the upgrade (she has a key, her text sealed as pushed) ...
+    ana = await register(http)
+    tablet = await login(http, ana.email, new_id("dev"))
+    ids, changes = a_life(ana)
+    await push(http, ana, changes)
+    older = {"notes": "tablet's older words about Rosa"}
+    change = {"table": "contacts", "id": ids["contacts"], "fields": older}
+    await push(http, tablet, [{**change, "hlc": stamp(tablet.device_id, offset_ms=-60_000)}])
+    ana_space = await space_of(pool, ana)
+    as_pushed = await rows_of(pool, ana_space)
+    # ... and her records also hold what she wrote before it, in the clear.
+    await _in_the_clear(pool, ana_space, "contacts", ids["contacts"], notes=NOTES)
+    await _in_the_clear(pool, ana_space, "interactions", ids["interactions"], note=NOTE)
+    await _in_the_clear(
+        pool, ana_space, "reflections", ids["reflections"], body=BODY, gratitude=GRATITUDE
+    )
+    await _in_the_clear(pool, ana_space, "check_ins", ids["check_ins"], note=CHECK_IN)
+    await pool.execute(
+        "UPDATE conflicts SET value = to_jsonb($2::text) WHERE space_id = $1",
+        ana_space,
+        older["notes"],
+    )
+    # Bo wrote only before the upgrade: clear text, a clear conflict, no key.
+    bo = await register(http)
+    tom, check_in = new_id("c"), new_id("chk")
+    at = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
+    await push(
+        http,
+        bo,
+        [
+            {
+                "table": "contacts",
+                "id": tom,
+                "hlc": stamp(bo.device_id),
+                "fields": {"display_name": "Tom"},
+            },
+            {
+                "table": "check_ins",
+                "id": check_in,
+                "hlc": stamp(bo.device_id),
+                "fields": {"occurred_at": at, "status": "ok"},
+            },
+        ],
+    )
+    bo_space = await space_of(pool, bo)
+    await _in_the_clear(pool, bo_space, "contacts", tom, notes=NOTES)
+    await _in_the_clear(pool, bo_space, "check_ins", check_in, note=CHECK_IN)
+    await _clear_conflict(pool, bo_space, tom, "Bo's older words about Tom")
+    assert await pool.fetchval("SELECT count(*) FROM space_keys WHERE space_id = $1", bo_space) == 0
+    # Cy wrote before it too, and has asked for his account to be erased (not yet done).
+    cy = await register(http)
+    sam = new_id("c")
+    await push(
+        http,
+        cy,
+        [
+            {
+                "table": "contacts",
+                "id": sam,
+                "hlc": stamp(cy.device_id),
+                "fields": {"display_name": "Sam"},
+            }
+        ],
+    )
+    cy_space = await space_of(pool, cy)
+    await _in_the_clear(pool, cy_space, "contacts", sam, notes=NOTES)
+    before = {who.user_id: await _everything(http, who) for who in (ana, bo)}
+    r = await http.request("DELETE", "/v1/account", headers=cy.headers, json={"password": PASSWORD})
+    assert r.status_code == 202, r.text
+    seqs = {
+        s: await pool.fetchval("SELECT seq FROM spaces WHERE id = $1", s)
+        for s in (ana_space, bo_space)
+    }
+
+    said = await _seal_existing(server_env)
+    assert said.startswith("sealed "), said
+
+    # Nothing of it in the clear any more, in records or in the history ...
+    for space in (ana_space, bo_space):
+        assert_no_plain_text(await rows_of(pool, space))
+    # ... each value sealed exactly as a push of it stored it (the synthetic nonce) ...
+    assert await rows_of(pool, ana_space) == as_pushed
+    # ... read back the same every way, with no sequence number moved.
+    for who in (ana, bo):
+        assert await _everything(http, who) == before[who.user_id]
+    after = {s: await pool.fetchval("SELECT seq FROM spaces WHERE id = $1", s) for s in seqs}
+    assert after == seqs
+    # So the merge sees the values a push would store: a retry of Ana's writes is no change.
+    again = await push(http, ana, changes)
+    assert again["superseded"] == []
+    assert again["seq"] == seqs[ana_space]
+    # Bo got his key the way a push makes one; Cy, being erased, got none, and was left alone.
+    assert await pool.fetchval("SELECT count(*) FROM space_keys WHERE space_id = $1", bo_space) == 1
+    assert await pool.fetchval("SELECT count(*) FROM space_keys WHERE space_id = $1", cy_space) == 0
+    assert NOTES in (await rows_of(pool, cy_space))[f"contacts/{sam}"]
+
+    # Run again: nothing left to seal.
+    assert (await _seal_existing(server_env, batch=500)).startswith("sealed 0 values"), said
+
+
+async def test_seal_existing_never_overwrites_a_write_made_after_it_read(
+    http: httpx.AsyncClient, pool: asyncpg.Pool[Any], key_dir: Path
+) -> None:
+    ana = await register(http)
+    rosa = new_id("c")
+    first = {"display_name": "Rosa"}
+    await push(
+        http, ana, [{"table": "contacts", "id": rosa, "hlc": stamp(ana.device_id), "fields": first}]
+    )
+    space = await space_of(pool, ana)
+    await _in_the_clear(pool, space, "contacts", rosa, notes=NOTES)
+    # The backfill reads the clear note ...
+    [read] = await clear_store.clear_records(
+        pool, "contacts", space, ["notes"], SEALED_PATTERN, "", 10
+    )
+    cipher = await PrivateText(pool, MasterKeys([load_or_create_dev_key(key_dir)])).for_writing(
+        space
+    )
+    sealed = cipher.seal_value("contacts", rosa, "notes", NOTES)
+    # ... a phone writes new words meanwhile ...
+    newer = {"notes": "new words", "display_name": "Rosa M."}
+    await push(
+        http, ana, [{"table": "contacts", "id": rosa, "hlc": stamp(ana.device_id), "fields": newer}]
+    )
+    # ... and the backfill's write, made from what it read, changes nothing.
+    clear = msgspec.json.encode({"notes": NOTES}).decode()
+    out = msgspec.json.encode({"notes": sealed}).decode()
+    async with pool.acquire() as conn:
+        assert (
+            await clear_store.seal_records(conn, "contacts", space, [(read.id, clear, out)])
+            == set()
+        )
+    state, _ = await pull_all(http, ana)
+    fields = state[("contacts", rosa)]["fields"]
+    assert {k: fields[k] for k in newer} == newer
+
+
+async def test_pushes_racing_seal_existing_are_all_kept(
+    http: httpx.AsyncClient, pool: asyncpg.Pool[Any], key_dir: Path
+) -> None:
+    ana = await register(http)
+    rids = [new_id("c") for _ in range(20)]
+    await push(
+        http,
+        ana,
+        [
+            {
+                "table": "contacts",
+                "id": r,
+                "hlc": stamp(ana.device_id),
+                "fields": {"display_name": r},
+            }
+            for r in rids
+        ],
+    )
+    space = await space_of(pool, ana)
+    for r in rids:
+        await _in_the_clear(pool, space, "contacts", r, notes=f"old words about {r}")
+    private = PrivateText(pool, MasterKeys([load_or_create_dev_key(key_dir)]))
+
+    async def edits() -> None:
+        for n, r in enumerate(rids[::2]):
+            change = {
+                "table": "contacts",
+                "id": r,
+                "hlc": stamp(ana.device_id, counter=n),
+                "fields": {"notes": f"new words about {r}"},
+            }
+            await push(http, ana, [change])
+
+    await asyncio.gather(private.seal_existing(batch=3), edits())
+    await private.seal_existing(batch=3)  # whatever a lost race left in the clear
+    state, _ = await pull_all(http, ana)
+    for n, r in enumerate(rids):
+        words = "new" if n % 2 == 0 else "old"
+        assert state[("contacts", r)]["fields"]["notes"] == f"{words} words about {r}"
+    stored = await rows_of(pool, space)
+    assert all("words about" not in text for text in stored.values())

@@ -68,6 +68,7 @@ ALLOWED_UNSCOPED: dict[tuple[str, str, str], str] = {
     ("lifecycle", "export_links", "care_links"): "export: the people a caregiver cares for",
     ("care_alerts", "no_response_alerts", "care_alerts"): "operator report: unanswered help",
     ("keys", "keys_not_under", "space_keys"): "kith rotate-keys walks every person's key",
+    ("private_text", "spaces_after", "spaces"): "kith seal-existing walks every space once",
 }
 
 #: Unique constraints Citus could not enforce on the tables as they are distributed

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from pathlib import Path
 
 import msgspec
@@ -21,7 +22,7 @@ from service.infra.crypto import (
     load_or_create_dev_key,
     new_data_key,
 )
-from service.sync.private_text import SpaceCipher, needs_sealing
+from service.sync.private_text import SEALED_PATTERN, SpaceCipher, in_the_clear, needs_sealing
 
 AAD = b"space-1\0contacts\0c1\0notes"
 
@@ -107,6 +108,21 @@ def test_only_private_nonempty_text_is_sealed() -> None:
     assert msgspec.json.decode(opened) == {"notes": tricky}
     plain = '{"display_name": "Ada", "notes": "written before 0011"}'
     assert cipher.open_json("contacts", "c1", plain) is plain
+
+
+def test_seal_existing_tells_old_text_from_a_sealed_value() -> None:
+    """What a release before migration 0011 stored is text — even text that starts like a
+    sealed value — and what was sealed is left alone (in Python and in the SQL's pattern)."""
+    cipher = SpaceCipher("space-1", DataKey(new_data_key()))
+    for text in ("n", "a note", "x" * 1000, f"{SEALED_PREFIX}AAAA my password hint"):
+        sealed = cipher.seal_value("contacts", "c1", "notes", text)
+        assert not in_the_clear(sealed)
+        assert re.search(SEALED_PATTERN, sealed)
+        assert in_the_clear(text)
+        assert not re.search(SEALED_PATTERN, text)
+    assert not in_the_clear("")
+    assert not in_the_clear(None)
+    assert in_the_clear(f"{SEALED_PREFIX}AAAA\n")  # only the whole value counts
 
 
 def test_a_wrapped_key_opens_only_for_its_person_under_its_master_key() -> None:
