@@ -378,6 +378,14 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         print(asyncio.run(seal_existing(settings, args.batch)))
 
 
+def _positive(text: str) -> int:
+    """A page size: a whole number of at least 1 (argparse names the option if not)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kith", description="Kith backend")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -401,11 +409,13 @@ def main(argv: list[str] | None = None) -> int:
     p_rotate = sub.add_parser(
         "rotate-keys", help="re-wrap every data key under the current master key, online"
     )
-    p_rotate.add_argument("--batch", type=int, default=500, help="keys read per page")
+    p_rotate.add_argument("--batch", type=_positive, default=500, help="keys read per page")
     p_seal = sub.add_parser(
         "seal-existing", help="seal private text written before migration 0011, online"
     )
-    p_seal.add_argument("--batch", type=int, default=500, help="spaces and rows read per page")
+    p_seal.add_argument(
+        "--batch", type=_positive, default=500, help="spaces and rows read per page"
+    )
     p_openapi = sub.add_parser("openapi", help="write the OpenAPI document and table schemas")
     p_openapi.add_argument("--out-dir", help="a folder (default: print to stdout)")
     _add_seed_parser(sub)

@@ -100,3 +100,13 @@ async def test_a_recurring_job_that_died_comes_back(pool: asyncpg.Pool[Any]) -> 
         "SELECT count(*) FROM jobs WHERE kind = ANY($1::text[])",
         [Kind.MAINTENANCE, Kind.SWEEP],
     )
+
+
+@pytest.mark.parametrize("command", ["rotate-keys", "seal-existing"])
+def test_a_page_size_below_one_is_refused_by_name(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--batch", "0"])
+    assert exited.value.code == 2
+    assert "argument --batch: must be at least 1, not 0" in capsys.readouterr().err
