@@ -41,6 +41,8 @@ REMOTE_KINDS = frozenset(KINDS) - {"in_person"}
 
 Fields = Mapping[str, Any]
 Json = bytes | str
+#: A stored row: its fields, or their JSON text.
+Row = Fields | Json
 
 
 class _InteractionJson(Struct, frozen=True, gc=False):
@@ -251,36 +253,35 @@ class History:
     @classmethod
     def from_fields(
         cls,
-        contacts: Mapping[str, Fields],
-        interactions: Mapping[str, Fields],
-        reflections: Mapping[str, Fields] | None = None,
+        contacts: Mapping[str, Row],
+        interactions: Mapping[str, Row],
+        reflections: Mapping[str, Row] | None = None,
     ) -> History:
-        """From ``{record id: fields}`` maps of live (not deleted) rows, as sync stores them.
+        """From ``{record id: row}`` maps of live (not deleted) rows, as sync stores them: each
+        row its ``fields`` dict or its stored fields JSON (``fields::text``, which the sweep
+        hands over: interactions decode straight into typed records, half the parse cost).
 
         Reflections without instruments may be left out: the rules read only instruments.
         """
-        parsed_interactions = (Interaction.from_fields(i, f) for i, f in interactions.items())
-        parsed_reflections = (Reflection.from_fields(i, f) for i, f in (reflections or {}).items())
+        parsed_interactions = (_interaction(i, row) for i, row in interactions.items())
+        parsed_reflections = (
+            Reflection.from_fields(i, _row(row)) for i, row in (reflections or {}).items()
+        )
         return cls.build(
-            (Contact.from_fields(i, f) for i, f in contacts.items()),
+            (Contact.from_fields(i, _row(row)) for i, row in contacts.items()),
             (i for i in parsed_interactions if i is not None),
             (r for r in parsed_reflections if r is not None),
         )
 
-    @classmethod
-    def from_json(
-        cls,
-        contacts: Mapping[str, Json],
-        interactions: Mapping[str, Json],
-        reflections: Mapping[str, Json] | None = None,
-    ) -> History:
-        """Like ``from_fields`` but from each row's stored fields JSON (``fields::text``)."""
-        parsed_interactions = (Interaction.from_json(i, t) for i, t in interactions.items())
-        parsed_reflections = (
-            Reflection.from_fields(i, _fields(t)) for i, t in (reflections or {}).items()
-        )
-        return cls.build(
-            (Contact.from_fields(i, _fields(t)) for i, t in contacts.items()),
-            (i for i in parsed_interactions if i is not None),
-            (r for r in parsed_reflections if r is not None),
-        )
+    #: The same, named for the sweep's stored JSON rows.
+    from_json = from_fields
+
+
+def _row(row: Row) -> Fields:
+    return _fields(row) if isinstance(row, bytes | str) else row
+
+
+def _interaction(record_id: str, row: Row) -> Interaction | None:
+    if isinstance(row, bytes | str):
+        return Interaction.from_json(record_id, row)
+    return Interaction.from_fields(record_id, row)

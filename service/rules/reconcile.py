@@ -24,9 +24,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.rules.catalog import RULE_IDS, Catalog, default_catalog
+from service.rules.catalog import Catalog, default_catalog
 from service.rules.finding import DedupeKey, Finding
 from service.rules.history import History
+from service.rules.registry import rule_ids
 
 __all__ = ["Create", "Plan", "Resolve", "StoredInsight", "Update", "insight_id", "reconcile"]
 
@@ -161,7 +162,7 @@ def reconcile(
 
     by_key: dict[DedupeKey, list[StoredInsight]] = {}
     for row in insights:
-        if row.status != "resolved" and row.rule in RULE_IDS:  # others own their insights
+        if row.status != "resolved" and row.rule in rule_ids():  # others own their insights
             by_key.setdefault(row.dedupe_key, []).append(row)
     found = {f.dedupe_key: f for f in findings}
     create: list[Create] = []

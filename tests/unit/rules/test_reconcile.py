@@ -162,6 +162,6 @@ def test_the_settings_schema_names_exactly_the_catalog_rules() -> None:
     import typing
 
     from schemas.tables import RuleId
-    from service.rules import RULE_IDS
+    from service.rules import rule_ids
 
-    assert set(typing.get_args(RuleId)) == set(RULE_IDS)
+    assert set(typing.get_args(RuleId)) == set(rule_ids())
