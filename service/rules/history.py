@@ -38,6 +38,7 @@ CIRCLES = ("inner", "close", "social", "wider")
 KINDS = ("in_person", "video", "call", "voice", "text", "social", "letter", "other")
 #: Every kind of contact that is not a meeting in person.
 REMOTE_KINDS = frozenset(KINDS) - {"in_person"}
+INITIATORS = ("me", "them", "mutual")
 
 Fields = Mapping[str, Any]
 Json = bytes | str
@@ -46,11 +47,13 @@ Row = Fields | Json
 
 
 class _InteractionJson(Struct, frozen=True, gc=False):
-    """The three fields the rules read, decoded in C; anything else in the row is skipped."""
+    """The fields the rules read, decoded in C; anything else in the row is skipped."""
 
     contact_ids: list[str]
     kind: Literal["in_person", "video", "call", "voice", "text", "social", "letter", "other"]
     occurred_at: Annotated[dt.datetime, Meta(tz=True)]
+    quality: Annotated[int, Meta(ge=1, le=5)] | None = None
+    initiated_by: Literal["me", "them", "mutual"] | None = None
 
 
 _interaction_json = msgspec.json.Decoder(_InteractionJson)
@@ -145,6 +148,8 @@ class Interaction(Struct, frozen=True, gc=False):
     contact_ids: tuple[str, ...]
     kind: str
     occurred_at: dt.datetime  # event time, UTC
+    quality: int | None = None  # how it felt, 1-5, if the person rated it
+    initiated_by: str | None = None  # "me", "them" or "mutual", if the person said
 
     @property
     def in_person(self) -> bool:
@@ -158,7 +163,20 @@ class Interaction(Struct, frozen=True, gc=False):
         if at is None or kind not in KINDS or not isinstance(raw_ids, list):
             return None
         ids = tuple(dict.fromkeys(c for c in raw_ids if isinstance(c, str)))
-        return cls(record_id, ids, kind, at) if ids else None
+        quality = fields.get("quality")
+        initiated_by = fields.get("initiated_by")
+        return (
+            cls(
+                record_id,
+                ids,
+                kind,
+                at,
+                quality=quality if type(quality) is int and 1 <= quality <= 5 else None,
+                initiated_by=initiated_by if initiated_by in INITIATORS else None,
+            )
+            if ids
+            else None
+        )
 
     @classmethod
     def from_json(cls, record_id: str, text: Json) -> Interaction | None:
@@ -169,7 +187,9 @@ class Interaction(Struct, frozen=True, gc=False):
             return cls.from_fields(record_id, _fields(text))
         ids = tuple(dict.fromkeys(row.contact_ids))
         at = _utc(row.occurred_at)  # None for a stored instant out of range
-        return cls(record_id, ids, row.kind, at) if ids and at is not None else None
+        if not ids or at is None:
+            return None
+        return cls(record_id, ids, row.kind, at, row.quality, row.initiated_by)
 
 
 class Reflection(Struct, frozen=True, gc=False):
