@@ -45,14 +45,14 @@ def moved_to_calls() -> Timeline:
 
 def cadence_only() -> Timeline:
     life = Timeline()
-    life.log(life.contact("Fay", circle="close", cadence_days=14), 60)
+    life.log(life.contact("Fay", circle="close", cadence_days=14), 70)
     return life
 
 
 def tie_findings() -> list[tuple[str, Finding]]:
     """One finding per tie template: (template key, finding)."""
     out: list[tuple[str, Finding]] = []
-    for gap, level in ((58, "slipping"), (66, "at_risk"), (88, "dormant")):
+    for gap, level in ((58, "slipping"), (80, "at_risk"), (105, "dormant")):
         [f] = ana_stops().evaluate(NOW + (gap - 58) * DAY)
         assert f.level == level
         out.append((f"overdue.body_rhythm/{level}", f))
