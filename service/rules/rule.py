@@ -32,7 +32,8 @@ class Rule(Generic[S]):
     one tie only the lowest rank is kept (the most specific reading: meet in person before
     overdue before fewer meetings). ``templates``: the text keys its catalog entry must
     define (``level_titles`` adds one ``title_<level>`` per level); ``placeholders``: the
-    only names those templates may use.
+    only names those templates may use; ``met_resolves``: whether meeting in person resolves
+    its insight.
     """
 
     id: str
@@ -42,6 +43,9 @@ class Rule(Generic[S]):
     placeholders: frozenset[str]
     evaluate: Callable[[Context, S], list[Finding]]
     level_titles: bool = False
+    #: A meeting in person answers the finding (a silence ended): its insight is resolved.
+    #: False for a rule about how meetings go, which a meeting does not answer.
+    met_resolves: bool = True
 
     def required_text(self, spec: RuleSpec) -> set[str]:
         required = set(self.templates)

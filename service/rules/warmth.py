@@ -137,4 +137,5 @@ RULE = Rule(
     templates=frozenset({"title", "body", "one_sided", "feeling_worse"}),
     placeholders=frozenset({"name", "concerns", "recent", "share", "score", "baseline"}),
     evaluate=evaluate,
+    met_resolves=False,
 )

@@ -6,12 +6,15 @@ friendship is cooling, or a friend they now always chase would go unnoticed.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
-from service.rules import History
+from service.rules import History, StoredInsight, reconcile
 from service.rules.warmth import binomial_tail
-from tests.unit.rules.timeline import Timeline
+from tests.unit.rules.timeline import NOW, Timeline
+
+DAY = dt.timedelta(days=1)
 
 
 def weekly(initiators: list[str], qualities: list[int] | None = None) -> Timeline:
@@ -79,3 +82,15 @@ def test_notes_read_the_same_from_stored_json() -> None:
 def test_the_binomial_tail_adds_up() -> None:
     assert abs(binomial_tail(0, 6, 0.3) - 1.0) < 1e-12
     assert abs(binomial_tail(6, 6, 0.5) - 1 / 64) < 1e-12
+
+
+def test_meeting_again_does_not_answer_it_so_it_is_not_raised_anew_every_week() -> None:
+    life = weekly([*EVEN[:20], *["me"] * 10])
+    [create] = reconcile([], life.evaluate(), life.history(), NOW).create
+    f = create.finding
+    row = StoredInsight(
+        create.insight_id, f.rule, f.contact_id, f.level, "open", NOW, f.title, f.body, {}
+    )
+    life.log("contact-ana", -5, initiated_by="me")  # they met again, the person asking
+    plan = reconcile([row], life.evaluate(NOW + 6 * DAY), life.history(), NOW + 6 * DAY)
+    assert (plan.create, plan.resolve) == ((), ())
