@@ -15,6 +15,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+from service.rules.catalog import default_catalog
 from service.rules.evaluation import Report, generate, run_population, score_person
 from service.rules.evaluation.scoring import PUSHING_RULES, PersonScore
 from service.rules.evaluation.timelines import LabelledPerson
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     people = generate(args.seed, max(1, args.people))
+    default_catalog()  # the rules found and the catalog read once, before any worker forks
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             scores = list(pool.map(_score, people, chunksize=4))

@@ -54,7 +54,7 @@ TableName = Literal[
 ]
 
 #: The rules engine's rules (service/rules/catalog.py checks the catalog matches).
-RuleId = Literal["overdue", "rate_drop", "drought", "narrowing", "self_report"]
+RuleId = Literal["overdue", "rate_drop", "drought", "narrowing", "self_report", "warmth"]
 Text10k = Annotated[str, Meta(max_length=10_000)]
 Score1to5 = Annotated[int, Meta(ge=1, le=5)]
 #: The earliest event time a phone may send. The latest is the server's time plus the

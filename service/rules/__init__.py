@@ -9,13 +9,13 @@ what it says::
     plan = reconcile(stored_insights, findings, history, now)  # create / update / resolve
 
 Thresholds and wording live in the catalog (``schemas/rules.toml``); each rule is one
-module owning its id, spec, templates contract and ``evaluate`` (``registry.py`` lists
+module owning its id, spec, templates contract and ``evaluate`` (``registry.py`` finds
 them). Nothing here does I/O or reads a clock, so every rule is tested with synthetic
 timelines and Hypothesis, and ``evaluation/`` scores the whole engine on labelled people
 (``make eval``, decision 0010).
 """
 
-from service.rules.catalog import RULE_IDS, Catalog, default_catalog, load_catalog
+from service.rules.catalog import Catalog, default_catalog, load_catalog
 from service.rules.engine import evaluate
 from service.rules.finding import DedupeKey, Finding
 from service.rules.history import Contact, History, Interaction, PersonSettings, Reflection
@@ -28,9 +28,9 @@ from service.rules.reconcile import (
     insight_id,
     reconcile,
 )
+from service.rules.registry import rule_ids
 
 __all__ = [
-    "RULE_IDS",
     "Catalog",
     "Contact",
     "Create",
@@ -49,4 +49,5 @@ __all__ = [
     "insight_id",
     "load_catalog",
     "reconcile",
+    "rule_ids",
 ]

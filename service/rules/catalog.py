@@ -3,7 +3,7 @@
 Rules are data: the rule functions hold only arithmetic, and every number they compare
 against and every sentence they write comes from here, so calibrating a threshold or
 rewording an insight is a one-line change to the TOML file. Each rule's table is decoded
-into the spec type its own module declares (``registry.RULES``), checked once at load, and
+into the spec type its own module declares (``registry.rules()``), checked once at load, and
 its templates checked against the placeholders the rule fills — so a typo fails at
 start-up rather than in the middle of a sweep.
 """
@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 import msgspec
 from msgspec import Struct
 
-from service.rules.registry import RULE_IDS, RULES
+from service.rules.registry import rules
 from service.rules.rule import Rule
 from service.rules.spec import PersonSpec, RuleSpec
 
-__all__ = ["RULE_IDS", "Catalog", "PersonSpec", "RuleSpec", "default_catalog", "load_catalog"]
+__all__ = ["Catalog", "PersonSpec", "RuleSpec", "default_catalog", "load_catalog"]
 
 S = TypeVar("S", bound=RuleSpec)
 _KINDS = {"in_person", "video", "call", "voice", "text", "social", "letter", "other"}
@@ -80,10 +80,10 @@ def load_catalog(data: bytes | str) -> Catalog:
     """Decode and validate a catalog from TOML text (tests use this to vary thresholds)."""
     try:
         raw: dict[str, Any] = msgspec.toml.decode(data, type=dict[str, Any])
-        tables = {rule.id: raw.pop(rule.id, None) for rule in RULES}
+        tables = {rule.id: raw.pop(rule.id, None) for rule in rules()}
         head = msgspec.convert(raw, type=_Head)
         specs: dict[str, RuleSpec] = {}
-        for rule in RULES:
+        for rule in rules():
             if tables[rule.id] is None:
                 raise ValueError(f"rules catalog: no [{rule.id}] table")
             specs[rule.id] = msgspec.convert(tables[rule.id], type=rule.spec)
@@ -91,7 +91,7 @@ def load_catalog(data: bytes | str) -> Catalog:
         raise ValueError(f"rules catalog: {exc}") from None
     if _KINDS - set(head.kind_nouns):
         raise ValueError(f"kind_nouns lacks {sorted(_KINDS - set(head.kind_nouns))}")
-    for rule in RULES:
+    for rule in rules():
         specs[rule.id].check(rule.id)
         _check_text(rule, specs[rule.id])
     return Catalog(

@@ -28,7 +28,7 @@ from service.rules.person import PersonView, person_view
 if TYPE_CHECKING:
     from service.rules.catalog import Catalog
 
-__all__ = ["GROUP_SIZE", "Context", "Tie", "Touch", "build_context", "count_between"]
+__all__ = ["GROUP_SIZE", "Context", "Note", "Tie", "Touch", "build_context", "count_between"]
 
 #: An in-person interaction with at least this many contacts is a group meetup.
 GROUP_SIZE = 3
@@ -42,6 +42,14 @@ class Touch(Struct, frozen=True, gc=False):
     kind: str
 
 
+class Note(Struct, frozen=True, gc=False):
+    """What the person noted about one one-to-one meeting in person (only if anything)."""
+
+    day: dt.date
+    quality: int | None  # 1-5
+    initiated_by: str | None  # "me", "them", "mutual"
+
+
 class Tie(Struct, frozen=True, gc=False):
     """One contact as the rules see it."""
 
@@ -51,6 +59,7 @@ class Tie(Struct, frozen=True, gc=False):
     remote: tuple[Touch, ...]  # remote interactions, in event order
     days: tuple[dt.date, ...]  # distinct local days with any interaction, ascending
     group_days: tuple[dt.date, ...] = ()  # meeting days that were group meetups
+    notes: tuple[Note, ...] = ()  # one-to-one meetings the person noted, in event order
 
     def remote_since_last_meeting(self) -> list[Touch]:
         last = self.last_meeting_at
@@ -122,6 +131,7 @@ def build_context(
     groups: list[tuple[dt.date, frozenset[str]]] = []
     met_anyone: set[dt.date] = set()
     last_meeting: dict[str, dt.datetime] = {}
+    notes: dict[str, list[Note]] = {}
     for interaction in history.interactions:  # in event order
         at = interaction.occurred_at
         if at > now:
@@ -129,6 +139,13 @@ def build_context(
         day = at.astimezone(zone).date()
         in_person = interaction.kind == "in_person"
         touch = None if in_person else Touch(at, day, interaction.kind)
+        noted = (
+            Note(day, interaction.quality, interaction.initiated_by)
+            if in_person
+            and len(interaction.contact_ids) < GROUP_SIZE
+            and (interaction.quality is not None or interaction.initiated_by is not None)
+            else None
+        )
         if in_person:
             met_anyone.add(day)
             if len(interaction.contact_ids) >= GROUP_SIZE:
@@ -144,6 +161,8 @@ def build_context(
             if touch is None:
                 slot[0].add(day)
                 last_meeting[cid] = at
+                if noted is not None:
+                    notes.setdefault(cid, []).append(noted)
             else:
                 slot[2].append(touch)
     ties = {
@@ -154,6 +173,7 @@ def build_context(
             tuple(per[cid][2]),
             tuple(sorted(per[cid][1])),
             tuple(sorted(group_days.get(cid, ()))),
+            tuple(notes.get(cid, ())),
         )
         for cid, contact in history.contacts.items()
     }

@@ -16,16 +16,14 @@ from __future__ import annotations
 from service.rules.context import Context
 from service.rules.finding import Finding
 from service.rules.overdue import Assessment, assess, evidence
-from service.rules.rule import Rule
+from service.rules.rule import Rule, per_tie
 from service.rules.spec import RuleSpec
-from service.rules.wording import duration, every, kinds_phrase, long_date, times
+from service.rules.wording import kinds_phrase, times
 
-__all__ = ["RULE", "RULE_ID", "DroughtSpec", "evaluate"]
-
-RULE_ID = "drought"
+__all__ = ["RULE", "DroughtSpec", "evaluate"]
 
 
-class DroughtSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
+class DroughtSpec(RuleSpec, frozen=True):
     circles: tuple[str, ...]
     max_usual_gap_days: int
     remote_share: float
@@ -40,23 +38,16 @@ def _finding(ctx: Context, spec: DroughtSpec, a: Assessment) -> Finding | None:
     touches = tie.remote_since_last_meeting()
     if len(touches) < max(spec.min_data_points, spec.remote_share * a.silence / a.usual):
         return None
-    name = tie.contact.name
     kinds: dict[str, int] = {}
     for touch in touches:
         kinds[touch.kind] = kinds.get(touch.kind, 0) + 1
-    level = spec.levels[0]
-    return Finding(
-        rule=RULE_ID,
-        contact_id=tie.contact.id,
-        level=level,
-        title=spec.text["title"].format(name=name),
+    return RULE.finding(
+        spec,
+        tie=tie,
         body=spec.text["body"].format(
-            name=name,
-            usual=every(a.usual),
             count=times(len(touches)).replace(" times", ""),
             kinds=kinds_phrase(ctx.catalog, (t.kind for t in touches)),
-            gap=duration(a.gap),
-            last_met=long_date(a.last_met),
+            **a.words(),
         ),
         evidence=evidence(a)
         | {
@@ -64,23 +55,16 @@ def _finding(ctx: Context, spec: DroughtSpec, a: Assessment) -> Finding | None:
             "remote_since_last_meeting": len(touches),
             "remote_kinds": dict(sorted(kinds.items())),
         },
-        nudge=spec.nudges(level),
         data_points=len(touches),
     )
 
 
-def evaluate(ctx: Context, spec: DroughtSpec) -> list[Finding]:
-    out = []
-    for tie in ctx.eligible:
-        a = assess(ctx, tie)
-        f = _finding(ctx, spec, a) if a is not None else None
-        if f is not None:
-            out.append(f)
-    return out
+evaluate = per_tie(assess, _finding)
 
 
 RULE = Rule(
-    id=RULE_ID,
+    id="drought",
+    rank=10,
     spec=DroughtSpec,
     templates=frozenset({"title", "body"}),
     placeholders=frozenset({"name", "count", "kinds", "usual", "gap", "last_met"}),

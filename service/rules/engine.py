@@ -1,7 +1,7 @@
 """Evaluate every enabled rule over one person's history: ``evaluate(history, now, settings)``.
 
 Pure and deterministic: the same history, ``now``, settings and catalog give the same
-findings in the same order (catalog rule order, then contact id). Nothing here reads a
+findings in the same order (the rules' rank, then contact id). Nothing here reads a
 clock, the environment or a database.
 
 Isolated: a rule that raises does not stop the person's evaluation. The other rules still
@@ -20,7 +20,7 @@ from service.rules.catalog import Catalog, default_catalog
 from service.rules.context import Context, build_context
 from service.rules.finding import Finding
 from service.rules.history import History, PersonSettings
-from service.rules.registry import RULES, TIE_PRIORITY
+from service.rules.registry import rules
 from service.rules.rule import Rule
 
 __all__ = ["evaluate"]
@@ -41,7 +41,9 @@ def evaluate(
     """
     ctx = build_context(history, now, settings, catalog or default_catalog())
     findings: list[Finding] = []
-    for rule in RULES:
+    ranked = rules()
+    rank = {rule.id: rule.rank for rule in ranked}
+    for rule in ranked:
         if rule.id not in settings.rules_disabled:
             findings.extend(_isolated(rule, ctx))
     # One insight per tie: the most specific reading wins (meet in person > overdue > fewer
@@ -49,13 +51,8 @@ def evaluate(
     best: dict[str, int] = {}
     for f in findings:
         if f.contact_id is not None:
-            rank = TIE_PRIORITY.index(f.rule)
-            best[f.contact_id] = min(best.get(f.contact_id, rank), rank)
-    return [
-        f
-        for f in findings
-        if f.contact_id is None or TIE_PRIORITY.index(f.rule) == best[f.contact_id]
-    ]
+            best[f.contact_id] = min(best.get(f.contact_id, rank[f.rule]), rank[f.rule])
+    return [f for f in findings if f.contact_id is None or rank[f.rule] == best[f.contact_id]]
 
 
 def _isolated(rule: Rule[Any], ctx: Context) -> list[Finding]:

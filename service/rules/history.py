@@ -38,17 +38,22 @@ CIRCLES = ("inner", "close", "social", "wider")
 KINDS = ("in_person", "video", "call", "voice", "text", "social", "letter", "other")
 #: Every kind of contact that is not a meeting in person.
 REMOTE_KINDS = frozenset(KINDS) - {"in_person"}
+INITIATORS = ("me", "them", "mutual")
 
 Fields = Mapping[str, Any]
 Json = bytes | str
+#: A stored row: its fields, or their JSON text.
+Row = Fields | Json
 
 
 class _InteractionJson(Struct, frozen=True, gc=False):
-    """The three fields the rules read, decoded in C; anything else in the row is skipped."""
+    """The fields the rules read, decoded in C; anything else in the row is skipped."""
 
     contact_ids: list[str]
     kind: Literal["in_person", "video", "call", "voice", "text", "social", "letter", "other"]
     occurred_at: Annotated[dt.datetime, Meta(tz=True)]
+    quality: Annotated[int, Meta(ge=1, le=5)] | None = None
+    initiated_by: Literal["me", "them", "mutual"] | None = None
 
 
 _interaction_json = msgspec.json.Decoder(_InteractionJson)
@@ -143,6 +148,8 @@ class Interaction(Struct, frozen=True, gc=False):
     contact_ids: tuple[str, ...]
     kind: str
     occurred_at: dt.datetime  # event time, UTC
+    quality: int | None = None  # how it felt, 1-5, if the person rated it
+    initiated_by: str | None = None  # "me", "them" or "mutual", if the person said
 
     @property
     def in_person(self) -> bool:
@@ -156,7 +163,20 @@ class Interaction(Struct, frozen=True, gc=False):
         if at is None or kind not in KINDS or not isinstance(raw_ids, list):
             return None
         ids = tuple(dict.fromkeys(c for c in raw_ids if isinstance(c, str)))
-        return cls(record_id, ids, kind, at) if ids else None
+        quality = fields.get("quality")
+        initiated_by = fields.get("initiated_by")
+        return (
+            cls(
+                record_id,
+                ids,
+                kind,
+                at,
+                quality=quality if type(quality) is int and 1 <= quality <= 5 else None,
+                initiated_by=initiated_by if initiated_by in INITIATORS else None,
+            )
+            if ids
+            else None
+        )
 
     @classmethod
     def from_json(cls, record_id: str, text: Json) -> Interaction | None:
@@ -167,7 +187,9 @@ class Interaction(Struct, frozen=True, gc=False):
             return cls.from_fields(record_id, _fields(text))
         ids = tuple(dict.fromkeys(row.contact_ids))
         at = _utc(row.occurred_at)  # None for a stored instant out of range
-        return cls(record_id, ids, row.kind, at) if ids and at is not None else None
+        if not ids or at is None:
+            return None
+        return cls(record_id, ids, row.kind, at, row.quality, row.initiated_by)
 
 
 class Reflection(Struct, frozen=True, gc=False):
@@ -251,36 +273,35 @@ class History:
     @classmethod
     def from_fields(
         cls,
-        contacts: Mapping[str, Fields],
-        interactions: Mapping[str, Fields],
-        reflections: Mapping[str, Fields] | None = None,
+        contacts: Mapping[str, Row],
+        interactions: Mapping[str, Row],
+        reflections: Mapping[str, Row] | None = None,
     ) -> History:
-        """From ``{record id: fields}`` maps of live (not deleted) rows, as sync stores them.
+        """From ``{record id: row}`` maps of live (not deleted) rows, as sync stores them: each
+        row its ``fields`` dict or its stored fields JSON (``fields::text``, which the sweep
+        hands over: interactions decode straight into typed records, half the parse cost).
 
         Reflections without instruments may be left out: the rules read only instruments.
         """
-        parsed_interactions = (Interaction.from_fields(i, f) for i, f in interactions.items())
-        parsed_reflections = (Reflection.from_fields(i, f) for i, f in (reflections or {}).items())
+        parsed_interactions = (_interaction(i, row) for i, row in interactions.items())
+        parsed_reflections = (
+            Reflection.from_fields(i, _row(row)) for i, row in (reflections or {}).items()
+        )
         return cls.build(
-            (Contact.from_fields(i, f) for i, f in contacts.items()),
+            (Contact.from_fields(i, _row(row)) for i, row in contacts.items()),
             (i for i in parsed_interactions if i is not None),
             (r for r in parsed_reflections if r is not None),
         )
 
-    @classmethod
-    def from_json(
-        cls,
-        contacts: Mapping[str, Json],
-        interactions: Mapping[str, Json],
-        reflections: Mapping[str, Json] | None = None,
-    ) -> History:
-        """Like ``from_fields`` but from each row's stored fields JSON (``fields::text``)."""
-        parsed_interactions = (Interaction.from_json(i, t) for i, t in interactions.items())
-        parsed_reflections = (
-            Reflection.from_fields(i, _fields(t)) for i, t in (reflections or {}).items()
-        )
-        return cls.build(
-            (Contact.from_fields(i, _fields(t)) for i, t in contacts.items()),
-            (i for i in parsed_interactions if i is not None),
-            (r for r in parsed_reflections if r is not None),
-        )
+    #: The same, named for the sweep's stored JSON rows.
+    from_json = from_fields
+
+
+def _row(row: Row) -> Fields:
+    return _fields(row) if isinstance(row, bytes | str) else row
+
+
+def _interaction(record_id: str, row: Row) -> Interaction | None:
+    if isinstance(row, bytes | str):
+        return Interaction.from_json(record_id, row)
+    return Interaction.from_fields(record_id, row)

@@ -26,12 +26,10 @@ from service.rules.rule import Rule
 from service.rules.spec import RuleSpec
 from service.rules.wording import duration, people
 
-__all__ = ["RULE", "RULE_ID", "NarrowingSpec", "evaluate"]
-
-RULE_ID = "narrowing"
+__all__ = ["RULE", "NarrowingSpec", "evaluate"]
 
 
-class NarrowingSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
+class NarrowingSpec(RuleSpec, frozen=True):
     window_days: int
     baseline_months: int
     drop: float
@@ -96,13 +94,10 @@ def evaluate(ctx: Context, spec: NarrowingSpec) -> list[Finding]:
     lost = average - recent
     if lost < max(spec.drop * average, spec.min_lost, spec.z * spread) - 1e-9:
         return []
-    level = spec.levels[0]
     return [
-        Finding(
-            rule=RULE_ID,
-            contact_id=None,
-            level=level,
-            title=spec.text["title"],
+        RULE.finding(
+            spec,
+            tie=None,
             body=spec.text["body"].format(
                 recent=people(recent), window=duration(window), baseline=people(round(average))
             ),
@@ -115,14 +110,14 @@ def evaluate(ctx: Context, spec: NarrowingSpec) -> list[Finding]:
                 "drop_fraction": round(lost / average, 3),
                 "threshold": spec.drop,
             },
-            nudge=spec.nudges(level),
             data_points=len(monthly),
         )
     ]
 
 
 RULE = Rule(
-    id=RULE_ID,
+    id="narrowing",
+    rank=50,
     spec=NarrowingSpec,
     templates=frozenset({"title", "body"}),
     placeholders=frozenset({"recent", "window", "baseline"}),

@@ -28,16 +28,14 @@ from dataclasses import dataclass
 from service.rules.context import Context, Tie
 from service.rules.finding import Finding
 from service.rules.rhythm import Rhythm, fit
-from service.rules.rule import Rule
+from service.rules.rule import Rule, per_tie
 from service.rules.spec import RuleSpec
 from service.rules.wording import count_word, duration, every, kinds_phrase, long_date
 
-__all__ = ["RULE", "RULE_ID", "Assessment", "OverdueSpec", "assess", "evaluate"]
-
-RULE_ID = "overdue"
+__all__ = ["RULE", "Assessment", "OverdueSpec", "assess", "evaluate", "evidence"]
 
 
-class OverdueSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
+class OverdueSpec(RuleSpec, frozen=True):
     join_days: int
     min_gaps: int
     max_gaps: int
@@ -86,6 +84,15 @@ class Assessment:
     @property
     def level_index(self) -> int:
         return sum(self.silence > t for t in self.thresholds) - 1
+
+    def words(self) -> dict[str, str]:
+        """What every tie insight says: whom, their usual rhythm, the gap, the last meeting."""
+        return {
+            "name": self.tie.contact.name,
+            "usual": every(self.usual),
+            "gap": duration(self.gap),
+            "last_met": long_date(self.last_met),
+        }
 
 
 def assess(ctx: Context, tie: Tie) -> Assessment | None:
@@ -179,43 +186,24 @@ def finding(ctx: Context, spec: OverdueSpec, a: Assessment) -> Finding | None:
     level_index = a.level_index
     if level_index < 0 or len(a.tie.meetings) < spec.min_data_points:
         return None
-    contact = a.tie.contact
-    level = spec.levels[level_index]
     since, remote_count = since_phrase(ctx, a.tie)
-    words = {
-        "name": contact.name,
-        "gap": duration(a.gap),
-        "last_met": long_date(a.last_met),
-        "since": since,
-    }
-    if a.basis == "rhythm":
-        body = spec.text["body_rhythm"].format(usual=every(a.usual), **words)
-    else:
-        body = spec.text["body_cadence"].format(cadence=every(a.usual), **words)
-    return Finding(
-        rule=RULE_ID,
-        contact_id=contact.id,
-        level=level,
-        title=spec.text[f"title_{level}"].format(name=contact.name),
-        body=body,
+    template = spec.text["body_rhythm" if a.basis == "rhythm" else "body_cadence"]
+    return RULE.finding(
+        spec,
+        tie=a.tie,
+        level=spec.levels[level_index],
+        body=template.format(since=since, cadence=every(a.usual), **a.words()),
         evidence=evidence(a) | {"remote_since_last_meeting": remote_count},
-        nudge=spec.nudges(level),
         data_points=len(a.tie.meetings),
     )
 
 
-def evaluate(ctx: Context, spec: OverdueSpec) -> list[Finding]:
-    out = []
-    for tie in ctx.eligible:
-        a = assess(ctx, tie)
-        f = finding(ctx, spec, a) if a is not None else None
-        if f is not None:
-            out.append(f)
-    return out
+evaluate = per_tie(assess, finding)
 
 
 RULE = Rule(
-    id=RULE_ID,
+    id="overdue",
+    rank=20,
     spec=OverdueSpec,
     templates=frozenset({"body_rhythm", "body_cadence", "since_one", "since_many"}),
     placeholders=frozenset(

@@ -34,16 +34,14 @@ from service.rules.context import Context, count_between
 from service.rules.finding import Finding
 from service.rules.overdue import Assessment, assess, evidence
 from service.rules.rhythm import episodes
-from service.rules.rule import Rule
+from service.rules.rule import Rule, per_tie
 from service.rules.spec import RuleSpec
-from service.rules.wording import duration, every, join, long_date, times
+from service.rules.wording import duration, every, join, times
 
-__all__ = ["RULE", "RULE_ID", "RateDropSpec", "evaluate", "poisson_cdf", "stretching"]
-
-RULE_ID = "rate_drop"
+__all__ = ["RULE", "RateDropSpec", "evaluate", "poisson_cdf", "stretching"]
 
 
-class RateDropSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
+class RateDropSpec(RuleSpec, frozen=True):
     stretch_gaps: int
     stretch_ratio: float
     min_baseline_meetings: int
@@ -85,22 +83,14 @@ def _finding(ctx: Context, spec: RateDropSpec, a: Assessment) -> Finding | None:
     if stretch:
         reference = sorted(a.rhythm.gaps[: -len(stretch)])
         usual = reference[len(reference) // 2]
-        level = spec.levels[0]
-        return Finding(
-            rule=RULE_ID,
-            contact_id=tie.contact.id,
-            level=level,
-            title=spec.text["title"].format(name=tie.contact.name),
+        return RULE.finding(
+            spec,
+            tie=tie,
             body=spec.text["body_stretch"].format(
-                name=tie.contact.name,
-                usual=every(usual),
-                gaps=join([duration(g) for g in stretch]),
-                gap=duration(a.gap),
-                last_met=long_date(a.last_met),
+                **a.words() | {"usual": every(usual)}, gaps=join([duration(g) for g in stretch])
             ),
             evidence=evidence(a)
             | {"stretching_gaps_days": list(stretch), "earlier_median_gap_days": usual},
-            nudge=spec.nudges(level),
             data_points=len(a.rhythm.gaps),
         )
     window_start = ctx.today - dt.timedelta(days=spec.window_days)
@@ -119,21 +109,14 @@ def _finding(ctx: Context, spec: RateDropSpec, a: Assessment) -> Finding | None:
     p = poisson_cdf(recent, expected)
     if p >= spec.alpha:
         return None
-    level = spec.levels[0]
-    name = tie.contact.name
-    return Finding(
-        rule=RULE_ID,
-        contact_id=tie.contact.id,
-        level=level,
-        title=spec.text["title"].format(name=name),
+    return RULE.finding(
+        spec,
+        tie=tie,
         body=spec.text["body"].format(
-            name=name,
-            usual=every(a.usual),
             window=duration(spec.window_days),
             recent=times(recent),
             expected=times(max(1, round(expected))),
-            gap=duration(a.gap),
-            last_met=long_date(a.last_met),
+            **a.words(),
         ),
         evidence=evidence(a)
         | {
@@ -145,23 +128,16 @@ def _finding(ctx: Context, spec: RateDropSpec, a: Assessment) -> Finding | None:
             "p_value": round(p, 6),
             "alpha": spec.alpha,
         },
-        nudge=spec.nudges(level),
         data_points=baseline,
     )
 
 
-def evaluate(ctx: Context, spec: RateDropSpec) -> list[Finding]:
-    out = []
-    for tie in ctx.eligible:
-        a = assess(ctx, tie)
-        f = _finding(ctx, spec, a) if a is not None else None
-        if f is not None:
-            out.append(f)
-    return out
+evaluate = per_tie(assess, _finding)
 
 
 RULE = Rule(
-    id=RULE_ID,
+    id="rate_drop",
+    rank=30,
     spec=RateDropSpec,
     templates=frozenset({"title", "body", "body_stretch"}),
     placeholders=frozenset(

@@ -24,9 +24,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.rules.catalog import RULE_IDS, Catalog, default_catalog
+from service.rules.catalog import Catalog, default_catalog
 from service.rules.finding import DedupeKey, Finding
 from service.rules.history import History
+from service.rules.registry import rule_ids, rules
 
 __all__ = ["Create", "Plan", "Resolve", "StoredInsight", "Update", "insight_id", "reconcile"]
 
@@ -156,12 +157,16 @@ def reconcile(
     met = _last_meetings(history, now)
     reraise = dt.timedelta(days=catalog.reraise_after_days)
 
+    met_resolves = {rule.id for rule in rules() if rule.met_resolves}
+
     def met_since(row: StoredInsight) -> bool:
-        return row.contact_id is not None and met.get(row.contact_id, row.raised_at) > row.raised_at
+        if row.contact_id is None or row.rule not in met_resolves:
+            return False
+        return met.get(row.contact_id, row.raised_at) > row.raised_at
 
     by_key: dict[DedupeKey, list[StoredInsight]] = {}
     for row in insights:
-        if row.status != "resolved" and row.rule in RULE_IDS:  # others own their insights
+        if row.status != "resolved" and row.rule in rule_ids():  # others own their insights
             by_key.setdefault(row.dedupe_key, []).append(row)
     found = {f.dedupe_key: f for f in findings}
     create: list[Create] = []

@@ -1,26 +1,39 @@
-"""Every rule the engine knows, in the order findings are reported.
+"""Every rule the engine knows: each module of this package that declares ``RULE``.
 
-The one list to touch when adding a rule (after writing its module and its TOML table).
+Found on first use, not listed by hand, so adding a rule is its module, its TOML table and
+its test (docs/architecture.md). Found lazily because the catalog and the engine, which
+read the rules, are themselves modules of this package.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import pkgutil
 from typing import Any
 
-from service.rules import drought, narrowing, overdue, rate_drop, self_report
 from service.rules.rule import Rule
 
-__all__ = ["RULES", "RULE_IDS", "TIE_PRIORITY"]
+__all__ = ["rule_ids", "rules"]
 
-RULES: tuple[Rule[Any], ...] = (
-    overdue.RULE,
-    rate_drop.RULE,
-    drought.RULE,
-    narrowing.RULE,
-    self_report.RULE,
-)
-RULE_IDS: tuple[str, ...] = tuple(rule.id for rule in RULES)
 
-#: Rules about one tie, most specific first: only the first that fires is reported, so a
-#: friend who moved to calls gets one suggestion to meet, not three insights.
-TIE_PRIORITY = (drought.RULE_ID, overdue.RULE_ID, rate_drop.RULE_ID)
+@functools.cache
+def rules() -> tuple[Rule[Any], ...]:
+    """Every rule, in ascending ``rank`` (the order findings are reported in)."""
+    package = importlib.import_module(__package__ or "service.rules")
+    found: list[Rule[Any]] = []
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.ispkg:
+            continue
+        declared = getattr(importlib.import_module(f"{package.__name__}.{info.name}"), "RULE", None)
+        if isinstance(declared, Rule):
+            found.append(declared)
+    ranks = [r.rank for r in found]
+    if len(set(ranks)) != len(ranks):
+        raise ValueError(f"rules share a rank: {sorted((r.rank, r.id) for r in found)}")
+    return tuple(sorted(found, key=lambda r: r.rank))
+
+
+def rule_ids() -> tuple[str, ...]:
+    """Every rule's id, in rank order."""
+    return tuple(rule.id for rule in rules())

@@ -29,12 +29,13 @@ from service.rules.rule import Rule
 from service.rules.spec import RuleSpec
 from service.rules.wording import join
 
-__all__ = ["RULE", "RULE_ID", "SelfReportSpec", "evaluate"]
+__all__ = ["RULE", "SelfReportSpec", "evaluate"]
 
-RULE_ID = "self_report"
+#: The instruments read, each with its line and its change in the spec.
+INSTRUMENTS = ("ucla3", "lsns6", "who5")
 
 
-class SelfReportSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
+class SelfReportSpec(RuleSpec, frozen=True):
     ucla3_lonely_at: int
     lsns6_at_risk_below: int
     who5_low_below: int
@@ -46,9 +47,6 @@ class SelfReportSpec(RuleSpec, frozen=True, forbid_unknown_fields=True):
     ucla3_rise: int
     lsns6_fall: int
     who5_fall: int
-
-
-INSTRUMENTS = ("ucla3", "lsns6", "who5")
 
 
 def _score(r: Reflection, name: str) -> int | None:
@@ -120,23 +118,20 @@ def evaluate(ctx: Context, spec: SelfReportSpec) -> list[Finding]:
         "lsns6_fall": spec.lsns6_fall,
         "who5_fall": spec.who5_fall,
     }
-    level = spec.levels[0]
     return [
-        Finding(
-            rule=RULE_ID,
-            contact_id=None,
-            level=level,
-            title=spec.text["title"],
+        RULE.finding(
+            spec,
+            tie=None,
             body=spec.text["body"].format(concerns=join(concerns)),
             evidence=evidence,
-            nudge=spec.nudges(level),
             data_points=answered_count,
         )
     ]
 
 
 RULE = Rule(
-    id=RULE_ID,
+    id="self_report",
+    rank=60,
     spec=SelfReportSpec,
     templates=frozenset(
         {"title", "body", "ucla3", "lsns6", "who5", "ucla3_change", "lsns6_change", "who5_change"}

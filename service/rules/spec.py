@@ -2,7 +2,8 @@
 
 A rule's own thresholds are a subclass of ``RuleSpec`` declared in the rule's module (one
 file per rule: ``overdue.py`` owns ``OverdueSpec``); the catalog decodes each rule's TOML
-table into it and calls ``check`` once at load, so a typo fails at start-up.
+table into it and calls ``check`` once at load, so a typo fails at start-up. A subclass
+inherits ``frozen`` and ``forbid_unknown_fields``: it declares only its own fields.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ never dismisses anything, so an insight stays open until it is resolved.
 What is counted, per rule and overall:
 
 * raised findings (each new insight once) and finding-days (each day an insight is shown),
-  true when the tie (or, for person-level rules, the person) is in a real decline that day;
+  true when the tie (or, for person-level rules, the person) is in a real decline that day
+  (a cooling tie, whose meetings go on, only for the warmth rule: its own overdue break is
+  still a false alarm);
 * pushes: raised or escalated insights that ask for a nudge;
 * recall per class: a decline is caught when any rule raises an insight about it on or after
   its onset; days to detection count from the onset (the first meeting that did not happen);
@@ -28,15 +30,17 @@ from types import MappingProxyType
 
 from service.rules.catalog import Catalog, default_catalog
 from service.rules.engine import evaluate
-from service.rules.evaluation.timelines import POSITIVE_CLASSES, LabelledPerson
+from service.rules.evaluation.timelines import COOLING_CLASSES, POSITIVE_CLASSES, LabelledPerson
 from service.rules.finding import Finding
 from service.rules.history import History, PersonSettings
 from service.rules.reconcile import StoredInsight, reconcile
+from service.rules.registry import rule_ids
 
 __all__ = ["PersonScore", "Report", "run_population", "score_person"]
 
 Evaluate = Callable[[History, dt.datetime, PersonSettings, Catalog], list[Finding]]
-PUSHING_RULES = ("overdue", "rate_drop", "drought")
+#: The rules whose catalog entry may ask for a push (each is held to precision 0.9).
+PUSHING_RULES = tuple(r for r in rule_ids() if default_catalog().spec(r).nudge_levels)
 _MORNING = dt.time(9)
 
 
@@ -51,7 +55,8 @@ def _truth(person: LabelledPerson, rule: str, contact_id: str | None, day: dt.da
     tie = person.ties[contact_id]
     if tie.unscored is not None and tie.unscored[0] <= day <= tie.unscored[1]:
         return None
-    return tie.label in POSITIVE_CLASSES and tie.onset is not None and day >= tie.onset
+    declining = tie.label in POSITIVE_CLASSES or (tie.label in COOLING_CLASSES and rule == "warmth")
+    return declining and tie.onset is not None and day >= tie.onset
 
 
 @dataclass(slots=True)
@@ -232,7 +237,7 @@ def run_population(
         cases: list[tuple[str, str, dt.date, int | None]] = [
             (t.label, cid, t.onset, t.base_days)
             for cid, t in person.ties.items()
-            if t.label in POSITIVE_CLASSES and t.onset is not None
+            if t.label in POSITIVE_CLASSES + COOLING_CLASSES and t.onset is not None
         ]
         if person.network_onset is not None:
             cases.append(("narrowing", "narrowing", person.network_onset, None))

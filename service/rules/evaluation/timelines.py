@@ -12,7 +12,17 @@ classes (``TIE_CLASSES``):
   stable tie the person snoozed for weeks while not meeting), ``group`` / ``group_ended``
   (seen mostly at a weekly group meetup, which may end);
 * declines (positives, from their ``onset``): ``fade`` (gaps stretch by 25-60 % each time),
-  ``stop`` (meetings end, messages may go on), ``remote`` (meetings replaced by calls).
+  ``stop`` (meetings end, messages may go on), ``remote`` (meetings replaced by calls);
+* ``cooling`` (a regular tie whose meetings go on at the same pace but, from its
+  ``onset``, are almost always the person's suggestion, or feel worse, or both): a
+  decline only the warmth rule is asked to see.
+
+What the person notes after a meeting (who suggested it, how it felt) is drawn from a
+second stream, ``random.Random(f"{seed}:{index}:notes")``, so adding it changed none of
+the first stream's draws: some people note nothing; the others note who suggested a
+meeting with their own probability; each tie has its own share of meetings the person
+suggests (20-80 %), which may shift once by up to 20 points; ratings are the first
+stream's (3-5; 2-3 after a fade's onset), dropped for people who note nothing.
 
 Person-level events: trips (no meetings, messages go on), weeks of not logging anything,
 a shrinking network (half the regular ties fade or stop within six weeks), and self-reports
@@ -34,6 +44,7 @@ from typing import Any
 from service.rules.history import Contact, Interaction, Reflection
 
 __all__ = [
+    "COOLING_CLASSES",
     "NEGATIVE_CLASSES",
     "POSITIVE_CLASSES",
     "SELF_REPORT_CLASSES",
@@ -49,7 +60,9 @@ NEGATIVE_CLASSES = (
     "weekly", "fortnightly", "monthly", "bursty", "holiday_only", "long_distance", "sparse",
     "new_contact", "reunion", "snoozed", "group", "group_ended",
 )  # fmt: skip
-TIE_CLASSES = NEGATIVE_CLASSES + POSITIVE_CLASSES
+#: Declines that do not stop or slow meetings: only the warmth rule is scored on them.
+COOLING_CLASSES = ("cooling",)
+TIE_CLASSES = NEGATIVE_CLASSES + POSITIVE_CLASSES + COOLING_CLASSES
 SELF_REPORT_CLASSES = ("none", "stable_good", "stable_low", "worse_absolute", "worse_relative")
 END = dt.date(2026, 11, 30)
 _ZONES = (
@@ -343,6 +356,66 @@ def _self_reports(b: _Builder, label: str) -> tuple[list[tuple[int, dict[str, An
     return out, onset
 
 
+class _Notes:
+    """What the person notes after each meeting, from its own random stream."""
+
+    def __init__(self, rng: random.Random, b: _Builder, ties: dict[str, TieTruth]) -> None:
+        self.rng = rng
+        self.rate = rng.choice((0.0, 0.0, 0.6, 0.85, 0.95))  # of meetings noted
+        self.share: dict[str, tuple[float, float, int]] = {}  # cid -> (before, after, at)
+        self.cooling: tuple[str, int, str] | None = None  # (cid, onset day, manner)
+        regular = [t for t in ties.values() if t.label in _BASE and t.base_days]
+        rng.shuffle(regular)
+        if self.rate and regular and rng.random() < 0.4:
+            t = regular[0]
+            base = t.base_days or 7
+            lo, hi = max(120, 12 * base), b.days - 8 * base
+            if lo < hi:
+                manner = rng.choice(("one_sided", "feeling_worse", "both"))
+                self.cooling = (t.contact_id, rng.randint(lo, hi), manner)
+
+    def relabel(self, b: _Builder, ties: dict[str, TieTruth]) -> None:
+        """The cooling tie's truth: its onset is its first meeting from the drawn day."""
+        if self.cooling is None:
+            return
+        cid, at, _ = self.cooling
+        days = sorted(
+            i for i, kind, who, _ in b.events if who == (cid,) and kind == "in_person" and i >= at
+        )
+        if days:
+            self.cooling = (cid, days[0], self.cooling[2])
+            ties[cid] = TieTruth(cid, "cooling", ties[cid].base_days, b.day(days[0]))
+        else:
+            self.cooling = None
+
+    def note(
+        self, i: int, who: tuple[str, ...], quality: int | None
+    ) -> tuple[int | None, str | None]:
+        """(quality, initiated_by) as noted for a meeting on day ``i`` with ``who``."""
+        rng = self.rng
+        if not self.rate:
+            return None, None
+        cid = who[0]
+        if cid not in self.share:
+            cooling = self.cooling is not None and self.cooling[0] == cid
+            # A tie that turns one-sided was not one-sided before (at most half theirs).
+            before = rng.uniform(0.2, 0.5 if cooling else 0.8)
+            after = min(0.95, max(0.05, before + rng.uniform(-0.2, 0.2)))
+            self.share[cid] = (before, after, rng.randrange(0, 548))
+        before, after, shift = self.share[cid]
+        mine = before if i < shift else after
+        if self.cooling is not None and self.cooling[0] == cid and i >= self.cooling[1]:
+            manner = self.cooling[2]
+            if manner in ("one_sided", "both"):
+                mine = 0.95
+            if manner in ("feeling_worse", "both") and quality is not None:
+                quality = rng.choice((2, 3, 3))
+        initiated_by = None
+        if rng.random() < self.rate:
+            initiated_by = "me" if rng.random() < mine else rng.choice(("them", "mutual"))
+        return quality, initiated_by
+
+
 def generate_person(seed: int, index: int, end: dt.date = END) -> LabelledPerson:  # noqa: PLR0915
     rng = random.Random(f"{seed}:{index}")  # noqa: S311 -- reproducible fake data, not secrets
     zone_name = rng.choice(_ZONES)
@@ -388,6 +461,8 @@ def generate_person(seed: int, index: int, end: dt.date = END) -> LabelledPerson
         for k, cid in enumerate(cids):
             ties[cid] = TieTruth(cid, "group_ended" if ended is not None else "group", 7)
             contacts[cid] = Contact(cid, _name(n + k), _circle(rng, "group", None))
+    notes = _Notes(random.Random(f"{seed}:{index}:notes"), b, ties)  # noqa: S311
+    notes.relabel(b, ties)
     person = LabelledPerson(index, zone_name, start, end, contacts, [], [], ties, snoozes)
     if shrinking:
         person.network, person.network_onset = "shrinking", b.day(shrink_at or 0)
@@ -414,9 +489,14 @@ def generate_person(seed: int, index: int, end: dt.date = END) -> LabelledPerson
                    for a, z, why in person.away)  # fmt: skip
 
     events = sorted(b.events, key=lambda e: (e[0], e[2]))
-    for n_, (i, kind, who, _extra) in enumerate(events):
-        if not hidden(b.day(i), kind):  # (quality is drawn for realism; the engine ignores it)
-            person.interactions.append(Interaction(f"p{index:05d}-i{n_:05d}", who, kind, stamp(i)))
+    for n_, (i, kind, who, extra) in enumerate(events):
+        quality, initiated_by = (
+            notes.note(i, who, extra["quality"]) if kind == "in_person" else (None, None)
+        )
+        if not hidden(b.day(i), kind):
+            person.interactions.append(
+                Interaction(f"p{index:05d}-i{n_:05d}", who, kind, stamp(i), quality, initiated_by)
+            )
     for n_, (i, ans) in enumerate(answers):
         if not hidden(b.day(i), "reflection"):
             person.reflections.append(

@@ -17,7 +17,7 @@ import pytest
 from service.rules import engine
 from service.rules.context import Context
 from service.rules.finding import Finding
-from service.rules.registry import RULES
+from service.rules.registry import rules
 from service.rules.rule import Rule
 from tests.unit.rules.timeline import ana_stops
 
@@ -29,17 +29,17 @@ def _key(findings: list[Finding]) -> list[tuple[str, str | None, str]]:
 
 
 def _rule(rule_id: str) -> Rule[Any]:
-    return next(r for r in RULES if r.id == rule_id)
+    return next(r for r in rules() if r.id == rule_id)
 
 
 def _replace(
     monkeypatch: pytest.MonkeyPatch, rule_id: str, evaluate: Callable[[Context, Any], list[Finding]]
 ) -> None:
     """The engine with ``rule_id``'s function swapped for ``evaluate`` (a rule with a bug)."""
-    rules = tuple(
-        dataclasses.replace(r, evaluate=evaluate) if r.id == rule_id else r for r in RULES
+    replaced = tuple(
+        dataclasses.replace(r, evaluate=evaluate) if r.id == rule_id else r for r in rules()
     )
-    monkeypatch.setattr(engine, "RULES", rules)
+    monkeypatch.setattr(engine, "rules", lambda: replaced)
 
 
 def test_stored_event_times_no_reader_can_hold_are_left_out() -> None:

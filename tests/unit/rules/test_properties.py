@@ -18,7 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.rules import (
-    RULE_IDS,
     Finding,
     History,
     PersonSettings,
@@ -27,6 +26,7 @@ from service.rules import (
     evaluate,
     load_catalog,
     reconcile,
+    rule_ids,
 )
 from service.rules.catalog import Catalog
 from service.rules.overdue import OverdueSpec
@@ -259,4 +259,4 @@ def test_writing_the_plan_back_leaves_nothing_to_do(life: Life) -> None:
     assert {c.finding.dedupe_key for c in plan.create} == {f.dedupe_key for f in findings}
     stored = [StoredInsight.from_fields(c.insight_id, c.fields) for c in plan.create]
     assert reconcile([s for s in stored if s], findings, history, life.now).empty
-    assert all(f.rule in RULE_IDS for f in findings)
+    assert all(f.rule in rule_ids() for f in findings)

@@ -91,7 +91,7 @@ def test_a_contact_met_in_person_after_the_insight_was_raised_resolves_it() -> N
 def test_an_escalation_reopens_a_seen_insight_and_asks_for_a_nudge() -> None:
     life = ana_stops()
     row = raised(life, status="seen")
-    [update] = step(life, [row], NOW + 8 * DAY).update  # 66 days: past the at-risk line
+    [update] = step(life, [row], NOW + 18 * DAY).update  # 76 days: past the at-risk line
     assert update.escalated
     assert update.nudge
     assert update.fields["status"] == "open"
@@ -102,7 +102,7 @@ def test_a_dismissed_insight_is_not_raised_again_until_it_escalates() -> None:
     life = ana_stops()
     row = raised(life, status="dismissed")
     assert step(life, [row], NOW + DAY).empty
-    [create] = step(life, [row], NOW + 8 * DAY).create
+    [create] = step(life, [row], NOW + 18 * DAY).create
     assert create.finding.level == "at_risk"
 
 
@@ -162,6 +162,6 @@ def test_the_settings_schema_names_exactly_the_catalog_rules() -> None:
     import typing
 
     from schemas.tables import RuleId
-    from service.rules import RULE_IDS
+    from service.rules import rule_ids
 
-    assert set(typing.get_args(RuleId)) == set(RULE_IDS)
+    assert set(typing.get_args(RuleId)) == set(rule_ids())

@@ -4,7 +4,7 @@ The first 12 people of the evaluation's own seed (2026; thresholds were tuned on
 seeds), run exactly as ``make eval`` runs all 320: every day at 09:00 local, reconciled.
 If these failed, people would again be nudged about friends they see as usual, or not
 hear about the ones they are losing. The full table, and the targets the engine does not
-meet (overdue's own precision, detection within three weeks), are in decision 0010.
+meet (detection within three weeks of a weekly tie's fade), are in decision 0010.
 """
 
 from __future__ import annotations
@@ -41,13 +41,15 @@ def test_four_in_five_real_declines_are_caught_gradual_fades_included() -> None:
     assert report().recall["fade"][0] > 0
 
 
-def test_every_rule_that_can_push_is_mostly_right() -> None:
-    # Target 0.9 each; overdue stays below it on the full evaluation (decision 0010), so
-    # this slice guards against regressions at a lower bar.
+def test_nine_in_ten_insights_of_every_rule_that_can_push_are_about_a_real_decline() -> None:
+    assert set(PUSHING_RULES) == {"overdue", "rate_drop", "drought"}  # warmth never pushes
+    # Held to 0.9 each on the full evaluation (decision 0010); in this slice overdue raises
+    # four insights, so one wrong one would read 0.75: at most one may be wrong.
     for rule in PUSHING_RULES:
+        counts = report().counts[rule]
         precision = report().precision(rule)
-        assert precision is not None
-        assert precision >= 0.6, rule
+        assert precision is not None, rule
+        assert precision >= 0.9 or counts["raised_fp"] <= 1, (rule, counts)
 
 
 def test_the_benchmark_reads_the_same_targets() -> None:
