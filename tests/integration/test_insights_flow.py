@@ -84,7 +84,7 @@ async def test_a_fading_weekly_friend_becomes_an_insight_on_the_next_pull(
             "fields": {"display_name": "Sam", "circle": "close"},
         }
     ]
-    changes += [meeting(ana, sam, 40 + 7 * n) for n in range(8)]  # weekly, until 40 days ago
+    changes += [meeting(ana, sam, 48 + 7 * n) for n in range(8)]  # weekly, until 48 days ago
     await push(http, ana, changes)
     space = await space_of(pool, ana)
     queued = await pool.fetch("SELECT kind FROM jobs WHERE space_id = $1", space)
@@ -98,12 +98,12 @@ async def test_a_fading_weekly_friend_becomes_an_insight_on_the_next_pull(
     fields = overdue[0]["fields"]
     assert fields["contact_id"] == sam
     assert fields["status"] == "open"
-    # 40 days against a weekly rhythm: past 2.5 gaps + a three-week holiday (decision 0010)
+    # 48 days against a weekly rhythm: past 2.5 gaps + a four-week holiday (decision 0010)
     assert fields["level"] == "slipping"
     assert "Sam" in fields["title"]
     assert "every week" in fields["body"]
-    assert "it's been 5 weeks since you met on" in fields["body"]
-    assert fields["evidence"]["gap_days"] == 40
+    assert "it's been 6 weeks since you met on" in fields["body"]
+    assert fields["evidence"]["gap_days"] == 48
     nudges = await pool.fetch(
         "SELECT rule, level, contact_id, state FROM nudge_requests WHERE space_id = $1", space
     )

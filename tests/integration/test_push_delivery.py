@@ -110,7 +110,7 @@ async def test_over_budget_nudges_wait_for_the_next_day_and_say_so(
 ) -> None:
     person = await make_person(http, pool)
     # Kim, still seen every week, shows the person is around: the others' silence is theirs.
-    for name, days in (("Sam", 50), ("Ana", 45), ("Joe", 40), ("Kim", 1)):
+    for name, days in (("Sam", 60), ("Ana", 55), ("Joe", 50), ("Kim", 1)):
         await fading_friend(http, person, name, last_met_days=days)
     assert await evaluate(pool, person.space_id) == 3
     await deliver(pool, world, person)
@@ -140,7 +140,7 @@ async def test_with_the_digest_one_push_names_everyone(
     http: httpx.AsyncClient, pool: asyncpg.Pool[Any], fakes: Fakes, world: PushWorld
 ) -> None:
     person = await make_person(http, pool, settings={"nudge_digest": True})
-    for name, days in (("Sam", 60), ("Ana", 45), ("Joe", 40), ("Kim", 1)):
+    for name, days in (("Sam", 65), ("Ana", 55), ("Joe", 50), ("Kim", 1)):
         await fading_friend(http, person, name, last_met_days=days)
     assert await evaluate(pool, person.space_id) == 3
     await deliver(pool, world, person)
