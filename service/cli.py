@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +202,21 @@ def _seed(settings: Settings, args: argparse.Namespace) -> None:
     print(f"seeded {result.people:,} people ({rows}) in {result.seconds:.1f} s", flush=True)
 
 
-async def report_lines(database_url: str, days: int) -> list[str]:
+@contextlib.asynccontextmanager
+async def _pool(database_url: str | None) -> AsyncIterator[asyncpg.Pool[Any]]:
+    """A small pool for one operator command, closed when it is done."""
+    from service.store.db import create_pool
+
+    if not database_url:
+        raise SettingsError("DATABASE_URL is not set")
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def report_lines(database_url: str | None, days: int) -> list[str]:
     """The operator's view: the job queue (with the dead letters), help requests that went
     unanswered to the end of their ladder (decision 0018), and, per rule, how often a nudge
     was followed by an in-person meeting within 14 days."""
@@ -208,18 +224,14 @@ async def report_lines(database_url: str, days: int) -> list[str]:
     from service.store import jobs as job_store
     from service.store import nudges as nudge_store
     from service.store import push as push_store
-    from service.store.db import create_pool
 
-    pool = await create_pool(database_url, min_size=1, max_size=2)
-    try:
+    async with _pool(database_url) as pool:
         now = dt.datetime.now(dt.UTC)
         unanswered = await alert_store.no_response_alerts(pool, now - dt.timedelta(days=days))
         stats = await job_store.queue_stats(pool)
         dead = await job_store.dead_jobs(pool, 20)
         effects = await nudge_store.effectiveness(pool, now, now - dt.timedelta(days=days))
         disabled = await push_store.disabled_credentials(pool)
-    finally:
-        await pool.close()
     lines = [
         f"jobs: {stats['queued']} queued, {stats['running']} running, {stats['dead']} dead",
         *(f"  dead #{j.id} {j.kind} after {j.attempts} attempts: {j.last_error}" for j in dead),
@@ -246,15 +258,13 @@ async def report_lines(database_url: str, days: int) -> list[str]:
     return lines
 
 
-async def operate(database_url: str, action: str, target: str) -> str | None:
+async def operate(database_url: str | None, action: str, target: str) -> str | None:
     """An operator's fix: ``retry`` a dead job (by id) or ``enable-push`` a credential (by
     key). Returns what was done, or None if there was nothing to do."""
     from service.store import jobs as job_store
     from service.store import push as push_store
-    from service.store.db import create_pool
 
-    pool = await create_pool(database_url, min_size=1, max_size=2)
-    try:
+    async with _pool(database_url) as pool:
         if action == "retry":
             async with pool.acquire() as conn:
                 done = await job_store.retry_dead(conn, int(target))
@@ -263,8 +273,6 @@ async def operate(database_url: str, action: str, target: str) -> str | None:
         return (
             f"push credential {target} enabled; the next send mints a new token" if done else None
         )
-    finally:
-        await pool.close()
 
 
 def _add_seed_parser(sub: Any) -> None:
@@ -288,15 +296,10 @@ async def rotate_keys(settings: Settings, batch: int) -> str:
     service keeps running (readers accept every configured master key). Raises
     :class:`OperatorError` if some keys could not be re-wrapped, so the old master key is
     not dropped while anything still needs it."""
-    from service.store.db import create_pool
     from service.wiring import private_text
 
-    assert settings.database.url
-    pool = await create_pool(settings.database.url, min_size=1, max_size=2)
-    try:
+    async with _pool(settings.database.url) as pool:
         done = await private_text(settings, pool).rotate(batch=batch)
-    finally:
-        await pool.close()
     line = f"re-wrapped {done.rewrapped} data keys"
     if done.unknown_kid or done.undecryptable:
         raise OperatorError(
@@ -311,15 +314,10 @@ async def seal_existing(settings: Settings, batch: int) -> str:
     """Seal every private value written before migration 0011 (decision 0021), with the
     service running; what was sealed, per table. Raises :class:`OperatorError` if some
     spaces' keys do not open here (their text is left as it is)."""
-    from service.store.db import create_pool
     from service.wiring import private_text
 
-    assert settings.database.url
-    pool = await create_pool(settings.database.url, min_size=1, max_size=2)
-    try:
+    async with _pool(settings.database.url) as pool:
         done = await private_text(settings, pool).seal_existing(batch=batch)
-    finally:
-        await pool.close()
     counts = ", ".join(f"{table} {n}" for table, n in done.sealed.items())
     line = f"sealed {sum(done.sealed.values())} values that were in the clear ({counts})"
     if done.unreadable:
@@ -354,13 +352,9 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
         asyncio.run(_maintain(settings))
     elif args.command == "openapi":
         _openapi(args.out_dir)
-    elif args.command == "report":
-        if not settings.database.url:
-            raise SettingsError("DATABASE_URL is not set")
+    elif args.command == "report":  # each opens its pool with _pool: no URL, no start
         print("\n".join(asyncio.run(report_lines(settings.database.url, args.days))))
     elif args.command in {"retry", "enable-push"}:
-        if not settings.database.url:
-            raise SettingsError("DATABASE_URL is not set")
         target = str(args.job_id if args.command == "retry" else args.key)
         done = asyncio.run(operate(settings.database.url, args.command, target))
         if done is None:
@@ -369,12 +363,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> None:
     elif args.command == "seed":
         _seed(settings, args)
     elif args.command == "rotate-keys":
-        if not settings.database.url:
-            raise SettingsError("DATABASE_URL is not set")
         print(asyncio.run(rotate_keys(settings, args.batch)))
     elif args.command == "seal-existing":
-        if not settings.database.url:
-            raise SettingsError("DATABASE_URL is not set")
         print(asyncio.run(seal_existing(settings, args.batch)))
 
 
