@@ -9,13 +9,13 @@ The objects themselves are built by ``service/app.py`` (through ``service/wiring
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import Annotated, Any, TypeAlias
 
 import asyncpg
 import redis.asyncio as aioredis
 from litestar import Controller, Request
 from litestar.di import NamedDependency, Provide
-from litestar.params import SkipValidation
+from litestar.params import QueryParameter, SkipValidation
 
 from service.accounts.identities import Identities
 from service.accounts.recovery import Recovery
@@ -39,6 +39,7 @@ __all__ = [
     "ExporterDep",
     "IdentitiesDep",
     "LimitsDep",
+    "PageLimit",
     "PoolDep",
     "RealtimeDep",
     "RecoveryDep",
@@ -70,3 +71,7 @@ class SignedIn(Controller):
 
     dependencies = {"caller": Provide(resolve_caller)}
     security = [{"bearer": []}]
+
+
+#: ``?limit=``, how many a page holds: 1 to 1,000 (each route picks its default).
+PageLimit: TypeAlias = Annotated[int, QueryParameter(ge=1, le=1000)]

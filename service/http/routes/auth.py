@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, post
 from litestar.di import Provide
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody
 
 from schemas.auth import (
@@ -31,12 +32,20 @@ _PROVIDER_SIGN_IN = (
     "`terms_version` and `wellbeing_consent` are needed. `409 link_required`: the email "
     "has a Kith account — sign in to it and link {provider} (`POST /v1/account/identities`)."
 )
-_PROVIDER_ERRORS = (
-    Code.INVALID_ID_TOKEN,
-    Code.PROVIDER_DISABLED,
-    Code.LINK_REQUIRED,
-    Code.PROVIDER_UNAVAILABLE,
-)
+
+
+def _sign_in_with(provider: str, nonce: str) -> HTTPRouteHandler:
+    """The route of one identity provider's sign-in: ``POST /v1/auth/{provider}``."""
+    return operation(
+        post,
+        f"/{provider.lower()}",
+        f"Sign in (or up) with {provider}: its ID token and the raw nonce",
+        Code.INVALID_ID_TOKEN,
+        Code.PROVIDER_DISABLED,
+        Code.LINK_REQUIRED,
+        Code.PROVIDER_UNAVAILABLE,
+        description=_PROVIDER_SIGN_IN.format(provider=provider, nonce=nonce),
+    )
 
 
 class AuthController(Controller):
@@ -63,25 +72,13 @@ class AuthController(Controller):
         await limits.check_login_email(data.email)
         return await accounts.login(data)
 
-    @operation(
-        post,
-        "/apple",
-        "Sign in (or up) with Apple: its ID token and the raw nonce",
-        *_PROVIDER_ERRORS,
-        description=_PROVIDER_SIGN_IN.format(provider="Apple", nonce="its SHA-256 in hex"),
-    )
+    @_sign_in_with("Apple", nonce="its SHA-256 in hex")
     async def apple(
         self, data: JSONBody[ProviderSignInRequest], identities: IdentitiesDep
     ) -> SignInResponse:
         return await identities.sign_in("apple", data)
 
-    @operation(
-        post,
-        "/google",
-        "Sign in (or up) with Google: its ID token and the raw nonce",
-        *_PROVIDER_ERRORS,
-        description=_PROVIDER_SIGN_IN.format(provider="Google", nonce="as is"),
-    )
+    @_sign_in_with("Google", nonce="as is")
     async def google(
         self, data: JSONBody[ProviderSignInRequest], identities: IdentitiesDep
     ) -> SignInResponse:

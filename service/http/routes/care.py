@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from litestar import delete, get, post, put
+from litestar.di import NamedDependency, Provide
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import JSONBody, Parameter, QueryParameter
+from litestar.params import JSONBody, Parameter, SkipValidation
 
 from schemas.care import (
     AcceptRequest,
@@ -30,7 +32,7 @@ from schemas.care import (
 )
 from service.care.alerts import Channel
 from service.errors import Code
-from service.http.deps import AlertsDep, CallerDep, CareDep, SignedIn
+from service.http.deps import AlertsDep, CallerDep, CareDep, PageLimit, SignedIn
 from service.http.openapi import operation, problems
 from service.store.care import Link
 
@@ -44,10 +46,24 @@ AlertIdParam = Parameter(
 _ = AlertId  # the same pattern, declared on the wire type
 
 
-_CAREGIVER_ERRORS = problems(Code.ALERTS_NOT_SHARED, Code.NOT_FOUND, Code.ALERT_NOT_FOUND)
-_ACK_ERRORS = problems(
-    Code.ALERTS_NOT_SHARED, Code.NOT_FOUND, Code.ALERT_NOT_FOUND, Code.ALERT_RESOLVED
-)
+ActionBody = JSONBody[AlertAction | None]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPath:
+    """The alert a caregiver acts on: ``/people/{link_id}/alerts/{alert_id}``."""
+
+    link_id: str
+    alert_id: str
+
+
+def _their_alert(link_id: str = LinkId, alert_id: str = AlertIdParam) -> AlertPath:
+    return AlertPath(link_id, alert_id)
+
+
+_THEIR_ALERT = {"alert": Provide(_their_alert, sync_to_thread=False)}
+TheirAlert = SkipValidation[NamedDependency[AlertPath]]
+
 _MY_ERRORS = problems(Code.ALERT_NOT_FOUND)
 
 
@@ -57,6 +73,22 @@ def _on_link(
     """A route on one care link (``path`` holds ``{link_id}``): 404 when the link is not
     the caller's, so no one can probe another person's links."""
     return operation(method, path, summary, Code.NOT_FOUND, status_code=status_code)
+
+
+def _on_alert(action: str, summary: str, *errors: Code, description: str) -> HTTPRouteHandler:
+    """A caregiver's action on an alert of someone they care for:
+    ``POST /people/{link_id}/alerts/{alert_id}/{action}``; 404 when the link is not theirs."""
+    return operation(
+        post,
+        f"/people/{{link_id:str}}/alerts/{{alert_id:str}}/{action}",
+        summary,
+        Code.ALERTS_NOT_SHARED,
+        Code.NOT_FOUND,
+        Code.ALERT_NOT_FOUND,
+        *errors,
+        dependencies=_THEIR_ALERT,
+        description=description,
+    )
 
 
 def _via(data: AlertAction | None) -> Channel:
@@ -119,10 +151,7 @@ class CareController(SignedIn):
 
     @operation(get, "/audit", "Who looked at my summary, and when")
     async def audit(
-        self,
-        caller: CallerDep,
-        care: CareDep,
-        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200,
+        self, caller: CallerDep, care: CareDep, limit: PageLimit = 200
     ) -> AuditResponse:
         rows = await care.audit(caller.space_id, limit)
         return AuditResponse(
@@ -186,40 +215,29 @@ class CareController(SignedIn):
     async def leave(self, caller: CallerDep, care: CareDep, link_id: str = LinkId) -> None:
         await care.leave(caller.user_id, link_id)
 
-    @operation(
-        post,
-        "/people/{link_id:str}/alerts/{alert_id:str}/acknowledge",
+    @_on_alert(
+        "acknowledge",
         "I'm on it: acknowledge their alert (idempotent; the first one wins)",
-        responses=_ACK_ERRORS,
+        Code.ALERT_RESOLVED,
         description='The body is optional: `{"via": "push"}` when the push\'s button '
         "was tapped (recorded in the person's audit), else `app`.",
     )
     async def acknowledge(
-        self,
-        caller: CallerDep,
-        alerts: AlertsDep,
-        data: JSONBody[AlertAction | None] = None,
-        link_id: str = LinkId,
-        alert_id: str = AlertIdParam,
+        self, caller: CallerDep, alerts: AlertsDep, alert: TheirAlert, data: ActionBody = None
     ) -> CaregiverAlertOut:
-        entry = await alerts.acknowledge(caller.user_id, link_id, alert_id, _via(data))
+        entry = await alerts.acknowledge(caller.user_id, alert.link_id, alert.alert_id, _via(data))
         return _caregiver_alert(entry)
 
-    @operation(
-        post,
-        "/people/{link_id:str}/alerts/{alert_id:str}/resolve",
+    @_on_alert(
+        "resolve",
         "Resolve their alert (ends its escalation; idempotent)",
-        responses=_CAREGIVER_ERRORS,
         description="The body is optional, as for acknowledge.",
     )
     async def resolve(
-        self,
-        caller: CallerDep,
-        alerts: AlertsDep,
-        data: JSONBody[AlertAction | None] = None,
-        link_id: str = LinkId,
-        alert_id: str = AlertIdParam,
+        self, caller: CallerDep, alerts: AlertsDep, alert: TheirAlert, data: ActionBody = None
     ) -> CaregiverAlertOut:
         return _caregiver_alert(
-            await alerts.resolve_for_caregiver(caller.user_id, link_id, alert_id, _via(data))
+            await alerts.resolve_for_caregiver(
+                caller.user_id, alert.link_id, alert.alert_id, _via(data)
+            )
         )

@@ -23,6 +23,9 @@ NudgeId = Parameter(
     pattern=r"^[A-Za-z0-9._:-]{1,200}$(?!\n)", description="A nudge id of the caller's"
 )
 
+#: ``?limit=`` of the nudge list: 1 to 500.
+NudgeLimit = Annotated[int, QueryParameter(ge=1, le=500)]
+
 
 class NudgeController(SignedIn):
     path = "/v1/nudges"
@@ -30,10 +33,7 @@ class NudgeController(SignedIn):
 
     @operation(get, "/", "My nudges, newest first: sent, waiting, merged, skipped — and why")
     async def list_nudges(
-        self,
-        caller: CallerDep,
-        pool: PoolDep,
-        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+        self, caller: CallerDep, pool: PoolDep, limit: NudgeLimit = 100
     ) -> NudgesResponse:
         rows = await store.list_nudges(pool, caller.space_id, limit)
         return NudgesResponse([NudgeOut(**r) for r in rows])

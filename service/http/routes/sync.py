@@ -16,7 +16,7 @@ from schemas.problem import FieldError
 from schemas.sync import ConflictsResponse, PullRequest, PullResponse, PushRequest, PushResponse
 from schemas.tables import EVENT_TIME_MIN, TableName
 from service.errors import Code, InvalidInput
-from service.http.deps import AnyRequest, CallerDep, SignedIn, SyncDep
+from service.http.deps import AnyRequest, CallerDep, PageLimit, SignedIn, SyncDep
 from service.http.guard import (
     PendingSession,
     resolve_caller_lazily,
@@ -98,7 +98,7 @@ class SyncController(SignedIn):
         after: Annotated[
             str | None, QueryParameter(description="`next` from the previous page")
         ] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200,
+        limit: PageLimit = 200,
         table: Annotated[TableName | None, QueryParameter(description="one table")] = None,
         record_id: Annotated[
             str | None, QueryParameter(name="id", pattern=ID_PATTERN, description="one record")
