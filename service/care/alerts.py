@@ -35,6 +35,7 @@ import msgspec
 from service.care.service import CareService
 from service.care.summary import alert_entry
 from service.errors import Code, Conflict, Forbidden, NotFound
+from service.infra.clock import WallClock, utcnow
 from service.jobs import Job, Kind, Permanent
 from service.nudges.budget import Budget
 from service.store import care as care_store
@@ -62,10 +63,6 @@ ALERT_CATEGORY = "KITH_HELP"
 PERSON_CATEGORY = "KITH_CARE"
 Channel = Literal["api", "web", "push"]
 log = logging.getLogger("kith.care")
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _digest(*parts: str) -> str:
@@ -181,7 +178,7 @@ class AlertService:
     pool: asyncpg.Pool[Any]
     sync: SyncService
     care: CareService
-    clock: Callable[[], dt.datetime] = _utcnow
+    clock: WallClock = utcnow
     wake_workers: Callable[[], Awaitable[None]] | None = None
 
     def handlers(self) -> dict[str, Callable[[Job], Awaitable[None]]]:

@@ -35,6 +35,7 @@ from service.care.ladder import queue_rung
 from service.care.service import CareService, clock_time
 from service.care.summary import declining, weekly_counts
 from service.config import CareSettings
+from service.infra.clock import WallClock, utcnow
 from service.jobs import Job, Kind, Permanent
 from service.nudges.budget import Budget, wall_time
 from service.store import care as store
@@ -56,10 +57,6 @@ CLOCK_TOLERANCE = dt.timedelta(minutes=5)
 log = logging.getLogger("kith.care")
 _encode = msgspec.json.Encoder()
 Moment = tuple[dt.datetime, str]  # (when, "remind_before" | "remind_due" | "alert")
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _deadline(settings: dict[str, Any]) -> dt.time | None:
@@ -89,7 +86,7 @@ def moments(day: dt.date, settings: dict[str, Any]) -> list[Moment]:
 class Escalation:
     pool: asyncpg.Pool[Any]
     care: CareService
-    clock: Callable[[], dt.datetime] = _utcnow
+    clock: WallClock = utcnow
     settings: CareSettings = field(default_factory=CareSettings)
     alerts: AlertService | None = None
 

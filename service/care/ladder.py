@@ -33,6 +33,7 @@ import msgspec
 
 from service.care.alerts import PERSON_CATEGORY, AlertService, caregiver_pushes
 from service.config import CareSettings
+from service.infra.clock import WallClock, utcnow
 from service.jobs import Job, Kind, Permanent
 from service.store import care_alerts as store
 from service.store import jobs as job_store
@@ -45,10 +46,6 @@ RUNGS = ("alert", "repeat", "everyone", "no_response")
 LAST_RUNG = len(RUNGS) - 1
 log = logging.getLogger("kith.care")
 _encode = msgspec.json.Encoder()
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def rung_at(settings: CareSettings, raised_at: dt.datetime, step: int) -> dt.datetime:
@@ -88,7 +85,7 @@ class Ladder:
     pool: asyncpg.Pool[Any]
     alerts: AlertService
     settings: CareSettings
-    clock: Callable[[], dt.datetime] = _utcnow
+    clock: WallClock = utcnow
 
     def handlers(self) -> dict[str, Callable[[Job], Awaitable[None]]]:
         return {Kind.HELP_LADDER: self.climb}

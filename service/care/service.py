@@ -21,7 +21,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ import asyncpg
 
 from service.care.summary import SCOPES, build_summary
 from service.errors import Code, Conflict, NotFound
+from service.infra.clock import WallClock, utcnow
 from service.nudges.budget import Budget
 from service.store import care as store
 from service.sync.service import SyncService
@@ -45,10 +46,6 @@ Channel = Literal["api", "web"]
 #: caregiver's phone the older adult's account id, which it has no use for (the link id
 #: names the person in every caregiver route) — removed from rows as they are refreshed.
 RETIRED_FIELDS = frozenset({"cared_for_user_id"})
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def normalize_code(code: str) -> str:
@@ -74,7 +71,7 @@ def clock_time(value: Any) -> dt.time | None:
 class CareService:
     pool: asyncpg.Pool[Any]
     sync: SyncService
-    clock: Callable[[], dt.datetime] = _utcnow
+    clock: WallClock = utcnow
 
     # -- the older adult -----------------------------------------------------------------
 

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from service.infra.clock import WallClock, utcnow
 from service.insights.service import InsightEvaluator
 from service.jobs import Job, Kind
 from service.store import care as care_store
@@ -45,7 +45,7 @@ def make_handlers(
     *,
     morning_hour: int,
     chunk: int,
-    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    now: WallClock = utcnow,
 ) -> dict[str, Callable[[Job], Awaitable[None]]]:
     async def evaluate_one(job: Job) -> None:
         if job.space_id:

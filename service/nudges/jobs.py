@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 import msgspec
 
+from service.infra.clock import WallClock, utcnow
 from service.jobs import Job, Kind, Permanent, Retry
 from service.nudges.budget import Budget, in_quiet_hours, next_slot, wall_time
 from service.nudges.planning import Decision, Tie, compose, decide
@@ -44,10 +45,6 @@ log = logging.getLogger("kith.push")
 K = TypeVar("K")
 V = TypeVar("V")
 _encode = msgspec.json.Encoder()
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 async def schedule_plan(conn: Executor, space_id: str, delay_s: float = 0.0) -> None:
@@ -77,7 +74,7 @@ class NudgeJobs:
     pool: asyncpg.Pool[Any]
     providers: Mapping[str, Provider]
     _: KW_ONLY
-    clock: Callable[[], dt.datetime] = _utcnow
+    clock: WallClock = utcnow
     rng: random.Random = field(default_factory=random.Random)  # jitter, not secrecy
     metrics: PushObserver | None = None
 

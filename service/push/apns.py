@@ -20,6 +20,7 @@ import msgspec
 
 from schemas.auth import ProviderName
 from service.config import ApnsSettings
+from service.infra.clock import WallClock, utcnow
 from service.push.base import Address, Credentials, Notification, SendResult, Shared, collapse_key
 from service.push.credentials import Minted, SharedToken
 from service.push.h2client import H2Client, H2Error, H2Timeout
@@ -90,7 +91,7 @@ class APNsProvider:
         sandbox_url: str = SANDBOX_URL,
         timeout_s: float = 10.0,
         verify: ssl.SSLContext | bool = True,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: WallClock = utcnow,
     ) -> None:
         self.credentials: Credentials | None = credentials
         self._token = credentials

@@ -8,16 +8,15 @@ the same way for all of them.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import asyncpg
 
 from schemas.auth import ProviderName
+from service.infra.clock import WallClock
 from service.store.push import Address
 
 __all__ = [
@@ -110,4 +109,4 @@ class Shared:
     pool: asyncpg.Pool[Any]
     verify: ssl.SSLContext | bool
     timeout_s: float
-    clock: Callable[[], dt.datetime]
+    clock: WallClock

@@ -25,18 +25,13 @@ from typing import Any
 
 import asyncpg
 
+from service.infra.clock import WallClock, utcnow
 from service.store import push as store
 from service.store.db import Connection
 
 __all__ = ["Disabled", "Minted", "SharedToken"]
 
 log = logging.getLogger("kith.push")
-
-Clock = Callable[[], dt.datetime]
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class Disabled(Exception):
@@ -57,7 +52,7 @@ class SharedToken:
     _: KW_ONLY
     reuse_for: dt.timedelta
     min_interval: dt.timedelta = dt.timedelta(0)
-    clock: Clock = _utcnow
+    clock: WallClock = utcnow
 
     def __post_init__(self) -> None:
         self._cached: store.Credential | None = None

@@ -7,28 +7,23 @@ shared provider tokens) and asks each configured one.
 
 from __future__ import annotations
 
-import datetime as dt
 import ssl
-from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
 from service.config import Settings
+from service.infra.clock import WallClock, utcnow
 from service.push.base import Provider, Shared
 from service.push.providers import PROVIDERS
 
 __all__ = ["build_providers"]
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def build_providers(
     settings: Settings,
     pool: asyncpg.Pool[Any],
-    clock: Callable[[], dt.datetime] = _utcnow,
+    clock: WallClock = utcnow,
 ) -> dict[str, Provider]:
     """Every provider whose settings are given, by name."""
     push = settings.push
