@@ -10,7 +10,6 @@ unanswered (the client then resets that stream).
 from __future__ import annotations
 
 import datetime as dt
-import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,16 +19,13 @@ import msgspec
 
 from schemas.auth import ProviderName
 from service.config import ApnsSettings
-from service.infra.clock import WallClock, utcnow
 from service.push.base import Address, Credentials, Notification, SendResult, Shared, collapse_key
 from service.push.credentials import Minted, SharedToken
 from service.push.h2client import H2Client, H2Error, H2Timeout
 from service.push.verdict import Action, Verdict, retry_after_s, retry_verdict
 
 __all__ = [
-    "PRODUCTION_URL",
     "REUSE",
-    "SANDBOX_URL",
     "APNsProvider",
     "apns_minter",
     "apns_payload",
@@ -41,8 +37,6 @@ __all__ = [
 REUSE = dt.timedelta(minutes=45)
 MIN_INTERVAL = dt.timedelta(minutes=20)
 
-PRODUCTION_URL = "https://api.push.apple.com"
-SANDBOX_URL = "https://api.sandbox.push.apple.com"
 TOKEN_LIFETIME = dt.timedelta(hours=1)  # APNs refuses a token whose iat is over an hour old
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -82,26 +76,15 @@ def apns_payload(n: Notification) -> bytes:
 class APNsProvider:
     name: ProviderName = "apns"
 
-    def __init__(
-        self,
-        *,
-        credentials: Credentials,
-        topic: str,
-        production_url: str = PRODUCTION_URL,
-        sandbox_url: str = SANDBOX_URL,
-        timeout_s: float = 10.0,
-        verify: ssl.SSLContext | bool = True,
-        clock: WallClock = utcnow,
-    ) -> None:
+    def __init__(self, credentials: Credentials, settings: ApnsSettings, shared: Shared) -> None:
         self.credentials: Credentials | None = credentials
         self._token = credentials
-        self._topic = topic
-        self._urls = {"production": production_url, "sandbox": sandbox_url}
-        self._timeout_s = timeout_s
-        self._clock = clock
+        self._topic = settings.topic
+        self._timeout_s = shared.timeout_s
+        self._clock = shared.clock
         self._clients = {
-            env: H2Client(url, verify=verify, connect_timeout_s=timeout_s)
-            for env, url in self._urls.items()
+            env: H2Client(url, verify=shared.verify, connect_timeout_s=shared.timeout_s)
+            for env, url in (("production", settings.url), ("sandbox", settings.sandbox_url))
         }
 
     async def send(self, address: Address, notification: Notification) -> SendResult:
@@ -166,15 +149,7 @@ def build(settings: ApnsSettings, shared: Shared) -> APNsProvider:
         min_interval=MIN_INTERVAL,
         clock=shared.clock,
     )
-    return APNsProvider(
-        credentials=token,
-        topic=settings.topic,
-        production_url=settings.url,
-        sandbox_url=settings.sandbox_url,
-        timeout_s=shared.timeout_s,
-        verify=shared.verify,
-        clock=shared.clock,
-    )
+    return APNsProvider(token, settings, shared)
 
 
 _APNS_CREDENTIALS = frozenset(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,10 +23,8 @@ from service.push.credentials import Minted, SharedToken
 from service.push.verdict import Action, Verdict, retry_after_s, retry_verdict
 
 __all__ = [
-    "FCM_URL",
     "REUSE",
     "SCOPE",
-    "TOKEN_URL",
     "FCMProvider",
     "build",
     "fcm_message",
@@ -38,8 +35,6 @@ __all__ = [
 #: Google's access tokens live an hour; take a new one 5 minutes before.
 REUSE = dt.timedelta(minutes=55)
 
-FCM_URL = "https://fcm.googleapis.com"
-TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -130,21 +125,18 @@ class FCMProvider:
 
     def __init__(
         self,
-        *,
         credentials: Credentials,
-        project_id: str,
-        url: str = FCM_URL,
-        timeout_s: float = 10.0,
-        client: httpx.AsyncClient | None = None,
-        verify: ssl.SSLContext | bool = True,
+        settings: FcmSettings,
+        shared: Shared,
+        client: httpx.AsyncClient,
     ) -> None:
+        """``client`` (base URL ``settings.url``) also mints the access token: one
+        connection pool to Google."""
         self.credentials: Credentials | None = credentials
         self._token = credentials
-        self._path = f"/v1/projects/{project_id}/messages:send"
-        self._timeout_s = timeout_s
-        self._client = client or httpx.AsyncClient(
-            base_url=url, http2=True, verify=verify, timeout=timeout_s
-        )
+        self._path = f"/v1/projects/{settings.project_id}/messages:send"
+        self._timeout_s = shared.timeout_s
+        self._client = client
 
     async def send(self, address: Address, notification: Notification) -> SendResult:
         token = await self._token.get()
@@ -199,9 +191,7 @@ def build(settings: FcmSettings, shared: Shared) -> FCMProvider:
         reuse_for=REUSE,
         clock=shared.clock,
     )
-    return FCMProvider(
-        credentials=token, project_id=settings.project_id, timeout_s=shared.timeout_s, client=client
-    )
+    return FCMProvider(token, settings, shared, client)
 
 
 _FCM_DEAD_TOKEN = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH", "INVALID_ARGUMENT:token"})

@@ -60,9 +60,6 @@ class Touch:
     in_person: bool
 
 
-_decode = msgspec.json.decode
-
-
 @dataclass(frozen=True, slots=True)
 class Link:
     space_id: str
@@ -422,7 +419,7 @@ async def summary_inputs(conn: Executor, space_id: str, now: dt.datetime) -> Sum
         now,
     )
     for at, r in _readable(rows, skipped):
-        mood = _decode(r["mood"]) if r["mood"] is not None else None
+        mood = msgspec.json.decode(r["mood"]) if r["mood"] is not None else None
         check_ins.append(CheckIn(at, r["status"], mood if type(mood) is int else None))
     rows = await conn.fetch(
         """
@@ -453,7 +450,7 @@ async def summary_inputs(conn: Executor, space_id: str, now: dt.datetime) -> Sum
         )
     )
     return SummaryInputs(
-        _decode(settings) if settings else None,
+        msgspec.json.decode(settings) if settings else None,
         check_ins,
         touches,
         alerts,
