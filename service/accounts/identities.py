@@ -42,6 +42,7 @@ from service.accounts.service import AccountService
 from service.errors import Code, Conflict, InvalidInput, NotFound
 from service.store import accounts as accounts_store
 from service.store import identities as store
+from service.store.accounts import NewUser
 from service.store.db import Connection
 from service.store.identities import Linked, SignInUser
 
@@ -116,8 +117,7 @@ class Identities:
         time_zone, display_name = self._new_account_fields(who, req)
         self._accounts.consent.check_acceptance(req.terms_version, req.wellbeing_consent)
         async with self._pool.acquire() as conn, conn.transaction():
-            created = await self._accounts.create_account(
-                conn,
+            new = NewUser(
                 email=who.email,
                 password_hash="",  # no password: none verifies against ''
                 display_name=display_name,
@@ -125,6 +125,7 @@ class Identities:
                 terms_version=req.terms_version,
                 wellbeing_consent=req.wellbeing_consent,
             )
+            created = await self._accounts.create_account(conn, new)
             if created is None:  # the address was registered since the check above
                 raise Conflict(
                     f"a Kith account already uses this {name} account's email: sign in to "

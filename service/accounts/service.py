@@ -26,6 +26,7 @@ from service.accounts.tokens import AccessClaims, TokenIssuer, hash_refresh_toke
 from service.errors import Code, Conflict, Forbidden, InvalidInput, NotAuthenticated
 from service.store import accounts as store
 from service.store import sync as sync_store
+from service.store.accounts import NewUser
 from service.store.db import Connection
 from sync.hlc import Clock
 from sync.merge import RecordState
@@ -64,8 +65,7 @@ class AccountService:
         self.consent.check_acceptance(req.terms_version, req.wellbeing_consent)
         password_hash = await self.passwords.hash(req.password)
         async with self.pool.acquire() as conn, conn.transaction():
-            created = await self.create_account(
-                conn,
+            new = NewUser(
                 email=req.email,
                 password_hash=password_hash,
                 display_name=req.display_name,
@@ -73,6 +73,7 @@ class AccountService:
                 terms_version=req.terms_version,
                 wellbeing_consent=req.wellbeing_consent,
             )
+            created = await self.create_account(conn, new)
             if created is None:
                 raise Conflict(
                     "an account with this email already exists; log in instead",
@@ -84,34 +85,14 @@ class AccountService:
                 conn, user_id, space_id, req.device, terms_version=req.terms_version
             )
 
-    async def create_account(
-        self,
-        conn: Connection,
-        *,
-        email: str | None,
-        password_hash: str,
-        display_name: str,
-        time_zone: str,
-        terms_version: str | None,
-        wellbeing_consent: bool,
-    ) -> tuple[str, str] | None:
+    async def create_account(self, conn: Connection, user: NewUser) -> tuple[str, str] | None:
         """A new account, its space and its settings in the caller's transaction: the
         (user id, space id), or None when the email has an account already."""
         user_id, space_id = _new_id(), _new_id()
-        created = await store.insert_user(
-            conn,
-            user_id=user_id,
-            space_id=space_id,
-            email=email,
-            password_hash=password_hash,
-            display_name=display_name,
-            time_zone=time_zone,
-            terms_version=terms_version,
-            wellbeing_consent=wellbeing_consent,
-        )
+        created = await store.insert_user(conn, user_id, space_id, user)
         if not created:
             return None
-        await self.create_settings(conn, space_id, time_zone)
+        await self.create_settings(conn, space_id, user.time_zone)
         return user_id, space_id
 
     async def create_settings(self, conn: Connection, space_id: str, time_zone: str) -> None:

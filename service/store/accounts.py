@@ -16,6 +16,7 @@ from service.store.db import Connection, Executor
 
 __all__ = [
     "CodeCheck",
+    "NewUser",
     "RefreshRow",
     "UserRow",
     "active_families",
@@ -65,22 +66,22 @@ class RefreshRow:
     terms_version: str | None = None
 
 
-async def insert_user(
-    conn: Connection,
-    *,
-    user_id: str,
-    space_id: str,
-    email: str | None,
-    password_hash: str,
-    display_name: str,
-    time_zone: str,
-    terms_version: str | None = None,
-    wellbeing_consent: bool = False,
-) -> bool:
-    """Create the user and their space; False if the email is already registered. The
-    terms version and the wellbeing consent are recorded with the time, if given. An
-    account made with Apple or Google has the password hash '' (no password works) and
-    may have no email."""
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    """A person's account as it is made: with a password, or by Apple or Google (the
+    password hash '', which no password matches, and maybe no email). The terms version
+    and the wellbeing consent are recorded with the time, if given."""
+
+    email: str | None
+    password_hash: str
+    display_name: str
+    time_zone: str
+    terms_version: str | None = None
+    wellbeing_consent: bool = False
+
+
+async def insert_user(conn: Connection, user_id: str, space_id: str, user: NewUser) -> bool:
+    """Create the user and their space; False if the email is already registered."""
     inserted = await conn.fetchval(
         """
         INSERT INTO users (id, email, password_hash, display_name, time_zone, terms_version,
@@ -91,12 +92,12 @@ async def insert_user(
         RETURNING id
         """,
         user_id,
-        email,
-        password_hash,
-        display_name,
-        time_zone,
-        terms_version,
-        wellbeing_consent,
+        user.email,
+        user.password_hash,
+        user.display_name,
+        user.time_zone,
+        user.terms_version,
+        user.wellbeing_consent,
         space_id,
     )
     if inserted is None:
