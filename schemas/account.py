@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from schemas.auth import Email, IdentityOut, OneTimeCode
+from schemas.auth import Email, IdentityOut, OneTimeCode, TermsVersion
 from schemas.nudges import NudgeRequest
 from schemas.sync import ConflictEntry
 
@@ -59,7 +59,7 @@ class ConsentRequest(Struct, forbid_unknown_fields=True):
     """Accept the privacy terms ``terms_version`` (the current one) and consent to the
     processing of wellbeing data; both are recorded with the time."""
 
-    terms_version: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,40}$")]
+    terms_version: TermsVersion
     wellbeing_consent: bool
 
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from msgspec import Meta, Struct
 
-from schemas.common import Platform, RecordId
+from schemas.common import Platform, RecordId, described
 
 __all__ = [
     "ApnsAddress",
@@ -37,22 +37,24 @@ __all__ = [
 ]
 
 
-def _whole(pattern: str) -> str:
+def _whole(pattern: str, words: str) -> str:
     """Anchor ``pattern`` to the whole string. Python's ``$`` also matches before a final
     newline, so ``"ana@example.org\\n"`` would pass (and become a second account); the
-    lookahead closes that, and JSON Schema's ECMAScript regexes read it the same way."""
-    return f"^(?:{pattern})$(?!\\n)"
+    lookahead closes that, and JSON Schema's ECMAScript regexes read it the same way.
+    ``words`` say what it asks for, in the 422 of a value that does not match."""
+    return described(f"^(?:{pattern})$(?!\\n)", words)
 
 
 #: Text stored in PostgreSQL ``text`` columns: no NUL (PostgreSQL refuses it) and no
 #: other control characters (they only ever arrive by mistake or from a fuzzer).
 _PRINTABLE = r"[^\x00-\x1f\x7f]"
+_TEXT = "text without control characters (no NUL, tab or line break)"
 _ADDRESS = r"[^@\s\x00-\x1f\x7f]"  # a character of an email address
 
 Email = Annotated[
     str,
     Meta(
-        pattern=_whole(rf"{_ADDRESS}{{1,64}}@{_ADDRESS}+\.{_ADDRESS}+"),
+        pattern=_whole(rf"{_ADDRESS}{{1,64}}@{_ADDRESS}+\.{_ADDRESS}+", "an email address"),
         max_length=254,
         examples=["ana@example.org"],
     ),
@@ -60,13 +62,21 @@ Email = Annotated[
 Password = Annotated[str, Meta(min_length=10, max_length=1024)]
 #: The push services Kith sends through; each has its provider module in ``service/push/``.
 ProviderName = Literal["apns", "fcm", "webpush"]
-Name = Annotated[str, Meta(pattern=_whole(f"{_PRINTABLE}*"), max_length=100)]
+Name = Annotated[str, Meta(pattern=_whole(f"{_PRINTABLE}*", _TEXT), max_length=100)]
 TermsVersion = Annotated[
-    str, Meta(pattern=_whole(r"[A-Za-z0-9._-]{1,40}"), examples=["2026-12-01"])
+    str,
+    Meta(
+        pattern=_whole(r"[A-Za-z0-9._-]{1,40}", "1 to 40 letters, digits, ., _ or -"),
+        examples=["2026-12-01"],
+    ),
 ]
 TimeZone = Annotated[
     str,
-    Meta(pattern=_whole(r"[A-Za-z0-9_+/-]{1,64}"), max_length=64, examples=["Europe/Lisbon"]),
+    Meta(
+        pattern=_whole(r"[A-Za-z0-9_+/-]{1,64}", "an IANA time zone name, as Europe/Lisbon"),
+        max_length=64,
+        examples=["Europe/Lisbon"],
+    ),
 ]
 #: The sign-in providers whose ID tokens Kith accepts (service/accounts/providers.py).
 IdentityProvider = Literal["apple", "google"]
@@ -74,7 +84,9 @@ IdentityProvider = Literal["apple", "google"]
 IdToken = Annotated[
     str,
     Meta(
-        pattern=_whole(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),
+        pattern=_whole(
+            r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*", "a JWT: three base64url parts"
+        ),
         max_length=8192,
         description="the ID token the provider's SDK gave the app (a JWT)",
     ),
@@ -84,7 +96,7 @@ IdToken = Annotated[
 Nonce = Annotated[
     str,
     Meta(
-        pattern=_whole(r"[\x21-\x7e]{16,256}"),
+        pattern=_whole(r"[\x21-\x7e]{16,256}", "16 to 256 printable ASCII characters"),
         description="the raw nonce this sign-in was started with (not its hash)",
     ),
 ]
@@ -110,7 +122,9 @@ class RegisterRequest(Struct, forbid_unknown_fields=True):
     wellbeing_consent: bool = False
 
 
-OneTimeCode = Annotated[str, Meta(pattern=r"^[0-9]{6}$", examples=["042917"])]
+OneTimeCode = Annotated[
+    str, Meta(pattern=_whole(r"[0-9]{6}", "the 6 digits of the email"), examples=["042917"])
+]
 
 
 class PasswordResetRequest(Struct, forbid_unknown_fields=True):
@@ -125,7 +139,7 @@ class PasswordResetConfirm(Struct, forbid_unknown_fields=True):
 
 class LoginRequest(Struct, forbid_unknown_fields=True):
     # Any printable text: a login must not tell which shapes of email could exist.
-    email: Annotated[str, Meta(pattern=_whole(f"{_PRINTABLE}*"), max_length=254)]
+    email: Annotated[str, Meta(pattern=_whole(f"{_PRINTABLE}*", _TEXT), max_length=254)]
     password: Annotated[str, Meta(max_length=1024)]
     device: DeviceInfo
 
@@ -193,14 +207,14 @@ class WebPushKeys(Struct, forbid_unknown_fields=True):
     p256dh: Annotated[
         str,
         Meta(
-            pattern=_whole(r"[A-Za-z0-9_+/-]{87}=?"),
+            pattern=_whole(r"[A-Za-z0-9_+/-]{87}=?", "87 base64 characters (and =)"),
             description="The 65-byte P-256 public key, base64 or base64url",
         ),
     ]
     auth: Annotated[
         str,
         Meta(
-            pattern=_whole(r"[A-Za-z0-9_+/-]{22}(==)?"),
+            pattern=_whole(r"[A-Za-z0-9_+/-]{22}(==)?", "22 base64 characters (and ==)"),
             description="The 16-byte auth secret, base64 or base64url",
         ),
     ]
@@ -219,7 +233,7 @@ class ApnsAddress(Struct, tag_field="provider", tag="apns", forbid_unknown_field
         Annotated[
             str,
             Meta(
-                pattern=_whole(r"[A-Za-z0-9.-]{1,255}"),
+                pattern=_whole(r"[A-Za-z0-9.-]{1,255}", "a bundle id: letters, digits, . and -"),
                 description="the app's bundle id (apns-topic), if not the configured one",
             ),
         ]

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
+from schemas.common import described
+
 __all__ = [
     "AcceptRequest",
     "AlertAction",
@@ -44,7 +46,14 @@ class InvitationOut(Struct):
 
 
 class AcceptRequest(Struct, forbid_unknown_fields=True):
-    code: Annotated[str, Meta(min_length=4, max_length=32, pattern=r"^[A-Za-z0-9 -]+$(?!\n)")]
+    code: Annotated[
+        str,
+        Meta(
+            min_length=4,
+            max_length=32,
+            pattern=described(r"^[A-Za-z0-9 -]+$(?!\n)", "the invitation code, as K7QM-3XPA"),
+        ),
+    ]
     #: What you call them ("Mum"); defaults to their display name.
     label: Annotated[str, Meta(min_length=1, max_length=80)] | None = None
 
@@ -111,7 +120,10 @@ class AuditResponse(Struct):
 AlertId = Annotated[
     str,
     Meta(
-        pattern=r"^(help:[A-Za-z0-9_-]{8,64}|missed:[0-9]{4}-[0-9]{2}-[0-9]{2})$(?!\n)",
+        pattern=described(
+            r"^(help:[A-Za-z0-9_-]{8,64}|missed:[0-9]{4}-[0-9]{2}-[0-9]{2})$(?!\n)",
+            "help:<check-in id> or missed:<YYYY-MM-DD>",
+        ),
         examples=["help:k-01HZX3Q9", "missed:2026-03-29"],
     ),
 ]

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from schemas.common import Circle, InteractionKind, RecordId, Relationship, TimeOfDay
+from schemas.common import Circle, InteractionKind, RecordId, Relationship, TimeOfDay, described
 
 __all__ = [
     "EVENT_TIME_MIN",
@@ -78,7 +78,9 @@ Who5 = Annotated[list[Annotated[int, Meta(ge=0, le=5)]], Meta(min_length=5, max_
 Birthday = Annotated[
     str,
     Meta(
-        pattern=r"^([0-9]{4}|-)-[0-9]{2}-[0-9]{2}$(?!\n)",
+        pattern=described(
+            r"^([0-9]{4}|-)-[0-9]{2}-[0-9]{2}$(?!\n)", "YYYY-MM-DD, or --MM-DD without a year"
+        ),
         description="YYYY-MM-DD, or --MM-DD without a year",
     ),
 ]

@@ -23,11 +23,13 @@ branches on the code, never on the wording of ``detail``.
 
 from __future__ import annotations
 
+import ast
 import re
 from enum import StrEnum
 
 import msgspec
 
+from schemas.common import FORMATS
 from schemas.problem import FieldError
 
 __all__ = [
@@ -190,6 +192,8 @@ class Unavailable(KithError):
 
 _PATH_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _NAMED_RE = re.compile(r"^(?P<field>[a-z_0-9]+): (?P<message>.+)$", re.DOTALL)
+_NO_TRAILING_NEWLINE = "(?!\\n)"
+_REGEX_RE = re.compile(r"^Expected `str` matching regex (?P<regex>'.*'|\".*\")$", re.DOTALL)
 _OBJECT_FIELD_RE = re.compile(
     r"^Object (?:missing required|contains unknown) field `(?P<field>[^`]+)`"
 )
@@ -203,7 +207,9 @@ def field_error(path: str, message: str) -> FieldError:
     """Point a message at the field it is about. msgspec reports a missing or unknown
     field at the object holding it, and a Struct's ``__post_init__`` at the Struct (it
     names its field as "field_name: message"); both are moved down to the field itself,
-    so a client can put the message next to the right input."""
+    so a client can put the message next to the right input. A pattern's refusal is put
+    in words."""
+    message = _in_words(message)
     named = _NAMED_RE.match(message)
     if named:
         return FieldError(field=_join(path, named["field"]), message=named["message"])
@@ -221,3 +227,17 @@ def field_errors_from_msgspec(exc: msgspec.ValidationError, prefix: str = "") ->
     path = match["path"].lstrip(".") if match else ""
     message = text[: match.start()] if match else text
     return [field_error(_join(prefix, path), message)]
+
+
+def _in_words(message: str) -> str:
+    """A pattern's refusal as a person reads it: "must be 8 to 64 letters, digits, _ or
+    -" for a declared pattern (``schemas.common.FORMATS``), else the pattern without the
+    lookahead that only guards against a trailing newline."""
+    match = _REGEX_RE.match(message)
+    if match is None:
+        return message
+    regex = str(ast.literal_eval(match["regex"]))  # msgspec quotes the pattern as repr() does
+    words = FORMATS.get(regex)
+    if words is not None:
+        return f"must be {words}"
+    return "must match " + regex.removesuffix(_NO_TRAILING_NEWLINE)

@@ -524,3 +524,52 @@ async def test_one_bad_change_writes_nothing_of_its_batch(
     assert r.status_code == 200, r.text
     assert r.json()["accepted"] == 2
     assert await db.fetchval("SELECT count(*) FROM contacts WHERE id = $1", fresh["id"]) == 1
+
+
+async def test_a_refused_format_is_said_in_words_not_as_a_regular_expression(
+    http: httpx.AsyncClient,
+) -> None:
+    """What an app can show next to the field (or a developer read in a log): the format
+    asked for, in words, wherever the value came from — a body, a path, a query."""
+    ana = await register(http)
+
+    def said(r: httpx.Response) -> tuple[str, str]:
+        [error] = expect_problem(r, 422)["errors"]
+        assert "regex" not in error["message"]
+        assert "(?" not in error["message"]
+        return error["field"], error["message"]
+
+    def pushing(change: dict[str, Any], **top: Any) -> dict[str, Any]:
+        return _batch(ana, [_contact(ana), {**_reflection(ana), **change}], **top)
+
+    assert said(await _post(http, ana, pushing({}, batch_id="not ok"))) == (
+        "batch_id",
+        "must be 8 to 64 letters, digits, _ or -",
+    )
+    field, message = said(await _post(http, ana, pushing({"hlc": "yesterday"})))
+    assert field == "changes[1].hlc"
+    assert message.startswith("must be a hybrid logical clock stamp: milliseconds (13 digits)")
+    assert said(await _post(http, ana, _batch(ana, [_contact(ana, birthday="3 March")]))) == (
+        "changes[0].fields.birthday",
+        "must be YYYY-MM-DD, or --MM-DD without a year",
+    )
+    assert said(await http.delete("/v1/devices/a%20b", headers=ana.headers)) == (
+        "device_id",
+        "must be 8 to 64 letters, digits, _ or -",
+    )
+    since = {"since": "tuesday"}
+    assert said(await http.get("/v1/sync/conflicts", headers=ana.headers, params=since)) == (
+        "since",
+        "must be an RFC 3339 time with its offset, from 1900, as 2026-11-01T00:00:00Z",
+    )
+    registration = {
+        "email": f"{new_id('reg')}@example.org",
+        "password": PASSWORD,
+        "display_name": "Ana",
+        "time_zone": "Lisbon time",
+        "device": {"id": new_id("dev"), "platform": "ios"},
+    }
+    assert said(await http.post("/v1/auth/register", json=registration)) == (
+        "time_zone",
+        "must be an IANA time zone name, as Europe/Lisbon",
+    )

@@ -20,6 +20,7 @@ from schemas.account import (
     EmailChangeRequest,
 )
 from schemas.auth import IdentityOut, LinkIdentityRequest
+from schemas.common import described
 from service.accounts.tokens import AccessClaims
 from service.errors import Code, InvalidInput, Malformed, field_errors_from_msgspec
 from service.http.deps import (
@@ -90,7 +91,11 @@ class AccountController(SignedIn):
         caller: CallerDep,
         identities: IdentitiesDep,
         provider: Annotated[
-            str, Parameter(pattern=r"^(apple|google)$(?!\n)", description="apple or google")
+            str,
+            Parameter(
+                pattern=described(r"^(apple|google)$(?!\n)", "apple or google"),
+                description="apple or google",
+            ),
         ],
     ) -> None:
         await identities.unlink(caller.user_id, provider)

@@ -30,6 +30,7 @@ from schemas.care import (
     ScopesRequest,
     SummaryResponse,
 )
+from schemas.common import described
 from service.care.alerts import Channel
 from service.errors import Code
 from service.http.deps import AlertsDep, CallerDep, CareDep, PageLimit, SignedIn
@@ -38,7 +39,10 @@ from service.store.care import Link
 
 __all__ = ["CareController"]
 
-LinkId = Parameter(pattern=r"^cl[0-9a-f]{16}$(?!\n)", description="A care link id")
+LinkId = Parameter(
+    pattern=described(r"^cl[0-9a-f]{16}$(?!\n)", "a care link id: cl and 16 hex digits"),
+    description="A care link id",
+)
 AlertIdParam = Parameter(
     pattern=r"^(help:[A-Za-z0-9_-]{8,64}|missed:[0-9]{4}-[0-9]{2}-[0-9]{2})$(?!\n)",
     description="An alert id: help:<check-in id> or missed:<local date>",

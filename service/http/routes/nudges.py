@@ -8,6 +8,7 @@ from typing import Annotated
 from litestar import get, post
 from litestar.params import JSONBody, Parameter, QueryParameter
 
+from schemas.common import described
 from schemas.nudges import FeedbackRequest, FeedbackResponse, NudgeOut, NudgesResponse
 from service.errors import Code, NotFound
 from service.http.deps import CallerDep, PoolDep, SignedIn, SyncDep
@@ -20,7 +21,8 @@ __all__ = ["NudgeController"]
 
 SNOOZE = dt.timedelta(days=7)
 NudgeId = Parameter(
-    pattern=r"^[A-Za-z0-9._:-]{1,200}$(?!\n)", description="A nudge id of the caller's"
+    pattern=described(r"^[A-Za-z0-9._:-]{1,200}$(?!\n)", "a nudge id from the nudge list"),
+    description="A nudge id of the caller's",
 )
 
 #: ``?limit=`` of the nudge list: 1 to 500.

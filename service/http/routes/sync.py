@@ -11,7 +11,7 @@ from litestar.di import Provide
 from litestar.openapi.spec import Example
 from litestar.params import JSONBody, QueryParameter, SkipValidation
 
-from schemas.common import ID_PATTERN
+from schemas.common import ID_PATTERN, described
 from schemas.problem import FieldError
 from schemas.sync import ConflictsResponse, PullRequest, PullResponse, PushRequest, PushResponse
 from schemas.tables import EVENT_TIME_MIN, TableName
@@ -117,7 +117,10 @@ class SyncController(SignedIn):
 _Instant = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 #: The document's pattern for ``since``: years 1901 to 9999, so a generated or typed value
 #: the schema allows is never refused (1900 left out: an offset could put it before 1900).
-_SINCE_PATTERN = r"^(19[0-9][1-9]|19[1-9]0|[2-9][0-9]{3})-"
+_SINCE_PATTERN = described(
+    r"^(19[0-9][1-9]|19[1-9]0|[2-9][0-9]{3})-",
+    "an RFC 3339 time with its offset, from 1900, as 2026-11-01T00:00:00Z",
+)
 
 
 def _rfc3339(name: str, value: str) -> dt.datetime:
