@@ -11,8 +11,8 @@ none of them alarming alone. Two readings, either suffices:
   gaps held out), known once it rests on ``min_data_points`` gaps. A missed week or a
   holiday breaks such a run; two missed meetings in a row, or a tie that settles into a
   new, slower rhythm, make no trend; a drifting-apart does. A slow tie offers a third as
-  many runs a year as a weekly one, so a shorter run carries the same yearly risk of a run
-  by chance — and three monthly gaps are most of a season;
+  many runs a year as a weekly one, so a shorter run carries about the same yearly risk of
+  a run by chance (and three growing monthly gaps plus a longer silence take half a year);
 * fewer meetings: k = meeting episodes (a visit of several days is one) in the last
   ``window_days``; the baseline is the episodes in the ``baseline_days`` before, both
   windows in effective days (days the person was away from everyone are left out). Under
