@@ -3,11 +3,16 @@
 Catches the gradual fade the overdue rule sees late: gaps that stretch a little each time,
 none of them alarming alone. Two readings, either suffices:
 
-* stretching: the last ``stretch_gaps`` episode gaps each at least as long as the one
-  before, the first of them longer than the tie's earlier median gap and together
-  ``stretch_ratio`` x as long as that median would make them, and the current silence
-  longer still (at least ``min_data_points`` earlier gaps to compare
-  with). A missed week or a holiday breaks such a run; a drifting-apart does not;
+* stretching: the last ``stretch_gaps`` episode gaps (``slow_stretch_gaps`` for a tie
+  whose usual gap is at least ``slow_gap_days``) each at least as long as the one before,
+  the first longer than the tie's usual gap, together ``stretch_ratio`` x as long as the
+  usual gap would make them, growing by at least ``stretch_growth`` a gap, and the current
+  silence longer still. The usual gap is the rhythm's own fit (``rhythm.py``: the latest
+  gaps held out), known once it rests on ``min_data_points`` gaps. A missed week or a
+  holiday breaks such a run; two missed meetings in a row, or a tie that settles into a
+  new, slower rhythm, make no trend; a drifting-apart does. A slow tie offers a third as
+  many runs a year as a weekly one, so a shorter run carries about the same yearly risk of
+  a run by chance (and three growing monthly gaps plus a longer silence take half a year);
 * fewer meetings: k = meeting episodes (a visit of several days is one) in the last
   ``window_days``; the baseline is the episodes in the ``baseline_days`` before, both
   windows in effective days (days the person was away from everyone are left out). Under
@@ -33,7 +38,7 @@ from service.rules import overdue
 from service.rules.context import Context, count_between
 from service.rules.finding import Finding
 from service.rules.overdue import Assessment, assess, evidence
-from service.rules.rhythm import episodes
+from service.rules.rhythm import Rhythm, episodes
 from service.rules.rule import Rule, per_tie
 from service.rules.spec import RuleSpec
 from service.rules.wording import duration, every, join, times
@@ -43,13 +48,21 @@ __all__ = ["RULE", "RateDropSpec", "evaluate", "poisson_cdf", "stretching"]
 
 class RateDropSpec(RuleSpec, frozen=True):
     stretch_gaps: int
+    slow_stretch_gaps: int
+    slow_gap_days: float
     stretch_ratio: float
+    stretch_growth: float
     min_baseline_meetings: int
     window_days: int
     baseline_days: int
     alpha: float
     max_ratio: float
     quiet_multiplier: float
+
+    def check(self, name: str) -> None:
+        super().check(name)
+        if not 2 <= self.slow_stretch_gaps <= self.stretch_gaps:
+            raise ValueError(f"{name}: need 2 <= slow_stretch_gaps <= stretch_gaps")
 
 
 def poisson_cdf(k: int, lam: float) -> float:
@@ -63,26 +76,27 @@ def poisson_cdf(k: int, lam: float) -> float:
     return min(1.0, total)
 
 
-def stretching(gaps: tuple[int, ...], silence: int, spec: RateDropSpec) -> tuple[int, ...]:
+def stretching(rhythm: Rhythm, silence: int, spec: RateDropSpec) -> tuple[int, ...]:
     """The run of ever longer gaps ending in today's silence, or () if there is none."""
-    k = spec.stretch_gaps
-    if len(gaps) < spec.min_data_points + k:
+    usual = rhythm.median
+    k = spec.slow_stretch_gaps if usual >= spec.slow_gap_days else spec.stretch_gaps
+    if len(rhythm.reference) < spec.min_data_points or len(rhythm.gaps) <= k:
         return ()
-    recent, earlier = gaps[-k:], sorted(gaps[:-k])
-    reference = earlier[len(earlier) // 2]
+    recent = rhythm.gaps[-k:]
     rising = all(a <= b for a, b in itertools.pairwise((*recent, silence)))
-    longer = recent[0] > reference and sum(recent) >= spec.stretch_ratio * k * reference
-    return recent if rising and longer else ()
+    longer = recent[0] > usual and sum(recent) >= spec.stretch_ratio * k * usual
+    # A trend, not a new level: the geometric mean growth from the run's first gap to its last.
+    growing = (recent[-1] / recent[0]) ** (1 / (k - 1)) >= spec.stretch_growth
+    return recent if rising and longer and growing else ()
 
 
 def _finding(ctx: Context, spec: RateDropSpec, a: Assessment) -> Finding | None:
     tie = a.tie
     if a.basis != "rhythm" or a.silence < spec.quiet_multiplier * a.usual:
         return None
-    stretch = stretching(a.rhythm.gaps, a.silence, spec)
+    stretch = stretching(a.rhythm, a.silence, spec)
     if stretch:
-        reference = sorted(a.rhythm.gaps[: -len(stretch)])
-        usual = reference[len(reference) // 2]
+        usual = a.rhythm.median
         return RULE.finding(
             spec,
             tie=tie,

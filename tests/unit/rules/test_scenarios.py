@@ -119,6 +119,48 @@ def test_a_friend_who_moves_to_calls_only_gets_one_suggestion_to_meet() -> None:
     assert findings[0].evidence["remote_kinds"] == {"call": 17}
 
 
+def monthly_friend(*then: int) -> Timeline:
+    """Dora, met about monthly for most of a year, then meetings ``then`` days ago."""
+    life = Timeline()
+    dora = life.contact("Dora", circle="close")
+    for days_ago in (*(200 + g for g in (120, 90, 61, 30, 0)), *then):
+        life.log(dora, days_ago)
+    return life
+
+
+def test_a_monthly_friend_whose_gaps_keep_growing_is_noticed_before_the_overdue_line() -> None:
+    # Gaps of a month, then 45 and 68 days: two growing gaps of a slow tie are a trend, read
+    # once the silence is longer still; overdue's slipping line (129 days) is six weeks off.
+    assert monthly_friend(155, 87).evaluate(NOW - 20 * DAY) == []
+    assert [f.rule for f in monthly_friend(155, 87).evaluate(NOW - 19 * DAY)] == ["rate_drop"]
+    findings = monthly_friend(155, 87).evaluate()
+    assert summary(findings) == [
+        (
+            "rate_drop",
+            "contact-dora",
+            "notice",
+            "Seeing less of Dora?",
+            "You used to see Dora about every 4 weeks; lately the gaps have grown (6 weeks and "
+            "2 months), and it's been 2 months since you met on 7 March 2025. Up for "
+            "suggesting a time to meet?",
+        )
+    ]
+    assert findings[0].evidence["stretching_gaps_days"] == [45, 68]
+
+
+@pytest.mark.parametrize(
+    ("then", "why"),
+    [
+        ((140, 79), "two missed meetings in a row: long gaps, but no trend"),
+        ((145, 114, 87), "one long gap, then back to the usual rhythm"),
+    ],
+)
+def test_a_monthly_friends_long_gaps_without_a_trend_raise_nothing(
+    then: tuple[int, ...], why: str
+) -> None:
+    assert monthly_friend(*then).evaluate(NOW + 5 * DAY) == [], why
+
+
 def test_a_parent_far_away_called_every_week_and_visited_a_few_times_a_year_is_fine() -> None:
     life = Timeline()
     mum = life.contact("Mum", circle="inner")
