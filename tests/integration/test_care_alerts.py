@@ -210,6 +210,16 @@ async def no_jobs_running(pool: asyncpg.Pool[Any], space_ids: list[str]) -> bool
     return bool(n == 0)
 
 
+async def queue_idle(pool: asyncpg.Pool[Any]) -> bool:
+    """No job of anyone's is due or running: a worker started now has worked off what the
+    tests before left queued (sweeps, evaluations of hundreds of people)."""
+    n = await pool.fetchval(
+        "SELECT count(*) FROM jobs "
+        "WHERE state = 'running' OR (state = 'queued' AND run_at <= now())"
+    )
+    return bool(n == 0)
+
+
 async def carer_spaces(pool: asyncpg.Pool[Any], c: Circle) -> list[str]:
     rows = await pool.fetch(
         "SELECT id FROM spaces WHERE owner_id = ANY($1::text[])",
@@ -568,6 +578,9 @@ async def test_a_worker_killed_mid_ladder_resumes_without_sending_a_rung_twice(
     first = start_worker(env, "ladder-worker-killed")
     second: subprocess.Popen[bytes] | None = None
     try:
+        # The rungs are timed from the alert: raised while the worker still works off the
+        # earlier tests' backlog, its first rung ran 10 s late, 2 s before the second.
+        await until(lambda: queue_idle(pool), within_s=90)
         alert_id = await ask_for_help(http, c)
 
         async def repeated() -> bool:
