@@ -10,6 +10,7 @@ from msgspec import Meta, Struct
 from schemas.common import described
 
 __all__ = [
+    "ALERT_ID_PATTERN",
     "AcceptRequest",
     "AlertAction",
     "AlertId",
@@ -116,16 +117,14 @@ class AuditResponse(Struct):
 
 # -- alerts: acknowledge, resolve (decision 0018) ----------------------------------------
 
-#: ``help:<check-in id>`` (an "I need help" check-in) or ``missed:<local date>``.
+#: ``help:<check-in id>`` (an "I need help" check-in) or ``missed:<local date>``: in a body,
+#: in the API's paths and on the caregiver page's form.
+ALERT_ID_PATTERN = described(
+    r"^(help:[A-Za-z0-9_-]{8,64}|missed:[0-9]{4}-[0-9]{2}-[0-9]{2})$(?!\n)",
+    "help:<check-in id> or missed:<YYYY-MM-DD>",
+)
 AlertId = Annotated[
-    str,
-    Meta(
-        pattern=described(
-            r"^(help:[A-Za-z0-9_-]{8,64}|missed:[0-9]{4}-[0-9]{2}-[0-9]{2})$(?!\n)",
-            "help:<check-in id> or missed:<YYYY-MM-DD>",
-        ),
-        examples=["help:k-01HZX3Q9", "missed:2026-03-29"],
-    ),
+    str, Meta(pattern=ALERT_ID_PATTERN, examples=["help:k-01HZX3Q9", "missed:2026-03-29"])
 ]
 AlertKind = Literal["need_help", "missed_check_in"]
 AlertStatus = Literal["open", "acknowledged", "no_response", "resolved"]

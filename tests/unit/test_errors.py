@@ -3,13 +3,21 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 from pathlib import Path
 from typing import Annotated
 
+import msgspec
+import msgspec.inspect as mi
 import pytest
 
-from service.errors import Code, KithError
+import schemas
+from schemas.common import FORMATS
+from service.app import create_app
+from service.config import Settings
+from service.errors import Code, KithError, field_errors_from_msgspec
 from service.http.problems import STATUS, problem_body, status_of
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
@@ -46,13 +54,6 @@ def test_every_branch_of_the_tree_has_a_status() -> None:
 
 def _struct_patterns() -> set[str]:
     """Every pattern msgspec checks in a wire type of ``schemas/``."""
-    import importlib
-    import pkgutil
-
-    import msgspec
-    import msgspec.inspect as mi
-
-    import schemas
 
     found: set[str] = set()
     seen: set[type] = set()
@@ -85,8 +86,6 @@ def _struct_patterns() -> set[str]:
 def _parameter_patterns(tmp_path: Path) -> set[str]:
     """Every pattern Litestar checks in a path or query parameter of a route (or of a
     dependency that reads one)."""
-    from service.app import create_app
-    from service.config import Settings
 
     app = create_app(Settings(data_dir=tmp_path).using(database_url="unused"))
     found: set[str] = set()
@@ -108,7 +107,6 @@ def test_every_pattern_a_client_can_meet_is_explained_in_words(tmp_path: Path) -
     """A mobile developer shown "must match ^(?:[A-Za-z0-9_+/-]{1,64})$(?!\\n)" has to read a
     regular expression: every pattern checked in a body (the wire types) or in a path or
     query parameter has words instead (``schemas.common.described``)."""
-    from schemas.common import FORMATS
 
     parameters, bodies = _parameter_patterns(tmp_path), _struct_patterns()
     assert len(parameters) >= 5  # the walks found them
@@ -125,10 +123,6 @@ def test_every_pattern_a_client_can_meet_is_explained_in_words(tmp_path: Path) -
     ],
 )
 def test_a_refused_pattern_reads_as_words(pattern: str, value: str, words: str) -> None:
-    import msgspec
-
-    import service.http.routes.care  # noqa: F401 -- declares the care link id's words
-    from service.errors import field_errors_from_msgspec
 
     shape = msgspec.defstruct("Shape", [("v", Annotated[str, msgspec.Meta(pattern=pattern)])])
     with pytest.raises(msgspec.ValidationError) as refused:

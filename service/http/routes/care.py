@@ -13,9 +13,9 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody, Parameter, SkipValidation
 
 from schemas.care import (
+    ALERT_ID_PATTERN,
     AcceptRequest,
     AlertAction,
-    AlertId,
     AuditEntry,
     AuditResponse,
     CaregiverAlertOut,
@@ -44,10 +44,8 @@ LinkId = Parameter(
     description="A care link id",
 )
 AlertIdParam = Parameter(
-    pattern=r"^(help:[A-Za-z0-9_-]{8,64}|missed:[0-9]{4}-[0-9]{2}-[0-9]{2})$(?!\n)",
-    description="An alert id: help:<check-in id> or missed:<local date>",
+    pattern=ALERT_ID_PATTERN, description="An alert id: help:<check-in id> or missed:<local date>"
 )
-_ = AlertId  # the same pattern, declared on the wire type
 
 
 ActionBody = JSONBody[AlertAction | None]

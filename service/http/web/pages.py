@@ -25,6 +25,7 @@ from litestar.params import Body, Parameter
 from litestar.response import Redirect
 from msgspec import Struct
 
+from schemas.care import ALERT_ID_PATTERN
 from service.errors import Conflict, Forbidden, NotFound
 from service.http.deps import AccountsDep, AlertsDep, AnyRequest, CareDep, LimitsDep, PoolDep
 from service.http.web.chart import weekly_chart
@@ -58,8 +59,8 @@ class AlertForm(Struct):
 LoginBody = Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
 CsrfBody = Annotated[CsrfForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
 AlertBody = Annotated[AlertForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
-#: The alert ids the API takes (schemas/care.py AlertId).
-ALERT_ID = re.compile(r"^(help:[A-Za-z0-9_-]{8,64}|missed:[0-9]{4}-[0-9]{2}-[0-9]{2})\Z")
+#: The alert ids the API takes.
+ALERT_ID = re.compile(ALERT_ID_PATTERN)
 
 
 def _hash(token: str) -> bytes:
