@@ -148,7 +148,7 @@ class Report:
     counts: dict[str, Counter[str]]
     recall: dict[str, tuple[int, int]]  # class -> (caught, positives)
     delays: dict[str, list[int]]  # class -> days from onset to the first true insight
-    weekly_delays: list[int | None]  # weekly ties' declines: days to detection, None = missed
+    weekly_delays: list[tuple[str, int | None]]  # weekly declines: (class, days to detection)
     alarms: Counter[str]  # negative class -> false alarms raised
 
     def precision(self, rule: str | None = None, kind: str = "raised") -> float | None:
@@ -168,8 +168,16 @@ class Report:
         return _ratio(caught, total)
 
     def weekly_within(self, days: int = 21) -> float | None:
-        hits = sum(1 for d in self.weekly_delays if d is not None and d <= days)
-        return _ratio(hits, len(self.weekly_delays))
+        by_class = self.weekly_within_by_class(days).values()
+        return _ratio(sum(a for a, _ in by_class), sum(n for _, n in by_class))
+
+    def weekly_within_by_class(self, days: int = 21) -> dict[str, tuple[int, int]]:
+        """Class -> (weekly declines of that class caught within ``days``, all of them)."""
+        out: dict[str, tuple[int, int]] = {}
+        for label in sorted({label for label, _ in self.weekly_delays}):
+            delays = [d for c, d in self.weekly_delays if c == label]
+            out[label] = (sum(1 for d in delays if d is not None and d <= days), len(delays))
+        return out
 
     def table(self) -> list[str]:
         lines = [
@@ -206,7 +214,9 @@ class Report:
         lines += [
             "",
             f"declines overall: recall {_fmt(self.decline_recall())}; weekly ties' declines caught "
-            f"within 21 days of onset: {_fmt(self.weekly_within())} (n={len(self.weekly_delays)})",
+            f"within 21 days of onset: {_fmt(self.weekly_within())} (n={len(self.weekly_delays)}: "
+            + ", ".join(f"{k} {a} / {b}" for k, (a, b) in self.weekly_within_by_class().items())
+            + ")",
             "false alarms by class of the tie (or person) they were about: "
             + ", ".join(f"{k} {v}" for k, v in self.alarms.most_common()),
         ]
@@ -227,7 +237,7 @@ def run_population(
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     recall: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     delays: dict[str, list[int]] = defaultdict(list)
-    weekly: list[int | None] = []
+    weekly: list[tuple[str, int | None]] = []
     alarms: Counter[str] = Counter()
     for person in people:
         s = by_index[person.index]
@@ -253,7 +263,7 @@ def run_population(
                 recall[label][0] += 1
                 delays[label].append(delay)
             if base == 7 and label in POSITIVE_CLASSES:
-                weekly.append(delay)
+                weekly.append((label, delay))
     years = sum(s.days for s in done) / 365.0
     return Report(
         len(done), years, dict(counts), {k: (v[0], v[1]) for k, v in recall.items()},
