@@ -119,6 +119,43 @@ def test_a_friend_who_moves_to_calls_only_gets_one_suggestion_to_meet() -> None:
     assert findings[0].evidence["remote_kinds"] == {"call": 17}
 
 
+def weekly_then_calls(*calls: int, texts_every: int | None = None) -> Timeline:
+    """Eva, met every Sunday for a year until 22 days ago; then ``calls`` (days ago)."""
+    life = Timeline()
+    eva = life.contact("Eva", circle="inner")
+    life.every(eva, 7, first=358, last=22)
+    if texts_every is not None:
+        life.every(eva, texts_every, first=350, last=1, kind="text")
+    for days_ago in calls:
+        life.log(eva, days_ago, "call")
+    return life
+
+
+def test_a_weekly_friend_now_only_on_the_phone_is_asked_about_within_three_weeks() -> None:
+    # Seen every Sunday, never needing a call; now the Sundays are calls. Three weeks in,
+    # not the six weeks overdue's line leaves for a friend's own holiday.
+    findings = weekly_then_calls(15, 8, 1).evaluate()
+    assert summary(findings) == [
+        (
+            "drought",
+            "contact-eva",
+            "suggest",
+            "Meet Eva in person?",
+            "You and Eva usually meet every week; lately it's been 3 calls, and 3 weeks "
+            "since you met on 11 May 2025. Up for suggesting a time to get together?",
+        )
+    ]
+    # Two weeks in, two calls are not yet a pattern.
+    assert weekly_then_calls(15, 8).evaluate(NOW - 7 * DAY) == []
+
+
+def test_a_weekly_friend_on_holiday_who_calls_as_always_raises_nothing() -> None:
+    # Texted every 4 days all year, and through three weeks without meeting.
+    assert weekly_then_calls(texts_every=4).evaluate() == []
+    # Texted every fortnight; three calls now are within what that pace could bring.
+    assert weekly_then_calls(15, 8, 1, texts_every=14).evaluate() == []
+
+
 def monthly_friend(*then: int) -> Timeline:
     """Dora, met about monthly for most of a year, then meetings ``then`` days ago."""
     life = Timeline()
