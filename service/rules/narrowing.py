@@ -1,116 +1,98 @@
-"""Rule 4, network narrowing: fewer people met in person lately than in the months before.
+"""Rule 4, network narrowing: several of the people met regularly, lapsing at once.
 
-Counts *units* met in person in the last ``window_days``: each contact met one-to-one, and
-each group meetup as one (contacts seen only together at a choir are one circle, so a
-group that ends is one loss, not five). The baseline is the ``baseline_months`` windows
-before; a window with more than ``max_away_days`` days away from everyone (``person.py``)
-says nothing and is left out, and so is a recent window like that. People keep a fixed
-contact budget (Saramaki 2014), so a broad drop says more about the person than any one
-tie — but months vary: the rule fires only when the recent count is below the average by
-``drop`` of it, by ``min_lost`` units, and by ``z`` standard deviations of the person's
-own month-to-month variation (never taken below Poisson's, sqrt of the mean).
+People keep a fixed contact budget (Saramaki 2014), so a broad loss says more about the
+person than any one tie. It is read on the ties whose rhythm in person is known
+(``rhythm.py``, as every tie rule reads it; usual gap at most ``regular_max_usual_days``),
+never on raw monthly counts: a month's count of people met swings by half on its own
+(holidays, a busy month), and only a drop far outside that was ever noticed — 12 of 43
+shrinking networks on the evaluation (decision 0010).
+
+A regular tie has *lapsed* when its silence in person (away days taken out, as every tie
+rule reads it) passed ``lapsed_multiplier`` x its usual gap, and at least
+``lapsed_min_days`` (longer than a friend's own holiday), within the last
+``lapsed_within_days``. A friend's own holiday is one tie at a time; a trip or weeks of not
+logging are away days for every tie; a group that stops meeting is judged as a group
+(``context.py``) and its members are left out here. So ``min_lapsed`` regular ties, and at
+least ``lapsed_share`` of them, lapsing together is a circle thinning out. The insight names
+them (the person's own contacts, in their own app; it is never pushed).
 
 Archived contacts are left out, so archiving someone never looks like a loss; snoozed
-contacts still count (snoozing silences nudges, not the relationship).
+contacts are left out too (the person asked for the pause).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import math
-import statistics
-
 from service.rules.context import Context
 from service.rules.finding import Finding
+from service.rules.overdue import Assessment, assess
 from service.rules.rule import Rule
 from service.rules.spec import RuleSpec
-from service.rules.wording import duration, people
+from service.rules.wording import count_word, join
 
-__all__ = ["RULE", "NarrowingSpec", "evaluate"]
+__all__ = ["RULE", "NarrowingSpec", "evaluate", "lapsed"]
 
 
 class NarrowingSpec(RuleSpec, frozen=True):
-    window_days: int
-    baseline_months: int
-    drop: float
-    z: float
-    min_lost: int
-    min_baseline_average: float
-    max_away_days: int
+    regular_max_usual_days: float
+    lapsed_multiplier: float
+    lapsed_min_days: int
+    lapsed_within_days: int
+    min_lapsed: int
+    lapsed_share: float
+    max_names: int
 
 
-def _units(ctx: Context, blocks: int, window: int) -> list[int]:
-    solo: list[set[str]] = [set() for _ in range(blocks)]
-    grouped: list[list[frozenset[str]]] = [[] for _ in range(blocks)]
-    group_days = {(day, cid) for day, members in ctx.groups for cid in members}
-    for tie in ctx.ties.values():
-        if tie.contact.archived:
+def lapsed(ctx: Context, spec: NarrowingSpec) -> tuple[list[Assessment], int]:
+    """(the regular ties that lapsed lately, longest gap first; how many regular ties)."""
+    regular = 0
+    out: list[Assessment] = []
+    for tie in ctx.eligible:
+        if tie.group_days:
+            continue  # a group that ends is one loss, judged as a group
+        a = assess(ctx, tie)
+        if a is None or a.basis != "rhythm" or a.usual > spec.regular_max_usual_days:
             continue
-        cid = tie.contact.id
-        for day in reversed(tie.meetings):
-            block = (ctx.today - day).days // window
-            if block >= blocks:
-                break
-            if (day, cid) not in group_days:
-                solo[block].add(cid)
-    for day, members in ctx.groups:
-        block = (ctx.today - day).days // window
-        if 0 <= block < blocks:
-            grouped[block].append(members)
-    counts = []
-    for b in range(blocks):
-        # Group meetups that share members are one group: count connected components.
-        comps: list[set[str]] = []
-        for members in grouped[b]:
-            live = set(members) - solo[b]
-            if not live:
-                continue
-            joined = [c for c in comps if c & members]
-            merged = set(members).union(*joined)
-            comps = [c for c in comps if not (c & members)] + [merged]
-        counts.append(len(solo[b]) + len(comps))
-    return counts
+        regular += 1
+        past = a.silence - max(spec.lapsed_multiplier * a.usual, spec.lapsed_min_days)
+        if 0 < past <= spec.lapsed_within_days:
+            out.append(a)
+    out.sort(key=lambda a: (-a.gap, a.tie.contact.name))
+    return out, regular
 
 
 def evaluate(ctx: Context, spec: NarrowingSpec) -> list[Finding]:
-    window = spec.window_days
-    blocks = spec.baseline_months + 1  # block 0 is the latest window, then the baseline
-    counts = _units(ctx, blocks, window)
-
-    def away(block: int) -> int:
-        through = ctx.today - dt.timedelta(days=block * window)
-        return ctx.person.away_days(through - dt.timedelta(days=window), through)
-
-    if away(0) > spec.max_away_days:
+    gone, regular = lapsed(ctx, spec)
+    if regular < spec.min_data_points or len(gone) < max(
+        spec.min_lapsed, spec.lapsed_share * regular
+    ):
         return []
-    monthly = [counts[b] for b in range(1, blocks) if away(b) <= spec.max_away_days]
-    if len([n for n in monthly if n]) < spec.min_data_points:
-        return []
-    average = sum(monthly) / len(monthly)
-    if average < spec.min_baseline_average:
-        return []
-    recent = counts[0]
-    spread = max(statistics.pstdev(monthly), math.sqrt(average))
-    lost = average - recent
-    if lost < max(spec.drop * average, spec.min_lost, spec.z * spread) - 1e-9:
-        return []
+    names = [a.tie.contact.name for a in gone[: spec.max_names]]
+    if len(gone) > spec.max_names:
+        names.append(f"{count_word(len(gone) - spec.max_names)} more")
     return [
         RULE.finding(
             spec,
             tie=None,
             body=spec.text["body"].format(
-                recent=people(recent), window=duration(window), baseline=people(round(average))
+                names=join(names),
+                share=f"all {count_word(regular)}"
+                if len(gone) == regular
+                else f"{count_word(len(gone))} of the {count_word(regular)}",
             ),
             evidence={
-                "window_days": window,
-                "recent_units": recent,
-                "baseline_monthly_units": monthly,
-                "baseline_average": round(average, 2),
-                "baseline_spread": round(spread, 2),
-                "drop_fraction": round(lost / average, 3),
-                "threshold": spec.drop,
+                "regular_ties": regular,
+                "lapsed": [
+                    {
+                        "contact_id": a.tie.contact.id,
+                        "usual_gap_days": round(a.usual, 1),
+                        "silence_days": a.silence,
+                        "last_in_person": a.last_met.isoformat(),
+                    }
+                    for a in gone
+                ],
+                "lapsed_multiplier": spec.lapsed_multiplier,
             },
-            data_points=len(monthly),
+            data_points=regular,
         )
     ]
 
@@ -120,6 +102,6 @@ RULE = Rule(
     rank=50,
     spec=NarrowingSpec,
     templates=frozenset({"title", "body"}),
-    placeholders=frozenset({"recent", "window", "baseline"}),
+    placeholders=frozenset({"names", "share"}),
     evaluate=evaluate,
 )
