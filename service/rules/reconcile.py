@@ -13,7 +13,14 @@ says which to create, which to update and which to resolve:
   is not raised again until it escalates, they meet in person, or ``reraise_after_days``
   pass;
 * new insights get an id derived from (rule, contact, now), so a retried job writes the
-  same row instead of a duplicate.
+  same row instead of a duplicate;
+* **one push per tie while nothing changes**: a new insight about a contact who already
+  had one (any rule, any status, resolved ones included) raised within
+  ``reraise_after_days``, with no meeting in person since, is shown without a push unless
+  it says things got worse (a level past any that rule raised about them lately). The
+  same silence read by another rule (calls stop, and "meet in person?" becomes "time to
+  see them?") or read again a few days shorter (a day met nobody becomes an away day) is
+  not news to the person.
 """
 
 from __future__ import annotations
@@ -140,6 +147,29 @@ def _changes(row: StoredInsight, finding: Finding) -> dict[str, Any]:
     return {k: wanted[k] for k in ("level", "title", "body", "evidence") if wanted[k] != current[k]}
 
 
+def _told_lately(
+    insights: Iterable[StoredInsight], met: Mapping[str, dt.datetime], since: dt.datetime
+) -> dict[str, list[StoredInsight]]:
+    """Contact -> this engine's insights about them raised after ``since`` (any status) with
+    no meeting in person since: what the person has already been told about that silence."""
+    out: dict[str, list[StoredInsight]] = {}
+    for row in insights:
+        cid = row.contact_id
+        if cid is None or row.rule not in rule_ids() or row.raised_at <= since:
+            continue
+        if met.get(cid, row.raised_at) <= row.raised_at:
+            out.setdefault(cid, []).append(row)
+    return out
+
+
+def _news(finding: Finding, told: Mapping[str, list[StoredInsight]], catalog: Catalog) -> bool:
+    """Whether a new insight is news (it pushes), or a silence the person knows, read again."""
+    earlier = told.get(finding.contact_id or "", [])
+    spec = catalog.spec(finding.rule)
+    before = max((spec.severity(r.level) for r in earlier if r.rule == finding.rule), default=0)
+    return not earlier or spec.severity(finding.level) > before
+
+
 def reconcile(
     insights: Iterable[StoredInsight],
     findings: Sequence[Finding],
@@ -149,11 +179,12 @@ def reconcile(
 ) -> Plan:
     """What to write so the stored insights reflect ``findings`` (from ``evaluate``).
 
-    ``insights``: the person's live insight rows whatever their status (resolved ones,
-    and ones of rules this engine does not own, are ignored). The plan is deterministic:
-    ordered by (rule, contact id).
+    ``insights``: the person's live insight rows whatever their status (resolved ones are
+    read only to decide whether a new insight pushes; ones of rules this engine does not
+    own are ignored). The plan is deterministic: ordered by (rule, contact id).
     """
     catalog = catalog or default_catalog()
+    insights = tuple(insights)  # read twice
     met = _last_meetings(history, now)
     reraise = dt.timedelta(days=catalog.reraise_after_days)
 
@@ -168,6 +199,8 @@ def reconcile(
     for row in insights:
         if row.status != "resolved" and row.rule in rule_ids():  # others own their insights
             by_key.setdefault(row.dedupe_key, []).append(row)
+    told = _told_lately(insights, met, now - reraise)
+
     found = {f.dedupe_key: f for f in findings}
     create: list[Create] = []
     update: list[Update] = []
@@ -204,5 +237,12 @@ def reconcile(
             if not escalated and not met_since(last) and now - last.raised_at < reraise:
                 continue
         fields = finding.insight_fields(raised_at=now)
-        create.append(Create(insight_id(key, now), finding, fields, finding.nudge))
+        create.append(
+            Create(
+                insight_id(key, now),
+                finding,
+                fields,
+                finding.nudge and _news(finding, told, catalog),
+            )
+        )
     return Plan(tuple(create), tuple(update), tuple(resolve))

@@ -2,7 +2,8 @@
 
 Every day from the person's second day of logging to the last, at 09:00 in their time zone,
 the engine sees exactly what was logged by then (contacts as they stood that morning,
-snoozes included), and its findings are reconciled with the insights it raised before —
+snoozes included), and its findings are reconciled with the insights it raised before
+(resolved ones included, as the worker keeps them) —
 the same ``evaluate`` + ``reconcile`` the worker runs (``service/insights.py``). The person
 never dismisses anything, so an insight stays open until it is resolved.
 
@@ -21,6 +22,7 @@ What is counted, per rule and overall:
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as dt
 import statistics
 from collections import Counter, defaultdict
@@ -126,8 +128,9 @@ def score_person(
             truth = _truth(person, f.rule, f.contact_id, day)
             if u.nudge and truth is not None:
                 score.counts[f.rule]["push_tp" if truth else "push_fp"] += 1
-        for r in plan.resolve:
-            stored.pop(r.insight_id, None)
+        for r in plan.resolve:  # kept, as the worker keeps them: they decide later pushes
+            if r.insight_id in stored:
+                stored[r.insight_id] = dataclasses.replace(stored[r.insight_id], status="resolved")
     return score
 
 
@@ -199,7 +202,11 @@ class Report:
                 f"{_fmt(self.precision(rule, 'day'))} | {pushes} | "
                 f"{_fmt(self.precision(rule, 'push'))} | {c['raised_fp'] / self.person_years:.2f} |"
             )
+        pushes = sum(c["push_tp"] + c["push_fp"] for c in self.counts.values())
         lines += [
+            "",
+            f"pushes per person-year: {pushes / self.person_years:.2f} (before the worker's "
+            "budget of 1 a day and 3 a week)",
             "",
             "| class | caught / positives | recall | median days to detection | 90th pct |",
             "|---|---|---|---|---|",

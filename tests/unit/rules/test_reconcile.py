@@ -115,6 +115,54 @@ def test_a_dismissed_insight_comes_back_after_the_reraise_period() -> None:
     assert [c.finding.level for c in plan.create] == ["slipping"]
 
 
+def earlier(rule: str, level: str, status: str, days_before: int) -> StoredInsight:
+    """An insight about Ana raised ``days_before`` today's sweep."""
+    return StoredInsight(
+        f"ins_earlier_{rule}", rule, "contact-ana", level, status, NOW - days_before * DAY
+    )
+
+
+@pytest.mark.parametrize("status", ["open", "resolved"])
+def test_the_same_silence_read_by_another_rule_is_shown_but_not_pushed_again(status: str) -> None:
+    # Five days ago Ana's silence was "meet in person?" (calls went on); today it reads as
+    # overdue. Whether the old insight is still open or already withdrawn, the person has
+    # been told about this silence: the new reading is in the app, not on the lock screen.
+    life = ana_stops()
+    plan = step(life, [earlier("drought", "suggest", status, 5)], NOW)
+    [create] = plan.create
+    assert (create.finding.rule, create.finding.nudge, create.nudge) == ("overdue", True, False)
+    if status == "open":
+        assert [r.reason for r in plan.resolve] == ["no_longer_applies"]
+
+
+def test_a_silence_that_came_back_after_a_re_reading_is_not_pushed_twice() -> None:
+    # Withdrawn three days ago when a day of meeting nobody became an away day; back today.
+    life = ana_stops()
+    [create] = step(life, [earlier("overdue", "slipping", "resolved", 3)], NOW).create
+    assert not create.nudge
+
+
+def test_a_new_silence_after_meeting_pushes_again() -> None:
+    # The earlier insight was raised 60 days ago; Ana came round 50 days ago.
+    life = ana_stops()
+    [create] = step(life, [earlier("overdue", "slipping", "resolved", 60)], NOW).create
+    assert create.nudge
+
+
+def test_worse_news_about_a_known_silence_pushes() -> None:
+    life = ana_stops()
+    now = NOW + 18 * DAY  # 76 days: past the at-risk line
+    stored = [earlier("overdue", "slipping", "resolved", 5)]
+    [create] = reconcile(stored, life.evaluate(now), life.history(), now).create
+    assert (create.finding.level, create.nudge) == ("at_risk", True)
+
+
+def test_a_known_silence_pushes_again_after_the_reraise_period() -> None:
+    life = ana_stops()
+    [create] = step(life, [earlier("drought", "suggest", "resolved", 30)], NOW).create
+    assert create.nudge
+
+
 @pytest.mark.parametrize("change", ["archived", "snoozed", "rule_off"])
 def test_an_insight_whose_finding_no_longer_holds_is_withdrawn(change: str) -> None:
     life = ana_stops()
