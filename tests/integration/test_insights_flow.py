@@ -174,3 +174,45 @@ async def test_the_morning_sweep_reaches_each_person_once_in_their_own_morning(
     # Tokyo's morning has come; Lima's day was already swept; Kolkata is still asleep.
     assert await swept() == {"tokyo"}
     assert await swept() == set()  # the same morning never queues anyone twice
+
+
+async def test_a_silence_the_person_was_told_about_is_not_pushed_again(
+    http: httpx.AsyncClient, pool: asyncpg.Pool[Any]
+) -> None:
+    # Told about Sam once; then the overdue rule switched off (the insight is withdrawn)
+    # and on again the same week: the insight is back on every device, the push is not.
+    ana = await register(http, time_zone="Europe/Lisbon")
+    sam = new_id("sam")
+    contact = {
+        "table": "contacts",
+        "id": sam,
+        "hlc": stamp(ana.device_id),
+        "fields": {"display_name": "Sam", "circle": "close"},
+    }
+    await push(http, ana, [contact, *(meeting(ana, sam, 48 + 7 * n) for n in range(8))])
+    space = await space_of(pool, ana)
+    await run_worker_for(pool, space)
+
+    async def rules_off(*rules: str) -> None:
+        change = {"rules_disabled": list(rules), "time_zone": "Europe/Lisbon"}
+        settings = {"table": "settings", "id": "settings", "hlc": stamp(ana.device_id)}
+        await push(http, ana, [settings | {"fields": change}])
+        await run_worker_for(pool, space)
+
+    async def overdue() -> list[str]:
+        """The statuses of the overdue insights on the device."""
+        state, _ = await pull_all(http, ana)
+        return sorted(
+            str(c["fields"]["status"])
+            for (t, _), c in state.items()
+            if t == "insights" and c["fields"]["rule"] == "overdue"
+        )
+
+    await rules_off("overdue")
+    assert await overdue() == ["resolved"]
+    await rules_off()
+    assert await overdue() == ["open", "resolved"]
+    nudges = await pool.fetch(
+        "SELECT rule, contact_id FROM nudge_requests WHERE space_id = $1", space
+    )
+    assert [tuple(n) for n in nudges] == [("overdue", sam)]
