@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from service.rules.catalog import Catalog
 
 __all__ = [
-    "count_word", "duration", "every", "join", "kinds_phrase", "long_date", "people", "times",
+    "count_word", "duration", "every", "join", "kinds_phrase", "long_date", "times",
 ]  # fmt: skip
 
 _WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
@@ -59,10 +59,6 @@ def duration(days: int) -> str:
         return f"{days // 7} weeks"
     months = int(days // 30.4)
     return f"{months} months" if months < 24 else f"{days // 365} years"
-
-
-def people(n: int) -> str:
-    return {0: "no one", 1: "1 person"}.get(n, f"{n} people")
 
 
 def join(parts: list[str]) -> str:
